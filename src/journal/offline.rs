@@ -1,0 +1,288 @@
+//! Read-only access to a stopped journal, for audit tools: replay, verify, stats.
+//!
+//! It reads the segment files only (opened read-only, never the sled index, which cannot be
+//! opened without writing) and refuses to run while a server holds the directory.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::JournalError;
+use super::lock::DirLock;
+use super::record::{FrameError, GENESIS_HASH, Hash, decode_payload};
+use super::segment::{CursorError, FrameCursor, list_segments, segment_path};
+use super::types::{JournalStats, Position, RecordedEvent};
+
+/// A journal directory opened for reading by an offline tool.
+#[derive(Debug)]
+pub struct ReadOnlyJournal {
+    dir: PathBuf,
+    segments_dir: PathBuf,
+    segments: Vec<u64>,
+    _lock: DirLock,
+}
+
+/// The outcome of walking the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records checked and found intact.
+    pub verified: u64,
+    /// The hex chain hash of the last intact record.
+    pub head_hash: String,
+    /// The first position that is altered, missing or breaks the chain, and why.
+    pub first_bad: Option<(Position, String)>,
+    /// An incomplete last write (never acknowledged; cut at the next start), if present.
+    pub torn_tail: Option<String>,
+}
+
+impl VerifyReport {
+    /// Whether the journal is intact.
+    pub fn is_ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+impl ReadOnlyJournal {
+    /// Opens the journal under `dir` (a server's `<data dir>/journal`) for reading.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        let segments_dir = dir.join("segments");
+        if !segments_dir.is_dir() {
+            return Err(JournalError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no journal at {} (expected a segments/ directory)",
+                    dir.display()
+                ),
+            )));
+        }
+        let lock = DirLock::shared(dir)?;
+        let segments = list_segments(&segments_dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            segments_dir,
+            segments,
+            _lock: lock,
+        })
+    }
+
+    /// Every intact record from position `from` on, in order; stops at the first damage.
+    pub fn events(
+        &self,
+        from: Position,
+    ) -> impl Iterator<Item = Result<RecordedEvent, JournalError>> + '_ {
+        let start = self
+            .segments
+            .iter()
+            .rev()
+            .find(|id| **id <= from)
+            .copied()
+            .unwrap_or(0);
+        let mut cursor =
+            FrameCursor::open(&self.segments_dir, start, 0).map_err(JournalError::from);
+        let mut next = start;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            loop {
+                if done {
+                    return None;
+                }
+                let frames = match &mut cursor {
+                    Ok(c) => c,
+                    Err(_) => {
+                        done = true;
+                        let err = std::mem::replace(
+                            &mut cursor,
+                            Err(JournalError::Closed("done".into())),
+                        );
+                        return Some(Err(err.expect_err("checked above")));
+                    }
+                };
+                let frame = match frames.next_frame(next) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) | Err(CursorError::Frame(FrameError::Incomplete, _)) => return None,
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e.into()));
+                    }
+                };
+                let event =
+                    decode_payload(&frame.payload, frame.crc).map(|v| v.to_event(&frame.payload));
+                next += 1;
+                match event {
+                    Ok(event) if event.position < from => continue,
+                    Ok(event) => return Some(Ok(event)),
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Walks every record and its hash chain; `progress` is called with each verified position.
+    pub fn verify(&self, mut progress: impl FnMut(Position)) -> Result<VerifyReport, JournalError> {
+        let mut report = VerifyReport {
+            verified: 0,
+            head_hash: hex::encode(GENESIS_HASH),
+            first_bad: None,
+            torn_tail: None,
+        };
+        let mut prev: Hash = GENESIS_HASH;
+        let mut next: Position = 0;
+        let last_segment = self.segments.last().copied();
+        let bad = |report: &mut VerifyReport, at: Position, why: String| {
+            report.first_bad = Some((at, why))
+        };
+        for (i, &segment) in self.segments.iter().enumerate() {
+            if segment != next {
+                let why = if segment > next {
+                    format!(
+                        "records {next}..{} are missing (no segment holds them)",
+                        segment - 1
+                    )
+                } else {
+                    format!("segment {segment} overlaps records already seen")
+                };
+                bad(&mut report, next, why);
+                return Ok(report);
+            }
+            let is_last = Some(segment) == last_segment;
+            let mut frames = FrameCursor::open(&self.segments_dir, segment, 0)?;
+            loop {
+                let frame = match frames.next_frame(u64::MAX) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(CursorError::Io(e)) => return Err(e.into()),
+                    Err(CursorError::Frame(e, (_, offset))) => {
+                        let at_end = is_last && self.rest_is_tail(segment, offset, &e)?;
+                        if at_end {
+                            report.torn_tail = Some(format!(
+                                "an incomplete write at the end of segment {segment} (offset {offset}); it was never acknowledged and is discarded at the next start"
+                            ));
+                        } else {
+                            bad(
+                                &mut report,
+                                next,
+                                format!(
+                                    "record altered or truncated: {e} (segment {segment}, offset {offset})"
+                                ),
+                            );
+                        }
+                        return Ok(report);
+                    }
+                };
+                let view = match decode_payload(&frame.payload, frame.crc) {
+                    Ok(view) => view,
+                    Err(e) => {
+                        let end = frame.location.offset + u64::from(frame.location.len);
+                        if is_last
+                            && self.segment_len(segment)? == end
+                            && i + 1 == self.segments.len()
+                        {
+                            report.torn_tail =
+                                Some(format!("a damaged last write in segment {segment}: {e}"));
+                        } else {
+                            bad(&mut report, next, format!("record altered: {e}"));
+                        }
+                        return Ok(report);
+                    }
+                };
+                if view.position() != next {
+                    let why = if view.position() > next {
+                        format!("records {next}..{} were removed", view.position() - 1)
+                    } else {
+                        format!(
+                            "found position {} again where {next} was expected",
+                            view.position()
+                        )
+                    };
+                    bad(&mut report, next, why);
+                    return Ok(report);
+                }
+                if view.expected_hash(&prev) != view.hash() {
+                    bad(
+                        &mut report,
+                        next,
+                        "hash chain broken: the record or one before it was altered".into(),
+                    );
+                    return Ok(report);
+                }
+                if !view.data_matches_digest() {
+                    bad(
+                        &mut report,
+                        next,
+                        "event data altered (digest mismatch)".into(),
+                    );
+                    return Ok(report);
+                }
+                prev = view.hash();
+                report.verified += 1;
+                report.head_hash = hex::encode(prev);
+                progress(next);
+                next += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    fn segment_len(&self, segment: u64) -> std::io::Result<u64> {
+        Ok(fs::metadata(segment_path(&self.segments_dir, segment))?.len())
+    }
+
+    /// Whether a bad frame at `offset` is the torn end of the log rather than damage.
+    fn rest_is_tail(&self, segment: u64, offset: u64, error: &FrameError) -> std::io::Result<bool> {
+        if *error == FrameError::Incomplete {
+            return Ok(true);
+        }
+        let bytes = fs::read(segment_path(&self.segments_dir, segment))?;
+        Ok(bytes
+            .get(offset as usize..)
+            .unwrap_or_default()
+            .iter()
+            .all(|b| *b == 0))
+    }
+
+    /// Counts events and streams and measures the files.
+    pub fn stats(&self) -> Result<JournalStats, JournalError> {
+        let mut stats = JournalStats::default();
+        let mut streams = HashSet::new();
+        let (mut first, mut last) = (None, None);
+        for event in self.events(0) {
+            let event = event?;
+            stats.events += 1;
+            if !streams.contains(&event.stream) {
+                streams.insert(event.stream.clone());
+            }
+            first.get_or_insert(event.recorded_at);
+            last = Some(event.recorded_at);
+        }
+        stats.streams = streams.len() as u64;
+        for id in &self.segments {
+            stats.segment_bytes += self.segment_len(*id)?;
+        }
+        stats.index_bytes = dir_size(&self.dir.join("index"))?;
+        let rfc3339 =
+            |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339());
+        stats.first_recorded_at = first.and_then(rfc3339);
+        stats.last_recorded_at = last.and_then(rfc3339);
+        Ok(stats)
+    }
+}
+
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}

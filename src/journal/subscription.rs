@@ -1,0 +1,144 @@
+//! Catch-up subscriptions: read history from disk, then follow commits as they happen.
+//!
+//! Both kinds track the next position (or revision) to deliver and only ever read below the
+//! committed head, so the seam between catch-up and live has no gap and no duplicate, and a
+//! subscriber that falls behind simply reads from disk: memory stays bounded.
+
+use tokio::sync::watch;
+
+use super::cursor::LogCursor;
+use super::types::{EventFilter, Position, RecordedEvent, Revision};
+use super::{Journal, JournalError};
+
+/// Frames one blocking read scans at most, so that a sparse filter still yields promptly.
+const SCAN_LIMIT: usize = 8192;
+
+/// A subscription to the global log (or some categories of it).
+#[derive(Debug)]
+pub struct Subscription {
+    journal: Journal,
+    next: Position,
+    filter: EventFilter,
+    cursor: Option<LogCursor>,
+    committed: watch::Receiver<super::shared::Committed>,
+}
+
+impl Subscription {
+    pub(super) fn new(journal: Journal, from: Position, filter: EventFilter) -> Self {
+        let committed = journal.shared().committed.subscribe();
+        Self {
+            journal,
+            next: from,
+            filter,
+            cursor: None,
+            committed,
+        }
+    }
+
+    /// The position of the next event this subscription will consider.
+    pub fn position(&self) -> Position {
+        self.next
+    }
+
+    /// Waits until events are available and returns between 1 and `max` of them, in order.
+    /// Fails once the journal is closed and every committed event has been delivered.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, JournalError> {
+        loop {
+            let (head, stopped) = {
+                let committed = self.committed.borrow_and_update();
+                (committed.next, committed.stopped.clone())
+            };
+            if self.next < head {
+                let batch = self.read_until(head, max.max(1)).await?;
+                if !batch.is_empty() {
+                    return Ok(batch);
+                }
+                continue;
+            }
+            if let Some(reason) = stopped {
+                return Err(JournalError::Closed(reason));
+            }
+            if self.committed.changed().await.is_err() {
+                return Err(JournalError::Closed("journal dropped".into()));
+            }
+        }
+    }
+
+    async fn read_until(
+        &mut self,
+        head: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, JournalError> {
+        let cursor = self.cursor.take();
+        let journal = self.journal.clone();
+        let filter = self.filter.clone();
+        let from = self.next;
+        let (cursor, batch) = tokio::task::spawn_blocking(move || {
+            let mut cursor = match cursor {
+                Some(c) if c.next_position() == from => c,
+                _ => LogCursor::open(journal.segments_dir(), journal.index(), from)?,
+            };
+            let batch = cursor.read(head, max, SCAN_LIMIT, &filter)?;
+            Ok::<_, JournalError>((cursor, batch))
+        })
+        .await
+        .map_err(|e| JournalError::Io(std::io::Error::other(e)))??;
+        self.next = cursor.next_position();
+        self.cursor = Some(cursor);
+        Ok(batch)
+    }
+}
+
+/// A subscription to a single stream.
+#[derive(Debug)]
+pub struct StreamSubscription {
+    journal: Journal,
+    stream: String,
+    next: Revision,
+    changes: watch::Receiver<Revision>,
+}
+
+impl StreamSubscription {
+    pub(super) fn new(
+        journal: Journal,
+        stream: &str,
+        from: Revision,
+        changes: watch::Receiver<Revision>,
+    ) -> Self {
+        Self {
+            journal,
+            stream: stream.to_owned(),
+            next: from,
+            changes,
+        }
+    }
+
+    /// The revision of the next event this subscription will deliver.
+    pub fn revision(&self) -> Revision {
+        self.next
+    }
+
+    /// Waits until the stream has events past the last delivered one and returns up to `max`.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, JournalError> {
+        loop {
+            self.changes.borrow_and_update();
+            let journal = self.journal.clone();
+            let stream = self.stream.clone();
+            let from = self.next;
+            let batch =
+                tokio::task::spawn_blocking(move || journal.read_stream(&stream, from, max.max(1)))
+                    .await
+                    .map_err(|e| JournalError::Io(std::io::Error::other(e)))??;
+            if let Some(last) = batch.last() {
+                self.next = last.revision + 1;
+                return Ok(batch);
+            }
+            if let Some(reason) = self.journal.stopped() {
+                return Err(JournalError::Closed(reason));
+            }
+            if self.changes.changed().await.is_err() {
+                return Err(JournalError::Closed("journal dropped".into()));
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! hookforge: an event-sourced webhook router.
+#![forbid(unsafe_code)]
+
+pub mod journal;
+pub mod signing;
