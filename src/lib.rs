@@ -1,5 +1,16 @@
 //! hookforge: an event-sourced webhook router.
 #![forbid(unsafe_code)]
 
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod domain;
+pub mod http;
 pub mod journal;
+pub mod metrics;
+pub mod projections;
+pub mod secrets;
+pub mod server;
 pub mod signing;

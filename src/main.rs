@@ -1,1 +1,7 @@
-fn main() {}
+//! The `hookforge` binary.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    hookforge::cli::run(hookforge::cli::Cli::parse())
+}

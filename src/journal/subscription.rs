@@ -40,8 +40,11 @@ impl Subscription {
         self.next
     }
 
-    /// Waits until events are available and returns between 1 and `max` of them, in order.
-    /// Fails once the journal is closed and every committed event has been delivered.
+    /// Waits until new events are committed and returns up to `max` of them, in order.
+    ///
+    /// With a filter, the batch may be empty when only filtered-out events were committed;
+    /// [`Self::position`] then tells how far the subscription has read (projections use it as
+    /// their checkpoint). Fails once the journal is closed and everything was delivered.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, JournalError> {
         loop {
             let (head, stopped) = {
@@ -49,11 +52,7 @@ impl Subscription {
                 (committed.next, committed.stopped.clone())
             };
             if self.next < head {
-                let batch = self.read_until(head, max.max(1)).await?;
-                if !batch.is_empty() {
-                    return Ok(batch);
-                }
-                continue;
+                return self.read_until(head, max.max(1)).await;
             }
             if let Some(reason) = stopped {
                 return Err(JournalError::Closed(reason));

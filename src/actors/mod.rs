@@ -1,0 +1,8 @@
+//! The actor runtime (ractor): a supervisor that restarts failed children by replaying their
+//! streams, and the projector that feeds read models from the journal.
+
+pub mod projector;
+pub mod supervisor;
+
+pub use self::projector::Projector;
+pub use self::supervisor::{ChildSpec, Supervisor, SupervisorMsg};

@@ -1,0 +1,128 @@
+//! The projector: runs a [`View`] fold from a journal subscription, with snapshots.
+//!
+//! On (re)start it loads the view's snapshot if one exists and still decodes, or starts empty,
+//! then follows the log from there. A pump task reads batches and hands them to the actor with
+//! a call, so at most one batch is in flight: memory stays bounded however far behind it is.
+
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+
+use crate::journal::{Journal, JournalError, Position, RecordedEvent};
+use crate::projections::{Projection, View};
+
+/// Events applied between snapshots (at most; also on a clean stop).
+const SNAPSHOT_EVERY_EVENTS: u64 = 50_000;
+/// Minimum time between snapshots.
+const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// Events per batch from the subscription.
+const BATCH: usize = 1024;
+
+/// Snapshots are only trusted by the build that wrote them: a changed view struct must rebuild.
+fn snapshot_tag<V: View>() -> String {
+    format!("{}@{}", V::NAME, env!("CARGO_PKG_VERSION"))
+}
+
+/// The projector actor for view `V`.
+pub struct Projector<V: View> {
+    /// The journal to follow.
+    pub journal: Journal,
+    /// The shared view it maintains.
+    pub projection: Projection<V>,
+}
+
+/// Messages from the pump.
+pub enum ProjectorMsg {
+    /// Apply these events; the subscription has read everything below `next`.
+    Apply(Vec<RecordedEvent>, Position, RpcReplyPort<()>),
+}
+
+/// Running state: the pump and the snapshot bookkeeping.
+pub struct ProjectorState {
+    pump: JoinHandle<()>,
+    applied_since_snapshot: u64,
+    last_snapshot: Instant,
+}
+
+impl<V: View> Projector<V> {
+    fn load_snapshot(&self) -> (V, Position) {
+        match self.journal.load_snapshot(&snapshot_tag::<V>()) {
+            Ok(Some((position, bytes))) => match postcard::from_bytes::<V>(&bytes) {
+                Ok(view) => return (view, position),
+                Err(e) => tracing::warn!(view = V::NAME, error = %e, "snapshot does not decode; rebuilding from the log"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(view = V::NAME, error = %e, "snapshot unreadable; rebuilding from the log"),
+        }
+        (V::default(), 0)
+    }
+
+    fn save_snapshot(&self) {
+        let position = self.projection.checkpoint();
+        let bytes = match postcard::to_stdvec(&*self.projection.read()) {
+            Ok(bytes) => bytes,
+            Err(e) => return tracing::warn!(view = V::NAME, error = %e, "snapshot encoding failed"),
+        };
+        if let Err(e) = self.journal.save_snapshot(&snapshot_tag::<V>(), position, &bytes) {
+            tracing::warn!(view = V::NAME, error = %e, "snapshot not saved");
+        }
+    }
+}
+
+impl<V: View> Actor for Projector<V> {
+    type Msg = ProjectorMsg;
+    type State = ProjectorState;
+    type Arguments = ();
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+        let (view, next) = self.load_snapshot();
+        self.projection.reset(view, next);
+        let mut subscription = self.journal.subscribe(next, V::filter());
+        let pump = tokio::spawn(async move {
+            loop {
+                let batch = match subscription.next_batch(BATCH).await {
+                    Ok(batch) => batch,
+                    Err(JournalError::Closed(_)) => break,
+                    Err(e) => {
+                        tracing::error!(view = V::NAME, error = %e, "projection cannot read the journal");
+                        myself.stop(Some(format!("journal read failed: {e}")));
+                        break;
+                    }
+                };
+                let next = subscription.position();
+                if ractor::call!(myself, ProjectorMsg::Apply, batch, next).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ProjectorState { pump, applied_since_snapshot: 0, last_snapshot: Instant::now() })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let ProjectorMsg::Apply(events, next, reply) = msg;
+        {
+            let mut view = self.projection.write();
+            for event in &events {
+                view.apply(event);
+            }
+        }
+        self.projection.advance(next);
+        state.applied_since_snapshot += events.len() as u64;
+        if state.applied_since_snapshot >= SNAPSHOT_EVERY_EVENTS && state.last_snapshot.elapsed() >= SNAPSHOT_MIN_INTERVAL {
+            self.save_snapshot();
+            state.applied_since_snapshot = 0;
+            state.last_snapshot = Instant::now();
+        }
+        let _ = reply.send(());
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.pump.abort();
+        if state.applied_since_snapshot > 0 {
+            self.save_snapshot();
+        }
+        Ok(())
+    }
+}

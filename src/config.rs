@@ -1,0 +1,292 @@
+//! Configuration, layered: embedded defaults, then a TOML file, then `HOOKFORGE_*` environment
+//! variables (`__` separates sections: `HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS=true` sets
+//! `outbound.allow_private_networks`), then command-line flags. Validated at start-up: an
+//! invalid value stops the server with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the journal, the master key and the bootstrap token live.
+    pub data_dir: PathBuf,
+    /// Base URL under which providers reach this server (for `webhook_url`); defaults to
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax.
+    pub log_level: String,
+    /// A system-admin token (`HOOKFORGE_ADMIN_TOKEN`); otherwise one is generated into
+    /// `<data_dir>/admin.token` on first start.
+    pub admin_token: Option<String>,
+    /// Base64 of 32 bytes (`HOOKFORGE_MASTER_KEY`); otherwise `<data_dir>/master.key` is used.
+    pub master_key: Option<String>,
+    /// Journal tuning.
+    pub journal: JournalConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Inbound webhooks.
+    pub ingress: IngressConfig,
+    /// Outbound webhooks.
+    pub outbound: OutboundConfig,
+    /// Job execution.
+    pub jobs: JobsConfig,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Journal tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// fdatasync each group commit. Turning it off loses acknowledged events on power loss.
+    pub sync: bool,
+    /// Segment file size before rolling, in MiB.
+    pub segment_mib: u64,
+    /// Most events in one group commit.
+    pub max_batch_events: usize,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted (bytes); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Inbound webhook settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// How long a rotated-out webhook key keeps verifying.
+    pub key_rotation_grace_seconds: u64,
+    /// Bytes of a payload kept for forensics when its signature fails.
+    pub failed_payload_bytes: usize,
+}
+
+/// Outbound webhook settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Allow deliveries to private, loopback and link-local addresses (off: SSRF guard).
+    pub allow_private_networks: bool,
+    /// How long a rotated-out signing secret keeps signing alongside the new one.
+    pub secret_rotation_grace_seconds: u64,
+    /// Disable an endpoint that has failed without a single success for this long.
+    pub disable_after_failing_hours: u64,
+}
+
+/// Job execution settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Allow `command` job templates (they run code as the server's user).
+    pub allow_commands: bool,
+    /// Seconds between SIGTERM and SIGKILL when a job is canceled or times out.
+    pub kill_grace_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./hookforge-data"),
+            public_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            admin_token: None,
+            master_key: None,
+            journal: JournalConfig::default(),
+            http: HttpConfig::default(),
+            ingress: IngressConfig::default(),
+            outbound: OutboundConfig::default(),
+            jobs: JobsConfig::default(),
+        }
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { sync: true, segment_mib: 256, max_batch_events: 2048 }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, shutdown_grace_seconds: 30 }
+    }
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self { key_rotation_grace_seconds: 3600, failed_payload_bytes: 64 * 1024 }
+    }
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self { allow_private_networks: false, secret_rotation_grace_seconds: 86_400, disable_after_failing_hours: 120 }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { allow_commands: true, kill_grace_seconds: 10 }
+    }
+}
+
+/// Values given on the command line, which override every other layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads the layers from `file` (if any), the process environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("HOOKFORGE_").split("__"), overrides)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(figment_message(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(url) = &self.public_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => return bad("public_url", "must be an absolute http(s) URL"),
+            }
+        }
+        if self.journal.segment_mib == 0 || self.journal.segment_mib > 4096 {
+            return bad("journal.segment_mib", "must be between 1 and 4096");
+        }
+        if self.journal.max_batch_events == 0 {
+            return bad("journal.max_batch_events", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return bad("admin_token", "must be at least 16 characters");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return bad("log_level", &e.to_string());
+        }
+        Ok(())
+    }
+
+    /// The base URL providers use to reach this server, without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+}
+
+/// figment's errors, flattened to one line that names the offending key.
+fn figment_message(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let mut kind = e.kind.to_string();
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                kind = format!("unknown key `{field}`");
+            }
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            if key.is_empty() { format!("{kind}{source}") } else { format!("{key}: {kind}{source}") }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let no_env = Env::prefixed("HOOKFORGE_TEST_NEVER_SET_").split("__");
+        let config = Config::load_from(None, no_env, &Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./hookforge-data"));
+        assert!(config.journal.sync);
+        assert!(!config.outbound.allow_private_networks);
+        assert_eq!(config.public_base_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_errors_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hookforge.toml", "listen = \"127.0.0.1:9000\"\n[outbound]\nallow_private_networks = false\n")?;
+            jail.set_env("HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true");
+            jail.set_env("HOOKFORGE_DATA_DIR", "/tmp/from-env");
+            let overrides = Overrides { data_dir: Some("/tmp/from-flag".into()), ..Default::default() };
+            let config = Config::load(Some(Path::new("hookforge.toml")), &overrides).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
+            assert!(config.outbound.allow_private_networks, "env overrides the file");
+            assert_eq!(config.data_dir, PathBuf::from("/tmp/from-flag"), "flags override env");
+
+            jail.create_file("bad.toml", "[journal]\nsegment_mib = \"lots\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("journal.segment_mib"), "{err}");
+
+            jail.create_file("unknown.toml", "[outbound]\nallow_privat_networks = true\n")?;
+            let err = Config::load(Some(Path::new("unknown.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("allow_privat_networks"), "{err}");
+
+            jail.set_env("HOOKFORGE_JOURNAL__SEGMENT_MIB", "0");
+            let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("journal.segment_mib"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,86 @@
+//! Pure domain logic: events (past tense), the decisions that produce them, and access rules.
+//! Nothing here does I/O; the HTTP layer and the actors call in with state and get events back.
+
+pub mod access;
+pub mod event;
+pub mod organization;
+pub mod token;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use self::event::{AuditInfo, Audited, Event};
+
+/// A command the domain refuses, with the reason a client gets.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// Some fields are invalid; each names what is wrong with it.
+    #[error("invalid input: {0}")]
+    Invalid(FieldErrors),
+    /// The request contradicts current state (a taken name, a wrong state).
+    #[error("{0}")]
+    Conflict(String),
+    /// The resource does not exist (or belongs to another organization).
+    #[error("not found")]
+    NotFound,
+    /// The caller's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Validation messages by field name (`conditions[1].expression` style for nested ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(pub BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// Records a problem with `field`.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.entry(field.into()).or_default().push(message.into());
+    }
+
+    /// A single-field error.
+    pub fn one(field: impl Into<String>, message: impl Into<String>) -> DomainError {
+        let mut errors = Self::default();
+        errors.add(field, message);
+        DomainError::Invalid(errors)
+    }
+
+    /// `Ok` when nothing was recorded.
+    pub fn into_result(self) -> Result<(), DomainError> {
+        if self.0.is_empty() { Ok(()) } else { Err(DomainError::Invalid(self)) }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}: {}", v.join(" "))).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Checks a human-facing name: trimmed, 1 to `max` characters, no control characters.
+pub fn check_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
+    if name.trim().is_empty() {
+        errors.add(field, "This field may not be blank.");
+    } else if name.chars().count() > max {
+        errors.add(field, format!("Ensure this field has no more than {max} characters."));
+    } else if name.chars().any(char::is_control) {
+        errors.add(field, "Control characters are not allowed.");
+    } else if name.trim() != name {
+        errors.add(field, "Leading or trailing whitespace is not allowed.");
+    }
+}
+
+/// Microseconds since the Unix epoch rendered as RFC 3339 (what the API shows for times).
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,38 @@
+//! The admin API: one file per resource.
+
+pub mod audit;
+pub mod organizations;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::auth::authenticate;
+use super::error::ApiError;
+use super::request::Request;
+use super::response::{Response, ok};
+use crate::app::App;
+
+/// `GET /api/v2/`: the resources this server offers.
+pub async fn root(_app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
+    Ok(ok(&json!({
+        "description": "hookforge API v2",
+        "version": env!("CARGO_PKG_VERSION"),
+        "organizations": "/api/v2/organizations/",
+        "tokens": "/api/v2/tokens/",
+        "audit_events": "/api/v2/audit_events/",
+        "me": "/api/v2/me/",
+    })))
+}
+
+/// `GET /api/v2/me/`: who the caller's token is.
+pub async fn me(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    Ok(ok(&json!({
+        "token_id": principal.token_id,
+        "role": principal.role,
+        "organization": principal.organization,
+        "actor": principal.actor(),
+    })))
+}

@@ -1,0 +1,93 @@
+//! `/api/v2/organizations/`: tenants (system admins only).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::domain::organization::{self, OrganizationDeleted, OrganizationInput};
+use crate::domain::rfc3339;
+use crate::http::auth::{authenticate, require_system_admin};
+use crate::http::pagination::paginate_iter;
+use crate::http::response::{Response, created, no_content, ok};
+use crate::http::{ApiError, Request, metadata};
+use crate::journal::ExpectedRevision;
+use crate::projections::Organization;
+
+fn render(org: &Organization) -> Value {
+    json!({
+        "id": org.id,
+        "type": "organization",
+        "url": format!("/api/v2/organizations/{}/", org.id),
+        "name": org.name,
+        "description": org.description,
+        "created": rfc3339(org.created),
+        "modified": rfc3339(org.modified),
+    })
+}
+
+fn find(app: &App, id: u64) -> Result<Value, ApiError> {
+    app.views.organizations.read().get(id).map(render).ok_or_else(ApiError::not_found)
+}
+
+/// `GET`: newest first; `?name=` filters by exact name.
+pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    require_system_admin(&authenticate(&app, &req)?)?;
+    let name = req.query("name");
+    let view = app.views.organizations.read();
+    paginate_iter(&req, view.all().rev().filter(|o| name.is_none_or(|n| o.name == n)).map(render))
+}
+
+/// `POST`: create.
+pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    require_system_admin(&principal)?;
+    let input: OrganizationInput = req.json()?;
+    let _serial = app.commands.lock().await;
+    let event = {
+        let view = app.views.organizations.read();
+        organization::create(view.max_id + 1, input, |name| view.name_taken(name))?
+    };
+    let id = event.id;
+    app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::NoStream, vec![event.into()])
+        .await?;
+    Ok(created(&find(&app, id)?))
+}
+
+/// `GET /{id}`.
+pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    require_system_admin(&authenticate(&app, &req)?)?;
+    Ok(ok(&find(&app, req.id("id")?)?))
+}
+
+/// `PATCH /{id}`: change name or description.
+pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    require_system_admin(&principal)?;
+    let id = req.id("id")?;
+    let input: OrganizationInput = req.json()?;
+    let _serial = app.commands.lock().await;
+    let event = {
+        let view = app.views.organizations.read();
+        let current = view.get(id).ok_or_else(ApiError::not_found)?;
+        organization::update(id, (&current.name, &current.description), input, |name| view.name_taken(name))?
+    };
+    if let Some(event) = event {
+        app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::StreamExists, vec![event.into()])
+            .await?;
+    }
+    Ok(ok(&find(&app, id)?))
+}
+
+/// `DELETE /{id}`: its tokens stop working at once.
+pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    require_system_admin(&principal)?;
+    let id = req.id("id")?;
+    let _serial = app.commands.lock().await;
+    find(&app, id)?;
+    let event = OrganizationDeleted { id };
+    app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::StreamExists, vec![event.into()])
+        .await?;
+    Ok(no_content())
+}

@@ -1,0 +1,63 @@
+//! The audit trail: every audited state change, with who, when and under which request.
+
+use serde::{Deserialize, Serialize};
+
+use super::View;
+use crate::domain::Event;
+use crate::journal::{Position, RecordedEvent};
+
+/// One audited change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The event's journal position (also the entry's id).
+    pub id: Position,
+    /// When it was recorded (µs since the epoch).
+    pub timestamp: i64,
+    /// `token:<id>`, `admin` or `system`.
+    pub actor: String,
+    /// The event type, e.g. `organization.created`.
+    pub action: String,
+    /// The organization concerned.
+    pub organization: Option<u64>,
+    /// The kind of resource.
+    pub resource_type: String,
+    /// Its id.
+    pub resource_id: String,
+    /// Groups the entries of one request.
+    pub correlation_id: String,
+    /// What changed (secrets masked), as JSON text.
+    pub details: String,
+}
+
+/// Audited changes in journal order.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AuditView {
+    entries: Vec<AuditEntry>,
+}
+
+impl AuditView {
+    /// All entries, oldest first.
+    pub fn entries(&self) -> &[AuditEntry] {
+        &self.entries
+    }
+}
+
+impl View for AuditView {
+    const NAME: &'static str = "audit";
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        let Ok(Some(decoded)) = Event::decode(event) else { return };
+        let Some(info) = decoded.audit() else { return };
+        self.entries.push(AuditEntry {
+            id: event.position,
+            timestamp: event.recorded_at,
+            actor: event.metadata.actor.clone(),
+            action: event.event_type.clone(),
+            organization: info.organization,
+            resource_type: info.resource_type.to_owned(),
+            resource_id: info.resource_id,
+            correlation_id: event.metadata.correlation_id.clone(),
+            details: info.details.to_string(),
+        });
+    }
+}

@@ -1,0 +1,86 @@
+//! Organizations by id and by name.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::View;
+use crate::domain::Event;
+use crate::journal::{EventFilter, RecordedEvent};
+
+/// An organization as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Id.
+    pub id: u64,
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time (µs since the epoch).
+    pub created: i64,
+    /// Last change (µs since the epoch).
+    pub modified: i64,
+}
+
+/// Live organizations.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OrganizationsView {
+    by_id: BTreeMap<u64, Organization>,
+    by_name: HashMap<String, u64>,
+    /// Highest id ever used, deleted ones included (ids are never reused).
+    pub max_id: u64,
+}
+
+impl OrganizationsView {
+    /// The organization with `id`, if it exists.
+    pub fn get(&self, id: u64) -> Option<&Organization> {
+        self.by_id.get(&id)
+    }
+
+    /// Whether an organization with this name exists.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// All organizations, ascending by id.
+    pub fn all(&self) -> impl DoubleEndedIterator<Item = &Organization> {
+        self.by_id.values()
+    }
+}
+
+impl View for OrganizationsView {
+    const NAME: &'static str = "organizations";
+
+    fn filter() -> EventFilter {
+        EventFilter::category("organization")
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) {
+        let Ok(Some(decoded)) = Event::decode(event) else { return };
+        let at = event.recorded_at;
+        match decoded {
+            Event::OrganizationCreated(e) => {
+                self.max_id = self.max_id.max(e.id);
+                self.by_name.insert(e.name.clone(), e.id);
+                let org = Organization { id: e.id, name: e.name, description: e.description, created: at, modified: at };
+                self.by_id.insert(e.id, org);
+            }
+            Event::OrganizationUpdated(e) => {
+                if let Some(org) = self.by_id.get_mut(&e.id) {
+                    self.by_name.remove(&org.name);
+                    self.by_name.insert(e.name.clone(), e.id);
+                    org.name = e.name;
+                    org.description = e.description;
+                    org.modified = at;
+                }
+            }
+            Event::OrganizationDeleted(e) => {
+                if let Some(org) = self.by_id.remove(&e.id) {
+                    self.by_name.remove(&org.name);
+                }
+            }
+            _ => {}
+        }
+    }
+}
