@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod delivery;
 pub mod journal;
 pub mod metrics;
 pub mod projections;
