@@ -91,10 +91,14 @@ impl App {
     /// Opens the data directory and starts the journal, the supervisor and the projectors.
     pub async fn start(config: Config) -> Result<Arc<App>, StartError> {
         let data_dir = config.data_dir.clone();
-        let dir_error = |source| StartError::DataDir { path: data_dir.display().to_string(), source };
+        let dir_error = |source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
         let master_key = MasterKey::load(config.master_key.as_deref(), &data_dir)?;
-        let admin_digest = bootstrap_admin_token(config.admin_token.as_deref(), &data_dir).map_err(dir_error)?;
+        let admin_digest =
+            bootstrap_admin_token(config.admin_token.as_deref(), &data_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
         let options = JournalOptions {
             sync: config.journal.sync,
@@ -108,10 +112,14 @@ impl App {
             .await
             .map_err(|e| StartError::Actors(e.to_string()))??;
         if !config.journal.sync {
-            tracing::warn!("journal.sync = false: acknowledged events can be lost on power failure");
+            tracing::warn!(
+                "journal.sync = false: acknowledged events can be lost on power failure"
+            );
         }
         let start_position = journal.next_position();
-        let supervisor_actor = Supervisor { restarts: metrics.actor_restarts.clone() };
+        let supervisor_actor = Supervisor {
+            restarts: metrics.actor_restarts.clone(),
+        };
         let (supervisor, _) = ractor::Actor::spawn(None, supervisor_actor, ())
             .await
             .map_err(|e| StartError::Actors(e.to_string()))?;
@@ -138,7 +146,10 @@ impl App {
             key: format!("projector:{}", V::NAME),
             kind: "projector",
             start: Arc::new(move |supervisor| {
-                let actor = Projector { journal: journal.clone(), projection: projection.clone() };
+                let actor = Projector {
+                    journal: journal.clone(),
+                    projection: projection.clone(),
+                };
                 Box::pin(async move {
                     ractor::Actor::spawn_linked(None, actor, (), supervisor)
                         .await
@@ -163,7 +174,27 @@ impl App {
     /// Whether the journal is open and every read model has caught up with the start-up head.
     pub fn is_ready(&self) -> bool {
         self.journal.stopped().is_none()
-            && self.views.checkpoints().iter().all(|(_, checkpoint)| *checkpoint >= self.start_position)
+            && self
+                .views
+                .checkpoints()
+                .iter()
+                .all(|(_, checkpoint)| *checkpoint >= self.start_position)
+    }
+
+    /// Waits (up to `timeout`) until the read models have caught up with the journal as it was
+    /// at start-up, so that no request is answered from a half-rebuilt view.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        if self.is_ready() {
+            return true;
+        }
+        tokio::time::timeout(timeout, async {
+            if self.start_position > 0 {
+                self.views.wait_for(self.start_position - 1).await;
+            }
+        })
+        .await
+        .is_ok()
+            && self.is_ready()
     }
 
     /// Appends `events` to `stream`, waits until they are durable and until the read models

@@ -127,31 +127,48 @@ impl Default for Config {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        Self { sync: true, segment_mib: 256, max_batch_events: 2048 }
+        Self {
+            sync: true,
+            segment_mib: 256,
+            max_batch_events: 2048,
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, shutdown_grace_seconds: 30 }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
     }
 }
 
 impl Default for IngressConfig {
     fn default() -> Self {
-        Self { key_rotation_grace_seconds: 3600, failed_payload_bytes: 64 * 1024 }
+        Self {
+            key_rotation_grace_seconds: 3600,
+            failed_payload_bytes: 64 * 1024,
+        }
     }
 }
 
 impl Default for OutboundConfig {
     fn default() -> Self {
-        Self { allow_private_networks: false, secret_rotation_grace_seconds: 86_400, disable_after_failing_hours: 120 }
+        Self {
+            allow_private_networks: false,
+            secret_rotation_grace_seconds: 86_400,
+            disable_after_failing_hours: 120,
+        }
     }
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { allow_commands: true, kill_grace_seconds: 10 }
+        Self {
+            allow_commands: true,
+            kill_grace_seconds: 10,
+        }
     }
 }
 
@@ -180,11 +197,18 @@ impl Config {
         Self::load_from(file, Env::prefixed("HOOKFORGE_").split("__"), overrides)
     }
 
-    fn load_from(file: Option<&Path>, env: Env, overrides: &Overrides) -> Result<Self, ConfigError> {
+    fn load_from(
+        file: Option<&Path>,
+        env: Env,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -227,7 +251,11 @@ impl Config {
 
     /// The base URL providers use to reach this server, without a trailing slash.
     pub fn public_base_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
     }
 }
 
@@ -241,8 +269,16 @@ fn figment_message(error: figment::Error) -> String {
             if let figment::error::Kind::UnknownField(field, _) = &e.kind {
                 kind = format!("unknown key `{field}`");
             }
-            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
-            if key.is_empty() { format!("{kind}{source}") } else { format!("{key}: {kind}{source}") }
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -266,25 +302,44 @@ mod tests {
     #[test]
     fn layers_apply_in_order_and_errors_name_the_key() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("hookforge.toml", "listen = \"127.0.0.1:9000\"\n[outbound]\nallow_private_networks = false\n")?;
+            jail.create_file(
+                "hookforge.toml",
+                "listen = \"127.0.0.1:9000\"\n[outbound]\nallow_private_networks = false\n",
+            )?;
             jail.set_env("HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true");
             jail.set_env("HOOKFORGE_DATA_DIR", "/tmp/from-env");
-            let overrides = Overrides { data_dir: Some("/tmp/from-flag".into()), ..Default::default() };
+            let overrides = Overrides {
+                data_dir: Some("/tmp/from-flag".into()),
+                ..Default::default()
+            };
             let config = Config::load(Some(Path::new("hookforge.toml")), &overrides).unwrap();
             assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
-            assert!(config.outbound.allow_private_networks, "env overrides the file");
-            assert_eq!(config.data_dir, PathBuf::from("/tmp/from-flag"), "flags override env");
+            assert!(
+                config.outbound.allow_private_networks,
+                "env overrides the file"
+            );
+            assert_eq!(
+                config.data_dir,
+                PathBuf::from("/tmp/from-flag"),
+                "flags override env"
+            );
 
             jail.create_file("bad.toml", "[journal]\nsegment_mib = \"lots\"\n")?;
-            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("journal.segment_mib"), "{err}");
 
             jail.create_file("unknown.toml", "[outbound]\nallow_privat_networks = true\n")?;
-            let err = Config::load(Some(Path::new("unknown.toml")), &Overrides::default()).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("unknown.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("allow_privat_networks"), "{err}");
 
             jail.set_env("HOOKFORGE_JOURNAL__SEGMENT_MIB", "0");
-            let err = Config::load(None, &Overrides::default()).unwrap_err().to_string();
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("journal.segment_mib"), "{err}");
             Ok(())
         });

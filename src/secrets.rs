@@ -60,7 +60,10 @@ impl MasterKey {
             return Self::from_base64(encoded);
         }
         let path = data_dir.join(KEY_FILE);
-        let key_file_error = |source| SecretError::KeyFile { path: path.display().to_string(), source };
+        let key_file_error = |source| SecretError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
         match fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -74,13 +77,17 @@ impl MasterKey {
 
     /// A key from base64 text.
     pub fn from_base64(encoded: &str) -> Result<Self, SecretError> {
-        let bytes = BASE64.decode(encoded.trim()).map_err(|_| SecretError::BadKey)?;
+        let bytes = BASE64
+            .decode(encoded.trim())
+            .map_err(|_| SecretError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
         Ok(Self::from_bytes(&key))
     }
 
     fn from_bytes(key: &[u8; 32]) -> Self {
-        Self { cipher: XChaCha20Poly1305::new(key.into()) }
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
     }
 
     /// Encrypts `plaintext`, bound to `field` (e.g. `rule-7/webhook_key`).
@@ -88,7 +95,13 @@ impl MasterKey {
         let nonce = random_bytes::<NONCE_LEN>();
         let ciphertext = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: field.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: field.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
@@ -102,7 +115,13 @@ impl MasterKey {
         }
         let (nonce, ciphertext) = sealed.0.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: field.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: field.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Unseal)
     }
 
@@ -114,7 +133,11 @@ impl MasterKey {
 
 /// Writes a file readable by its owner only (0600), failing if it already exists.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
@@ -168,7 +191,11 @@ mod tests {
         let mut altered = sealed.clone();
         *altered.0.last_mut().unwrap() ^= 1;
         assert!(key.open("rule-1/webhook_key", &altered).is_err());
-        assert_ne!(key.seal("f", b"x").0, key.seal("f", b"x").0, "nonces are random");
+        assert_ne!(
+            key.seal("f", b"x").0,
+            key.seal("f", b"x").0,
+            "nonces are random"
+        );
     }
 
     #[test]
@@ -176,12 +203,18 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let first = MasterKey::load(None, dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let sealed = first.seal("f", b"v");
         let second = MasterKey::load(None, dir.path()).unwrap();
         assert_eq!(second.open("f", &sealed).unwrap(), b"v");
-        assert!(matches!(MasterKey::from_base64("c2hvcnQ="), Err(SecretError::BadKey)));
+        assert!(matches!(
+            MasterKey::from_base64("c2hvcnQ="),
+            Err(SecretError::BadKey)
+        ));
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub struct Server {
 impl Server {
     /// Starts the application and serves HTTP on `listener`.
     pub async fn start(config: Config, listener: TcpListener) -> Result<Server, StartError> {
-        let addr = listener.local_addr().map_err(|e| StartError::DataDir { path: "listener".into(), source: e })?;
+        let addr = listener.local_addr().map_err(|e| StartError::DataDir {
+            path: "listener".into(),
+            source: e,
+        })?;
         let app = App::start(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let journal = app.journal.clone();
@@ -36,7 +39,12 @@ impl Server {
             }
         };
         let task = tokio::spawn(crate::http::serve(app.clone(), listener, shutdown));
-        Ok(Server { addr, app, stop: Some(stop), task })
+        Ok(Server {
+            addr,
+            app,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the configured grace), stops the

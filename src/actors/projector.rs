@@ -50,10 +50,14 @@ impl<V: View> Projector<V> {
         match self.journal.load_snapshot(&snapshot_tag::<V>()) {
             Ok(Some((position, bytes))) => match postcard::from_bytes::<V>(&bytes) {
                 Ok(view) => return (view, position),
-                Err(e) => tracing::warn!(view = V::NAME, error = %e, "snapshot does not decode; rebuilding from the log"),
+                Err(e) => {
+                    tracing::warn!(view = V::NAME, error = %e, "snapshot does not decode; rebuilding from the log")
+                }
             },
             Ok(None) => {}
-            Err(e) => tracing::warn!(view = V::NAME, error = %e, "snapshot unreadable; rebuilding from the log"),
+            Err(e) => {
+                tracing::warn!(view = V::NAME, error = %e, "snapshot unreadable; rebuilding from the log")
+            }
         }
         (V::default(), 0)
     }
@@ -64,7 +68,10 @@ impl<V: View> Projector<V> {
             Ok(bytes) => bytes,
             Err(e) => return tracing::warn!(view = V::NAME, error = %e, "snapshot encoding failed"),
         };
-        if let Err(e) = self.journal.save_snapshot(&snapshot_tag::<V>(), position, &bytes) {
+        if let Err(e) = self
+            .journal
+            .save_snapshot(&snapshot_tag::<V>(), position, &bytes)
+        {
             tracing::warn!(view = V::NAME, error = %e, "snapshot not saved");
         }
     }
@@ -75,7 +82,11 @@ impl<V: View> Actor for Projector<V> {
     type State = ProjectorState;
     type Arguments = ();
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (view, next) = self.load_snapshot();
         self.projection.reset(view, next);
         let mut subscription = self.journal.subscribe(next, V::filter());
@@ -96,10 +107,19 @@ impl<V: View> Actor for Projector<V> {
                 }
             }
         });
-        Ok(ProjectorState { pump, applied_since_snapshot: 0, last_snapshot: Instant::now() })
+        Ok(ProjectorState {
+            pump,
+            applied_since_snapshot: 0,
+            last_snapshot: Instant::now(),
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let ProjectorMsg::Apply(events, next, reply) = msg;
         {
             let mut view = self.projection.write();
@@ -109,7 +129,9 @@ impl<V: View> Actor for Projector<V> {
         }
         self.projection.advance(next);
         state.applied_since_snapshot += events.len() as u64;
-        if state.applied_since_snapshot >= SNAPSHOT_EVERY_EVENTS && state.last_snapshot.elapsed() >= SNAPSHOT_MIN_INTERVAL {
+        if state.applied_since_snapshot >= SNAPSHOT_EVERY_EVENTS
+            && state.last_snapshot.elapsed() >= SNAPSHOT_MIN_INTERVAL
+        {
             self.save_snapshot();
             state.applied_since_snapshot = 0;
             state.last_snapshot = Instant::now();
@@ -118,7 +140,11 @@ impl<V: View> Actor for Projector<V> {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
         if state.applied_since_snapshot > 0 {
             self.save_snapshot();

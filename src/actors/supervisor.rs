@@ -12,11 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounterVec;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 
 /// Starts a child linked to the given supervisor cell.
-pub type StartFn =
-    Arc<dyn Fn(ActorCell) -> Pin<Box<dyn Future<Output = Result<ActorCell, String>> + Send>> + Send + Sync>;
+pub type StartFn = Arc<
+    dyn Fn(ActorCell) -> Pin<Box<dyn Future<Output = Result<ActorCell, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// How to (re)start one supervised child.
 #[derive(Clone)]
@@ -31,7 +36,10 @@ pub struct ChildSpec {
 
 impl std::fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildSpec").field("key", &self.key).field("kind", &self.kind).finish()
+        f.debug_struct("ChildSpec")
+            .field("key", &self.key)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -63,7 +71,12 @@ pub struct SupervisorState {
 }
 
 impl Supervisor {
-    async fn start_child(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, spec: ChildSpec) -> Result<(), String> {
+    async fn start_child(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        spec: ChildSpec,
+    ) -> Result<(), String> {
         if state.by_key.contains_key(&spec.key) {
             return Ok(());
         }
@@ -81,7 +94,12 @@ impl Supervisor {
         }
     }
 
-    fn schedule_restart(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, spec: ChildSpec) {
+    fn schedule_restart(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        spec: ChildSpec,
+    ) {
         self.restarts.with_label_values(&[spec.kind]).inc();
         let now = Instant::now();
         let entry = state.failures.entry(spec.key.clone()).or_insert((0, now));
@@ -108,11 +126,24 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = ();
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { running: HashMap::new(), by_key: HashMap::new(), failures: HashMap::new() })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            running: HashMap::new(),
+            by_key: HashMap::new(),
+            failures: HashMap::new(),
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Start(spec, reply) => {
                 let result = self.start_child(&myself, state, spec).await;
@@ -132,7 +163,9 @@ impl Actor for Supervisor {
                 state.running.clear();
                 state.failures.clear();
                 for (_, cell) in state.by_key.drain() {
-                    let _ = cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
+                    let _ = cell
+                        .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+                        .await;
                 }
                 let _ = reply.send(());
             }
@@ -153,7 +186,9 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "terminated".into())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "terminated".into()))
+            }
             _ => return Ok(()),
         };
         // Children stopped on purpose were already removed from `running`.

@@ -59,7 +59,9 @@ fn progress(enabled: bool) -> Option<indicatif::ProgressBar> {
 fn render(event: &RecordedEvent) -> serde_json::Value {
     let data = match Event::decode(event) {
         Ok(Some(decoded)) => decoded.data_json(),
-        Ok(None) => json!({"undecoded_base64": base64::engine::general_purpose::STANDARD.encode(&event.data)}),
+        Ok(None) => {
+            json!({"undecoded_base64": base64::engine::general_purpose::STANDARD.encode(&event.data)})
+        }
         Err(e) => json!({"decode_error": e.to_string()}),
     };
     json!({
@@ -87,8 +89,14 @@ pub(super) fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bar.inc(1);
         }
         let keep = args.stream.as_ref().is_none_or(|s| *s == event.stream)
-            && args.category.as_ref().is_none_or(|c| c == category_of(&event.stream))
-            && args.event_type.as_ref().is_none_or(|t| *t == event.event_type)
+            && args
+                .category
+                .as_ref()
+                .is_none_or(|c| c == category_of(&event.stream))
+            && args
+                .event_type
+                .as_ref()
+                .is_none_or(|t| *t == event.event_type)
             && since.is_none_or(|t| event.recorded_at >= t);
         if keep {
             serde_json::to_writer(&mut out, &render(&event))?;
@@ -120,7 +128,10 @@ pub(super) fn verify(args: DataDirArg) -> anyhow::Result<ExitCode> {
     }
     match &report.first_bad {
         None => {
-            println!("journal intact: {} records verified; head hash {}", report.verified, report.head_hash);
+            println!(
+                "journal intact: {} records verified; head hash {}",
+                report.verified, report.head_hash
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some((position, why)) => {

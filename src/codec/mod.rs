@@ -9,7 +9,7 @@ mod raw;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::raw::{RawJson, Sealed};
+pub use self::raw::{Digest, RawJson, Sealed};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
 /// Why an event's bytes could not be turned into its domain type.
@@ -55,13 +55,24 @@ pub trait EventBody: Serialize + DeserializeOwned {
 
     /// Decodes bytes written under an older `version`.
     fn upcast(version: u16, _data: &[u8]) -> Result<Self, CodecError> {
-        Err(CodecError::UnknownVersion { event_type: Self::TYPE, version })
+        Err(CodecError::UnknownVersion {
+            event_type: Self::TYPE,
+            version,
+        })
     }
 }
 
 /// Decodes postcard bytes as `T`, naming the event in the error.
-pub fn decode_as<T: DeserializeOwned>(event_type: &'static str, version: u16, data: &[u8]) -> Result<T, CodecError> {
-    postcard::from_bytes(data).map_err(|source| CodecError::Malformed { event_type, version, source })
+pub fn decode_as<T: DeserializeOwned>(
+    event_type: &'static str,
+    version: u16,
+    data: &[u8],
+) -> Result<T, CodecError> {
+    postcard::from_bytes(data).map_err(|source| CodecError::Malformed {
+        event_type,
+        version,
+        source,
+    })
 }
 
 /// Encodes an event body for appending.
@@ -77,7 +88,10 @@ pub fn encode<E: EventBody>(event: &E, metadata: Metadata) -> NewEvent {
 /// Decodes a recorded event as `E`, upcasting older schema versions.
 pub fn decode<E: EventBody>(record: &RecordedEvent) -> Result<E, CodecError> {
     if record.event_type != E::TYPE {
-        return Err(CodecError::WrongType { expected: E::TYPE, found: record.event_type.clone() });
+        return Err(CodecError::WrongType {
+            expected: E::TYPE,
+            found: record.event_type.clone(),
+        });
     }
     if record.schema_version == E::VERSION {
         decode_as(E::TYPE, E::VERSION, &record.data)

@@ -47,7 +47,10 @@ impl Serialize for RawJson {
         if !serializer.is_human_readable() {
             return serializer.serialize_bytes(&self.0);
         }
-        match self.as_str().and_then(|s| serde_json::from_str::<&RawValue>(s).ok()) {
+        match self
+            .as_str()
+            .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
+        {
             Some(raw) => raw.serialize(serializer),
             None => serializer.serialize_str(&String::from_utf8_lossy(&self.0)),
         }
@@ -60,7 +63,9 @@ impl<'de> Deserialize<'de> for RawJson {
             let raw = Box::<RawValue>::deserialize(deserializer)?;
             Ok(Self(raw.get().as_bytes().to_vec()))
         } else {
-            Ok(Self(serde_bytes::ByteBuf::deserialize(deserializer)?.into_vec()))
+            Ok(Self(
+                serde_bytes::ByteBuf::deserialize(deserializer)?.into_vec(),
+            ))
         }
     }
 }
@@ -91,10 +96,50 @@ impl<'de> Deserialize<'de> for Sealed {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if deserializer.is_human_readable() {
             let text = String::deserialize(deserializer)?;
-            let encoded = text.strip_prefix("sealed:").ok_or_else(|| D::Error::custom("expected sealed:<base64>"))?;
+            let encoded = text
+                .strip_prefix("sealed:")
+                .ok_or_else(|| D::Error::custom("expected sealed:<base64>"))?;
             Ok(Self(BASE64.decode(encoded).map_err(D::Error::custom)?))
         } else {
-            Ok(Self(serde_bytes::ByteBuf::deserialize(deserializer)?.into_vec()))
+            Ok(Self(
+                serde_bytes::ByteBuf::deserialize(deserializer)?.into_vec(),
+            ))
+        }
+    }
+}
+
+/// A SHA-256 digest: 32 bytes in the journal, hex in human-readable output.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Digest(pub [u8; 32]);
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(self.0))
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            let bytes = hex::decode(text).map_err(D::Error::custom)?;
+            Ok(Self(
+                bytes
+                    .try_into()
+                    .map_err(|_| D::Error::custom("expected 32 bytes"))?,
+            ))
+        } else {
+            Ok(Self(<[u8; 32]>::deserialize(deserializer)?))
         }
     }
 }
@@ -111,12 +156,26 @@ mod tests {
 
     #[test]
     fn bytes_in_postcard_and_json_in_json() {
-        let holder = Holder { payload: RawJson(br#"{"a": [1, 2]}"#.to_vec()), secret: Sealed(vec![1, 2, 3]) };
+        let holder = Holder {
+            payload: RawJson(br#"{"a": [1, 2]}"#.to_vec()),
+            secret: Sealed(vec![1, 2, 3]),
+        };
         let binary = postcard::to_stdvec(&holder).unwrap();
         assert_eq!(postcard::from_bytes::<Holder>(&binary).unwrap(), holder);
         let json = serde_json::to_string(&holder).unwrap();
         assert_eq!(json, r#"{"payload":{"a": [1, 2]},"secret":"sealed:AQID"}"#);
         assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), holder);
+    }
+
+    #[test]
+    fn digests_are_hex_for_people_and_bytes_for_the_journal() {
+        let digest = Digest([0xab; 32]);
+        assert_eq!(
+            serde_json::to_string(&digest).unwrap(),
+            format!("\"{}\"", "ab".repeat(32))
+        );
+        assert_eq!(postcard::to_stdvec(&digest).unwrap(), vec![0xab; 32]);
+        assert_eq!(postcard::from_bytes::<Digest>(&[0xab; 32]).unwrap(), digest);
     }
 
     #[test]

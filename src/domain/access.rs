@@ -40,7 +40,11 @@ pub enum Access {
 impl Principal {
     /// The bootstrap system admin.
     pub fn bootstrap() -> Self {
-        Self { token_id: None, role: Role::SystemAdmin, organization: None }
+        Self {
+            token_id: None,
+            role: Role::SystemAdmin,
+            organization: None,
+        }
     }
 
     /// How the caller is named in event metadata and the audit trail.
@@ -78,7 +82,11 @@ impl Principal {
 
     /// The only organization whose resources a list may show (`None`: all of them).
     pub fn scope(&self) -> Option<u64> {
-        if self.is_system_admin() { None } else { self.organization }
+        if self.is_system_admin() {
+            None
+        } else {
+            self.organization
+        }
     }
 }
 
@@ -89,14 +97,25 @@ mod tests {
     #[test]
     fn access_matrix() {
         let sys = Principal::bootstrap();
-        let admin = Principal { token_id: Some(1), role: Role::Admin, organization: Some(1) };
-        let member = Principal { token_id: Some(2), role: Role::Member, organization: Some(1) };
+        let admin = Principal {
+            token_id: Some(1),
+            role: Role::Admin,
+            organization: Some(1),
+        };
+        let member = Principal {
+            token_id: Some(2),
+            role: Role::Member,
+            organization: Some(1),
+        };
         assert_eq!(sys.access(5), Access::Manage);
         assert_eq!(admin.access(1), Access::Manage);
         assert_eq!(admin.access(2), Access::Hidden);
         assert_eq!(member.access(1), Access::Read);
         assert_eq!(member.access(2), Access::Hidden);
         assert_eq!((sys.scope(), admin.scope()), (None, Some(1)));
-        assert_eq!((sys.actor(), admin.actor()), ("admin".to_string(), "token:1".to_string()));
+        assert_eq!(
+            (sys.actor(), admin.actor()),
+            ("admin".to_string(), "token:1".to_string())
+        );
     }
 }

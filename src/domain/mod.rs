@@ -49,7 +49,11 @@ impl FieldErrors {
 
     /// `Ok` when nothing was recorded.
     pub fn into_result(self) -> Result<(), DomainError> {
-        if self.0.is_empty() { Ok(()) } else { Err(DomainError::Invalid(self)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::Invalid(self))
+        }
     }
 
     /// Whether nothing was recorded.
@@ -60,7 +64,11 @@ impl FieldErrors {
 
 impl std::fmt::Display for FieldErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}: {}", v.join(" "))).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.join(" ")))
+            .collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -70,7 +78,10 @@ pub fn check_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize)
     if name.trim().is_empty() {
         errors.add(field, "This field may not be blank.");
     } else if name.chars().count() > max {
-        errors.add(field, format!("Ensure this field has no more than {max} characters."));
+        errors.add(
+            field,
+            format!("Ensure this field has no more than {max} characters."),
+        );
     } else if name.chars().any(char::is_control) {
         errors.add(field, "Control characters are not allowed.");
     } else if name.trim() != name {

@@ -36,7 +36,11 @@ pub struct OrganizationCreatedV1 {
 
 impl From<OrganizationCreatedV1> for OrganizationCreated {
     fn from(v1: OrganizationCreatedV1) -> Self {
-        Self { id: v1.id, name: v1.name, description: String::new() }
+        Self {
+            id: v1.id,
+            name: v1.name,
+            description: String::new(),
+        }
     }
 }
 
@@ -47,7 +51,10 @@ impl EventBody for OrganizationCreated {
     fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_as::<OrganizationCreatedV1>(Self::TYPE, 1, data).map(Into::into),
-            _ => Err(CodecError::UnknownVersion { event_type: Self::TYPE, version }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
         }
     }
 }
@@ -79,18 +86,29 @@ impl EventBody for OrganizationDeleted {
 }
 
 fn audit(id: u64, details: serde_json::Value) -> Option<AuditInfo> {
-    Some(AuditInfo { organization: Some(id), resource_type: "organization", resource_id: id.to_string(), details })
+    Some(AuditInfo {
+        organization: Some(id),
+        resource_type: "organization",
+        resource_id: id.to_string(),
+        details,
+    })
 }
 
 impl Audited for OrganizationCreated {
     fn audit(&self) -> Option<AuditInfo> {
-        audit(self.id, serde_json::json!({"name": self.name, "description": self.description}))
+        audit(
+            self.id,
+            serde_json::json!({"name": self.name, "description": self.description}),
+        )
     }
 }
 
 impl Audited for OrganizationUpdated {
     fn audit(&self) -> Option<AuditInfo> {
-        audit(self.id, serde_json::json!({"name": self.name, "description": self.description}))
+        audit(
+            self.id,
+            serde_json::json!({"name": self.name, "description": self.description}),
+        )
     }
 }
 
@@ -111,16 +129,27 @@ pub struct OrganizationInput {
 }
 
 /// Decides a creation. `name_taken` tells whether another organization already has the name.
-pub fn create(id: u64, input: OrganizationInput, name_taken: impl Fn(&str) -> bool) -> Result<OrganizationCreated, DomainError> {
+pub fn create(
+    id: u64,
+    input: OrganizationInput,
+    name_taken: impl Fn(&str) -> bool,
+) -> Result<OrganizationCreated, DomainError> {
     let mut errors = FieldErrors::default();
     let name = input.name.unwrap_or_default();
     check_name(&mut errors, "name", &name, MAX_NAME);
     let description = input.description.unwrap_or_default();
     errors.into_result()?;
     if name_taken(&name) {
-        return Err(FieldErrors::one("name", "Organization with this name already exists."));
+        return Err(FieldErrors::one(
+            "name",
+            "Organization with this name already exists.",
+        ));
     }
-    Ok(OrganizationCreated { id, name, description })
+    Ok(OrganizationCreated {
+        id,
+        name,
+        description,
+    })
 }
 
 /// Decides a partial update of the organization whose current values are `(name, description)`.
@@ -135,13 +164,20 @@ pub fn update(
     check_name(&mut errors, "name", &name, MAX_NAME);
     errors.into_result()?;
     if name != current.0 && name_taken(&name) {
-        return Err(FieldErrors::one("name", "Organization with this name already exists."));
+        return Err(FieldErrors::one(
+            "name",
+            "Organization with this name already exists.",
+        ));
     }
     let description = input.description.unwrap_or_else(|| current.1.to_owned());
     if name == current.0 && description == current.1 {
         return Ok(None);
     }
-    Ok(Some(OrganizationUpdated { id, name, description }))
+    Ok(Some(OrganizationUpdated {
+        id,
+        name,
+        description,
+    }))
 }
 
 #[cfg(test)]
@@ -152,27 +188,63 @@ mod tests {
 
     #[test]
     fn creation_validates_and_refuses_taken_names() {
-        let ok = create(1, OrganizationInput { name: Some("Acme".into()), description: None }, |_| false).unwrap();
-        assert_eq!(ok, OrganizationCreated { id: 1, name: "Acme".into(), description: String::new() });
+        let ok = create(
+            1,
+            OrganizationInput {
+                name: Some("Acme".into()),
+                description: None,
+            },
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            OrganizationCreated {
+                id: 1,
+                name: "Acme".into(),
+                description: String::new()
+            }
+        );
         let blank = create(2, OrganizationInput::default(), |_| false).unwrap_err();
         assert!(matches!(blank, DomainError::Invalid(ref f) if f.0.contains_key("name")));
-        let taken = create(2, OrganizationInput { name: Some("Acme".into()), description: None }, |n| n == "Acme");
+        let taken = create(
+            2,
+            OrganizationInput {
+                name: Some("Acme".into()),
+                description: None,
+            },
+            |n| n == "Acme",
+        );
         assert!(matches!(taken, Err(DomainError::Invalid(_))));
     }
 
     #[test]
     fn updates_keep_unset_fields_and_skip_no_ops() {
-        let input = OrganizationInput { name: None, description: Some("new".into()) };
-        let updated = update(1, ("Acme", "old"), input, |_| true).unwrap().unwrap();
-        assert_eq!((updated.name.as_str(), updated.description.as_str()), ("Acme", "new"));
-        let same = OrganizationInput { name: Some("Acme".into()), description: None };
+        let input = OrganizationInput {
+            name: None,
+            description: Some("new".into()),
+        };
+        let updated = update(1, ("Acme", "old"), input, |_| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (updated.name.as_str(), updated.description.as_str()),
+            ("Acme", "new")
+        );
+        let same = OrganizationInput {
+            name: Some("Acme".into()),
+            description: None,
+        };
         assert_eq!(update(1, ("Acme", "old"), same, |_| true).unwrap(), None);
     }
 
     #[test]
     fn a_version_1_record_is_upcast() {
         // Written by the pre-release schema: {id, name}, no description.
-        let v1 = OrganizationCreatedV1 { id: 9, name: "Legacy".into() };
+        let v1 = OrganizationCreatedV1 {
+            id: 9,
+            name: "Legacy".into(),
+        };
         let record = RecordedEvent {
             position: 0,
             stream: stream(9),
@@ -184,11 +256,24 @@ mod tests {
             data: postcard::to_stdvec(&v1).unwrap().into(),
         };
         let current: OrganizationCreated = decode(&record).unwrap();
-        assert_eq!(current, OrganizationCreated { id: 9, name: "Legacy".into(), description: String::new() });
+        assert_eq!(
+            current,
+            OrganizationCreated {
+                id: 9,
+                name: "Legacy".into(),
+                description: String::new()
+            }
+        );
 
         let new = encode(&current, Metadata::default());
         assert_eq!(new.schema_version, 2);
-        let unknown = RecordedEvent { schema_version: 7, ..record };
-        assert!(matches!(decode::<OrganizationCreated>(&unknown), Err(CodecError::UnknownVersion { version: 7, .. })));
+        let unknown = RecordedEvent {
+            schema_version: 7,
+            ..record
+        };
+        assert!(matches!(
+            decode::<OrganizationCreated>(&unknown),
+            Err(CodecError::UnknownVersion { version: 7, .. })
+        ));
     }
 }

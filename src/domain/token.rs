@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{Principal, Role};
 use super::event::{AuditInfo, Audited};
 use super::{DomainError, FieldErrors};
-use crate::codec::EventBody;
+use crate::codec::{Digest, EventBody};
 
 /// Longest token description.
 pub const MAX_DESCRIPTION: usize = 1024;
@@ -28,7 +28,7 @@ pub struct TokenCreated {
     /// Free text.
     pub description: String,
     /// SHA-256 of the token.
-    pub digest: [u8; 32],
+    pub digest: Digest,
     /// The first and last characters, to recognise it in lists (`hf_abc***xyz`).
     pub hint: String,
 }
@@ -90,7 +90,7 @@ pub fn create(
     caller: &Principal,
     id: u64,
     input: TokenInput,
-    digest: [u8; 32],
+    digest: Digest,
     hint: String,
     org_exists: impl Fn(u64) -> bool,
 ) -> Result<TokenCreated, DomainError> {
@@ -98,12 +98,18 @@ pub fn create(
     let role = input.role.unwrap_or(Role::Member);
     let description = input.description.unwrap_or_default();
     if description.chars().count() > MAX_DESCRIPTION {
-        errors.add("description", format!("Ensure this field has no more than {MAX_DESCRIPTION} characters."));
+        errors.add(
+            "description",
+            format!("Ensure this field has no more than {MAX_DESCRIPTION} characters."),
+        );
     }
     let organization = match (role, input.organization) {
         (Role::SystemAdmin, None) => None,
         (Role::SystemAdmin, Some(_)) => {
-            errors.add("organization", "A system_admin token belongs to no organization.");
+            errors.add(
+                "organization",
+                "A system_admin token belongs to no organization.",
+            );
             None
         }
         (_, None) => {
@@ -114,17 +120,31 @@ pub fn create(
     };
     errors.into_result()?;
     if role == Role::SystemAdmin && !caller.is_system_admin() {
-        return Err(DomainError::Forbidden("Only a system admin can issue system_admin tokens.".into()));
+        return Err(DomainError::Forbidden(
+            "Only a system admin can issue system_admin tokens.".into(),
+        ));
     }
     if let Some(org) = organization {
         if !org_exists(org) || !caller.can_read(org) {
-            return Err(FieldErrors::one("organization", format!("Organization {org} does not exist.")));
+            return Err(FieldErrors::one(
+                "organization",
+                format!("Organization {org} does not exist."),
+            ));
         }
         if !caller.can_manage(org) {
-            return Err(DomainError::Forbidden("Only an organization admin can issue tokens.".into()));
+            return Err(DomainError::Forbidden(
+                "Only an organization admin can issue tokens.".into(),
+            ));
         }
     }
-    Ok(TokenCreated { id, organization, role, description, digest, hint })
+    Ok(TokenCreated {
+        id,
+        organization,
+        role,
+        description,
+        digest,
+        hint,
+    })
 }
 
 #[cfg(test)]
@@ -132,26 +152,50 @@ mod tests {
     use super::*;
 
     fn input(org: Option<u64>, role: Role) -> TokenInput {
-        TokenInput { organization: org, role: Some(role), description: None }
+        TokenInput {
+            organization: org,
+            role: Some(role),
+            description: None,
+        }
     }
 
     #[test]
     fn who_may_issue_what() {
         let sysadmin = Principal::bootstrap();
-        let admin = Principal { token_id: Some(1), role: Role::Admin, organization: Some(1) };
-        let member = Principal { token_id: Some(2), role: Role::Member, organization: Some(1) };
+        let admin = Principal {
+            token_id: Some(1),
+            role: Role::Admin,
+            organization: Some(1),
+        };
+        let member = Principal {
+            token_id: Some(2),
+            role: Role::Member,
+            organization: Some(1),
+        };
         let exists = |org| org <= 2;
-        let issue = |p: &Principal, i| create(p, 10, i, [0; 32], "h".into(), exists);
+        let issue = |p: &Principal, i| create(p, 10, i, Digest::default(), "h".into(), exists);
 
         assert!(issue(&sysadmin, input(Some(2), Role::Admin)).is_ok());
         assert!(issue(&sysadmin, input(None, Role::SystemAdmin)).is_ok());
         assert!(issue(&admin, input(Some(1), Role::Member)).is_ok());
-        assert!(matches!(issue(&admin, input(None, Role::SystemAdmin)), Err(DomainError::Forbidden(_))));
-        assert!(matches!(issue(&member, input(Some(1), Role::Member)), Err(DomainError::Forbidden(_))));
+        assert!(matches!(
+            issue(&admin, input(None, Role::SystemAdmin)),
+            Err(DomainError::Forbidden(_))
+        ));
+        assert!(matches!(
+            issue(&member, input(Some(1), Role::Member)),
+            Err(DomainError::Forbidden(_))
+        ));
         // Another tenant's organization looks the same as a missing one.
         let other = issue(&admin, input(Some(2), Role::Member)).unwrap_err();
         let missing = issue(&admin, input(Some(3), Role::Member)).unwrap_err();
-        assert!(matches!((&other, &missing), (DomainError::Invalid(_), DomainError::Invalid(_))));
-        assert!(matches!(issue(&sysadmin, input(None, Role::Admin)), Err(DomainError::Invalid(_))));
+        assert!(matches!(
+            (&other, &missing),
+            (DomainError::Invalid(_), DomainError::Invalid(_))
+        ));
+        assert!(matches!(
+            issue(&sysadmin, input(None, Role::Admin)),
+            Err(DomainError::Invalid(_))
+        ));
     }
 }

@@ -12,16 +12,25 @@ use crate::signing::constant_time_eq;
 /// The caller of `req`, or 401 saying exactly what is wrong with the credentials.
 pub fn authenticate(app: &App, req: &Request) -> Result<Principal, ApiError> {
     let Some(value) = req.headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::unauthorized("not_authenticated", "Authentication credentials were not provided."));
+        return Err(ApiError::unauthorized(
+            "not_authenticated",
+            "Authentication credentials were not provided.",
+        ));
     };
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty() && !t.contains(' '))
         .ok_or_else(|| {
-            ApiError::unauthorized("malformed_authorization", "Malformed Authorization header; expected 'Bearer <token>'.")
+            ApiError::unauthorized(
+                "malformed_authorization",
+                "Malformed Authorization header; expected 'Bearer <token>'.",
+            )
         })?;
     let digest = token_digest(token);
     if constant_time_eq(&digest, app.admin_token_digest()) {
@@ -34,7 +43,11 @@ pub fn authenticate(app: &App, req: &Request) -> Result<Principal, ApiError> {
     {
         return Err(invalid_token());
     }
-    Ok(Principal { token_id: Some(record.id), role: record.role, organization: record.organization })
+    Ok(Principal {
+        token_id: Some(record.id),
+        role: record.role,
+        organization: record.organization,
+    })
 }
 
 fn invalid_token() -> ApiError {
@@ -43,12 +56,20 @@ fn invalid_token() -> ApiError {
 
 /// 403 unless the caller is a system admin.
 pub fn require_system_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.is_system_admin() { Ok(()) } else { Err(ApiError::forbidden("This requires a system admin token.")) }
+    if principal.is_system_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("This requires a system admin token."))
+    }
 }
 
 /// 404 if the caller cannot see organization `org`'s resources.
 pub fn require_read(principal: &Principal, org: u64) -> Result<(), ApiError> {
-    if principal.can_read(org) { Ok(()) } else { Err(ApiError::not_found()) }
+    if principal.can_read(org) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found())
+    }
 }
 
 /// 404 if the caller cannot see organization `org`'s resources, 403 if it may only read them.
@@ -57,6 +78,8 @@ pub fn require_manage(principal: &Principal, org: u64) -> Result<(), ApiError> {
     if principal.can_manage(org) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("Your role may read this organization's resources but not change them."))
+        Err(ApiError::forbidden(
+            "Your role may read this organization's resources but not change them.",
+        ))
     }
 }

@@ -32,7 +32,13 @@ struct Body<'a> {
 impl ApiError {
     /// An error with a status, code and detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), fields: FieldErrors::default(), retry_after: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            fields: FieldErrors::default(),
+            retry_after: None,
+        }
     }
 
     /// 400: the request is malformed.
@@ -43,7 +49,10 @@ impl ApiError {
     /// 400 with per-field messages.
     pub fn invalid(fields: FieldErrors) -> Self {
         let detail = format!("Invalid input: {fields}");
-        Self { fields, ..Self::bad_request("invalid", detail) }
+        Self {
+            fields,
+            ..Self::bad_request("invalid", detail)
+        }
     }
 
     /// 401: no or bad credentials.
@@ -68,23 +77,41 @@ impl ApiError {
 
     /// 503 with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Self {
-        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail) }
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+        }
     }
 
     /// 500: a bug or an unexpected failure (details go to the log, not the client).
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "{context}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error; see the server log.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal server error; see the server log.",
+        )
     }
 
     /// The JSON response.
     pub fn into_response(self) -> Response {
-        let mut response = json(self.status, &Body { detail: &self.detail, code: self.code, fields: &self.fields });
+        let mut response = json(
+            self.status,
+            &Body {
+                detail: &self.detail,
+                code: self.code,
+                fields: &self.fields,
+            },
+        );
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -110,7 +137,10 @@ impl From<AppendError> for ApiError {
             AppendError::Invalid(detail) => ApiError::internal("invalid append", detail),
             AppendError::Unavailable(reason) => {
                 tracing::warn!(%reason, "journal refused an append");
-                ApiError::unavailable("The journal cannot accept writes right now; retry later.", 5)
+                ApiError::unavailable(
+                    "The journal cannot accept writes right now; retry later.",
+                    5,
+                )
             }
         }
     }
@@ -119,7 +149,9 @@ impl From<AppendError> for ApiError {
 impl From<JournalError> for ApiError {
     fn from(e: JournalError) -> Self {
         match e {
-            JournalError::Closed(_) => ApiError::unavailable("The server is shutting down; retry later.", 5),
+            JournalError::Closed(_) => {
+                ApiError::unavailable("The server is shutting down; retry later.", 5)
+            }
             other => ApiError::internal("journal read failed", other),
         }
     }

@@ -18,19 +18,31 @@ pub async fn healthz(_app: Arc<App>, _req: Request) -> Result<Response, ApiError
 /// `GET /readyz`: the journal is open and every read model has caught up (503 otherwise).
 pub async fn readyz(app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
     let head = app.journal.next_position();
-    let projections: serde_json::Map<String, serde_json::Value> =
-        app.views.checkpoints().into_iter().map(|(name, checkpoint)| (name.to_owned(), json!(checkpoint))).collect();
+    let projections: serde_json::Map<String, serde_json::Value> = app
+        .views
+        .checkpoints()
+        .into_iter()
+        .map(|(name, checkpoint)| (name.to_owned(), json!(checkpoint)))
+        .collect();
     let body = json!({
         "status": if app.is_ready() { "ready" } else { "not_ready" },
         "journal": app.journal.stopped().map_or_else(|| "open".to_owned(), |why| format!("stopped: {why}")),
         "journal_position": head,
         "projections": projections,
     });
-    let status = if app.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if app.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok(json(status, &body))
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
-    Ok(text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render()))
+    Ok(text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        app.metrics.render(),
+    ))
 }

@@ -41,7 +41,10 @@ impl Page {
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
                 _ => {
-                    errors.add("page_size", format!("page_size must be an integer from 1 to {MAX_PAGE_SIZE}."));
+                    errors.add(
+                        "page_size",
+                        format!("page_size must be an integer from 1 to {MAX_PAGE_SIZE}."),
+                    );
                     DEFAULT_PAGE_SIZE
                 }
             },
@@ -58,23 +61,44 @@ impl Page {
 
 /// Renders one page of `items` (already filtered and ordered), which hold `count` in all.
 /// A page past the end is a 404, as in AWX.
-pub fn paginate<T: Serialize>(req: &Request, page: Page, count: usize, items: Vec<T>) -> Result<Response, ApiError> {
+pub fn paginate<T: Serialize>(
+    req: &Request,
+    page: Page,
+    count: usize,
+    items: Vec<T>,
+) -> Result<Response, ApiError> {
     if page.number > 1 && page.offset() >= count {
-        return Err(ApiError::new(warp::http::StatusCode::NOT_FOUND, "invalid_page", "Invalid page."));
+        return Err(ApiError::new(
+            warp::http::StatusCode::NOT_FOUND,
+            "invalid_page",
+            "Invalid page.",
+        ));
     }
     let link = |number: usize| {
-        let mut query: Vec<(String, String)> = req.query.iter().filter(|(k, _)| k != "page").cloned().collect();
+        let mut query: Vec<(String, String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .cloned()
+            .collect();
         query.push(("page".into(), number.to_string()));
-        let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
         format!("{}?{encoded}", req.path)
     };
     let next = (page.offset() + page.size < count).then(|| link(page.number + 1));
     let previous = (page.number > 1).then(|| link(page.number - 1));
-    Ok(ok(&json!({"count": count, "next": next, "previous": previous, "results": items})))
+    Ok(ok(
+        &json!({"count": count, "next": next, "previous": previous, "results": items}),
+    ))
 }
 
 /// Pages through an iterator that yields matching items in display order.
-pub fn paginate_iter<T: Serialize>(req: &Request, items: impl Iterator<Item = T>) -> Result<Response, ApiError> {
+pub fn paginate_iter<T: Serialize>(
+    req: &Request,
+    items: impl Iterator<Item = T>,
+) -> Result<Response, ApiError> {
     let page = Page::from_request(req)?;
     let mut count = 0;
     let mut results = Vec::with_capacity(page.size);

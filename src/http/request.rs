@@ -33,21 +33,33 @@ pub struct Request {
 impl Request {
     /// A path parameter that must be an integer id; anything else cannot exist (404).
     pub fn id(&self, name: &str) -> Result<u64, ApiError> {
-        self.param(name).and_then(|v| v.parse().ok()).ok_or_else(ApiError::not_found)
+        self.param(name)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(ApiError::not_found)
     }
 
     /// A path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of a query parameter.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A query parameter parsed as `T`; a value that does not parse is a 400 naming it.
-    pub fn query_parsed<T: std::str::FromStr>(&self, name: &str, expected: &str) -> Result<Option<T>, ApiError> {
+    pub fn query_parsed<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<T>, ApiError> {
         match self.query(name) {
             None | Some("") => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
@@ -62,8 +74,11 @@ impl Request {
 
     /// A query parameter holding an RFC 3339 time, as microseconds since the epoch.
     pub fn query_time(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.query_parsed::<chrono::DateTime<chrono::FixedOffset>>(name, "an RFC 3339 time such as 2026-01-31T12:00:00Z")
-            .map(|t| t.map(|t| t.timestamp_micros()))
+        self.query_parsed::<chrono::DateTime<chrono::FixedOffset>>(
+            name,
+            "an RFC 3339 time such as 2026-01-31T12:00:00Z",
+        )
+        .map(|t| t.map(|t| t.timestamp_micros()))
     }
 
     /// A header's value as text.
@@ -73,7 +88,8 @@ impl Request {
 
     /// Whether the body is declared as JSON.
     pub fn is_json(&self) -> bool {
-        self.header(header::CONTENT_TYPE).is_some_and(|ct| media_type(ct) == "application/json")
+        self.header(header::CONTENT_TYPE)
+            .is_some_and(|ct| media_type(ct) == "application/json")
     }
 
     /// The body as a JSON value (415 unless JSON, 400 if malformed).
@@ -81,7 +97,8 @@ impl Request {
         if !self.is_json() {
             return Err(unsupported_media_type());
         }
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request("malformed_json", format!("Malformed JSON: {e}.")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request("malformed_json", format!("Malformed JSON: {e}.")))
     }
 
     /// The body as `T`: 415 unless JSON, 400 if malformed, 400 naming the field if it does not fit.
@@ -95,7 +112,11 @@ impl Request {
 
     /// Like [`Self::json`], but an empty body means `T::default()`.
     pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) { Ok(T::default()) } else { self.json() }
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
     }
 }
 
@@ -105,8 +126,16 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
         let path = e.path().to_string();
         let message = e.inner().to_string();
         let mut fields = FieldErrors::default();
-        if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-            let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            // The path already ends with the unknown field's name.
+            let field = if path == "." || path.is_empty() {
+                name.to_owned()
+            } else {
+                path
+            };
             fields.add(field, "Unknown field.");
         } else if path == "." {
             fields.add("non_field_errors", capitalise(&message));
@@ -119,14 +148,26 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
 
 fn capitalise(message: &str) -> String {
     let mut chars = message.chars();
-    let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    let first = chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>())
+        .unwrap_or_default();
     let text = format!("{first}{}", chars.as_str());
-    if text.ends_with('.') { text } else { format!("{text}.") }
+    if text.ends_with('.') {
+        text
+    } else {
+        format!("{text}.")
+    }
 }
 
 /// The media type of a Content-Type value, lower-cased, without parameters.
 pub fn media_type(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// 415 for a body that is not JSON.

@@ -20,7 +20,10 @@ pub type Handler = fn(Arc<App>, Request) -> HandlerFuture;
 #[macro_export]
 macro_rules! handler {
     ($f:path) => {{
-        fn boxed(app: std::sync::Arc<$crate::app::App>, req: $crate::http::Request) -> $crate::http::router::HandlerFuture {
+        fn boxed(
+            app: std::sync::Arc<$crate::app::App>,
+            req: $crate::http::Request,
+        ) -> $crate::http::router::HandlerFuture {
             Box::pin($f(app, req))
         }
         boxed as $crate::http::router::Handler
@@ -56,20 +59,44 @@ impl Router {
             route.methods.push((method, handler));
             return self;
         }
-        self.matcher.insert(pattern, self.routes.len()).expect("route patterns do not conflict");
-        self.routes.push(Route { pattern, methods: vec![(method, handler)] });
+        self.matcher
+            .insert(pattern, self.routes.len())
+            .expect("route patterns do not conflict");
+        self.routes.push(Route {
+            pattern,
+            methods: vec![(method, handler)],
+        });
         self
     }
 
     /// Finds the handler for a request: 404 for an unknown path, 405 for a known path.
     pub fn find(&self, method: &Method, path: &str) -> Result<Matched, ApiError> {
-        let normalised = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-        let found = self.matcher.at(normalised).map_err(|_| ApiError::not_found())?;
+        let normalised = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        let found = self
+            .matcher
+            .at(normalised)
+            .map_err(|_| ApiError::not_found())?;
         let route = &self.routes[*found.value];
-        let params = found.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        let method = if *method == Method::HEAD { &Method::GET } else { method };
+        let params = found
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let method = if *method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         match route.methods.iter().find(|(m, _)| m == method) {
-            Some((_, handler)) => Ok(Matched { pattern: route.pattern, handler: *handler, params }),
+            Some((_, handler)) => Ok(Matched {
+                pattern: route.pattern,
+                handler: *handler,
+                params,
+            }),
             None => {
                 let allowed: Vec<&str> = route.methods.iter().map(|(m, _)| m.as_str()).collect();
                 let mut error = ApiError::new(
@@ -85,9 +112,17 @@ impl Router {
 
     /// The `Allow` header for a path, if it exists.
     pub fn allow(&self, path: &str) -> Option<HeaderValue> {
-        let normalised = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+        let normalised = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
         let found = self.matcher.at(normalised).ok()?;
-        let methods: Vec<&str> = self.routes[*found.value].methods.iter().map(|(m, _)| m.as_str()).collect();
+        let methods: Vec<&str> = self.routes[*found.value]
+            .methods
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect();
         HeaderValue::from_str(&methods.join(", ")).ok()
     }
 }

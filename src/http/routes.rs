@@ -14,14 +14,50 @@ pub fn table() -> Router {
         .add(Method::GET, "/metrics", handler!(health::metrics))
         .add(Method::GET, "/api/v2", handler!(admin::root))
         .add(Method::GET, "/api/v2/me", handler!(admin::me))
-        .add(Method::GET, "/api/v2/organizations", handler!(admin::organizations::list))
-        .add(Method::POST, "/api/v2/organizations", handler!(admin::organizations::create))
-        .add(Method::GET, "/api/v2/organizations/{id}", handler!(admin::organizations::detail))
-        .add(Method::PATCH, "/api/v2/organizations/{id}", handler!(admin::organizations::update))
-        .add(Method::DELETE, "/api/v2/organizations/{id}", handler!(admin::organizations::delete))
+        .add(
+            Method::GET,
+            "/api/v2/organizations",
+            handler!(admin::organizations::list),
+        )
+        .add(
+            Method::POST,
+            "/api/v2/organizations",
+            handler!(admin::organizations::create),
+        )
+        .add(
+            Method::GET,
+            "/api/v2/organizations/{id}",
+            handler!(admin::organizations::detail),
+        )
+        .add(
+            Method::PATCH,
+            "/api/v2/organizations/{id}",
+            handler!(admin::organizations::update),
+        )
+        .add(
+            Method::DELETE,
+            "/api/v2/organizations/{id}",
+            handler!(admin::organizations::delete),
+        )
         .add(Method::GET, "/api/v2/tokens", handler!(admin::tokens::list))
-        .add(Method::POST, "/api/v2/tokens", handler!(admin::tokens::create))
-        .add(Method::GET, "/api/v2/tokens/{id}", handler!(admin::tokens::detail))
-        .add(Method::DELETE, "/api/v2/tokens/{id}", handler!(admin::tokens::revoke))
-        .add(Method::GET, "/api/v2/audit_events", handler!(admin::audit::list))
+        .add(
+            Method::POST,
+            "/api/v2/tokens",
+            handler!(admin::tokens::create),
+        )
+        .add(
+            Method::GET,
+            "/api/v2/tokens/{id}",
+            handler!(admin::tokens::detail),
+        )
+        .add(
+            Method::DELETE,
+            "/api/v2/tokens/{id}",
+            handler!(admin::tokens::revoke),
+        )
+        .add(
+            Method::GET,
+            "/api/v2/audit_events",
+            handler!(admin::audit::list),
+        )
 }

@@ -8,6 +8,7 @@
 //! different backend (NATS JetStream for multi-node) can stand behind the same methods.
 
 mod cursor;
+mod head;
 mod index;
 mod lock;
 mod metrics;
@@ -207,6 +208,7 @@ impl Journal {
         let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity);
         let writer = Writer::new(
             WriterConfig {
+                journal_dir: dir.to_path_buf(),
                 segments_dir: segments_dir.clone(),
                 segment_bytes: options.segment_bytes,
                 max_batch_events: options.max_batch_events.max(1),

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::JournalError;
+use super::head::{self, HeadMarker};
 use super::lock::DirLock;
 use super::record::{FrameError, GENESIS_HASH, Hash, decode_payload};
 use super::segment::{CursorError, FrameCursor, list_segments, segment_path};
@@ -121,7 +122,34 @@ impl ReadOnlyJournal {
     }
 
     /// Walks every record and its hash chain; `progress` is called with each verified position.
-    pub fn verify(&self, mut progress: impl FnMut(Position)) -> Result<VerifyReport, JournalError> {
+    ///
+    /// The head marker tells tampering from a crash: damage below it is reported; past it, an
+    /// unreadable last write is a torn tail; a log that ends before it was truncated.
+    pub fn verify(&self, progress: impl FnMut(Position)) -> Result<VerifyReport, JournalError> {
+        let marker = head::read(&self.dir);
+        let mut report = self.walk(marker, progress)?;
+        if let (Some(marker), None) = (marker, &report.first_bad)
+            && report.verified < marker.next
+        {
+            report.first_bad = Some((
+                report.verified,
+                format!(
+                    "records {}..{} are missing: the head marker says {} were committed (the journal was truncated)",
+                    report.verified,
+                    marker.next - 1,
+                    marker.next
+                ),
+            ));
+        }
+        Ok(report)
+    }
+
+    fn walk(
+        &self,
+        marker: Option<HeadMarker>,
+        mut progress: impl FnMut(Position),
+    ) -> Result<VerifyReport, JournalError> {
+        let committed = marker.map_or(0, |m| m.next);
         let mut report = VerifyReport {
             verified: 0,
             head_hash: hex::encode(GENESIS_HASH),
@@ -155,7 +183,9 @@ impl ReadOnlyJournal {
                     Ok(None) => break,
                     Err(CursorError::Io(e)) => return Err(e.into()),
                     Err(CursorError::Frame(e, (_, offset))) => {
-                        let at_end = is_last && self.rest_is_tail(segment, offset, &e)?;
+                        let at_end = is_last
+                            && next >= committed
+                            && self.rest_is_tail(segment, offset, &e)?;
                         if at_end {
                             report.torn_tail = Some(format!(
                                 "an incomplete write at the end of segment {segment} (offset {offset}); it was never acknowledged and is discarded at the next start"
@@ -213,6 +243,17 @@ impl ReadOnlyJournal {
                         &mut report,
                         next,
                         "event data altered (digest mismatch)".into(),
+                    );
+                    return Ok(report);
+                }
+                if let Some(marker) = marker
+                    && next + 1 == marker.next
+                    && view.hash() != marker.hash
+                {
+                    bad(
+                        &mut report,
+                        next,
+                        "chain hash differs from the head marker's: the log was rewritten".into(),
                     );
                     return Ok(report);
                 }

@@ -10,6 +10,7 @@ use crossbeam_channel::Receiver;
 use tokio::sync::oneshot;
 
 use super::AppendError;
+use super::head::{self, HeadMarker};
 use super::index::{Index, IndexBatch, Tail};
 use super::record::encode_frame;
 use super::segment::{ActiveSegment, Location};
@@ -18,6 +19,8 @@ use super::types::{Appended, ExpectedRevision, NewEvent, Revision};
 
 /// Longest stream id accepted.
 pub(crate) const MAX_STREAM_LEN: usize = 256;
+/// How often the head marker is refreshed while appends flow.
+const HEAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest event body accepted.
 pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -37,6 +40,7 @@ pub(crate) struct AppendRequest {
 
 /// Tuning the writer needs.
 pub(crate) struct WriterConfig {
+    pub journal_dir: PathBuf,
     pub segments_dir: PathBuf,
     pub segment_bytes: u64,
     pub max_batch_events: usize,
@@ -52,6 +56,7 @@ pub(crate) struct Writer {
     heads: HashMap<String, Option<Revision>>,
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    head_written: Option<Instant>,
 }
 
 /// A commit that cannot be completed; the writer stops rather than run ahead of the disk.
@@ -75,6 +80,7 @@ impl Writer {
             heads: HashMap::new(),
             shared,
             buf: Vec::new(),
+            head_written: None,
         }
     }
 
@@ -104,6 +110,7 @@ impl Writer {
             }
         };
         drop(rx);
+        self.write_head();
         let flushed = self.index.flush();
         match outcome {
             Ok(done) => {
@@ -260,7 +267,29 @@ impl Writer {
         self.shared
             .metrics
             .observe_commit(events, self.buf.len(), synced, started.elapsed());
+        if self
+            .head_written
+            .is_none_or(|at| at.elapsed() >= HEAD_INTERVAL)
+        {
+            self.write_head();
+        }
         Ok(())
+    }
+
+    /// Records the committed head for offline verification (best effort: it only sharpens
+    /// what `journal verify` can tell apart).
+    fn write_head(&mut self) {
+        if !self.config.sync {
+            return;
+        }
+        let marker = HeadMarker {
+            next: self.tail.next_position,
+            hash: self.tail.last_hash,
+        };
+        if let Err(e) = head::write(&self.config.journal_dir, marker) {
+            tracing::warn!(error = %e, "could not write the journal head marker");
+        }
+        self.head_written = Some(Instant::now());
     }
 
     fn restore_segment_len(&mut self, len: u64) -> std::io::Result<()> {

@@ -46,7 +46,9 @@ impl View for AuditView {
     const NAME: &'static str = "audit";
 
     fn apply(&mut self, event: &RecordedEvent) {
-        let Ok(Some(decoded)) = Event::decode(event) else { return };
+        let Ok(Some(decoded)) = Event::decode(event) else {
+            return;
+        };
         let Some(info) = decoded.audit() else { return };
         self.entries.push(AuditEntry {
             id: event.position,

@@ -40,13 +40,19 @@ pub struct Projection<V> {
 
 impl<V> Clone for Projection<V> {
     fn clone(&self) -> Self {
-        Self { view: self.view.clone(), checkpoint: self.checkpoint.clone() }
+        Self {
+            view: self.view.clone(),
+            checkpoint: self.checkpoint.clone(),
+        }
     }
 }
 
 impl<V: View> Default for Projection<V> {
     fn default() -> Self {
-        Self { view: Arc::default(), checkpoint: Arc::new(watch::channel(0).0) }
+        Self {
+            view: Arc::default(),
+            checkpoint: Arc::new(watch::channel(0).0),
+        }
     }
 }
 

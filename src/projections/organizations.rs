@@ -57,13 +57,21 @@ impl View for OrganizationsView {
     }
 
     fn apply(&mut self, event: &RecordedEvent) {
-        let Ok(Some(decoded)) = Event::decode(event) else { return };
+        let Ok(Some(decoded)) = Event::decode(event) else {
+            return;
+        };
         let at = event.recorded_at;
         match decoded {
             Event::OrganizationCreated(e) => {
                 self.max_id = self.max_id.max(e.id);
                 self.by_name.insert(e.name.clone(), e.id);
-                let org = Organization { id: e.id, name: e.name, description: e.description, created: at, modified: at };
+                let org = Organization {
+                    id: e.id,
+                    name: e.name,
+                    description: e.description,
+                    created: at,
+                    modified: at,
+                };
                 self.by_id.insert(e.id, org);
             }
             Event::OrganizationUpdated(e) => {

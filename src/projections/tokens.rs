@@ -65,7 +65,7 @@ impl View for TokensView {
         match Event::decode(event) {
             Ok(Some(Event::TokenCreated(e))) => {
                 self.max_id = self.max_id.max(e.id);
-                self.by_digest.insert(e.digest, e.id);
+                self.by_digest.insert(e.digest.0, e.id);
                 let record = TokenRecord {
                     id: e.id,
                     organization: e.organization,

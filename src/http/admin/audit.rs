@@ -39,8 +39,12 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let organization = req.query_parsed::<u64>("organization", "an organization id")?;
     let (since, until) = (req.query_time("since")?, req.query_time("until")?);
     let text = |name| req.query(name).filter(|v| !v.is_empty());
-    let (actor, resource_type, resource_id, action) =
-        (text("actor"), text("resource_type"), text("resource_id"), text("action"));
+    let (actor, resource_type, resource_id, action) = (
+        text("actor"),
+        text("resource_type"),
+        text("resource_id"),
+        text("action"),
+    );
     let view = app.views.audit.read();
     let items = view
         .entries()

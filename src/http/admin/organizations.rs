@@ -27,7 +27,12 @@ fn render(org: &Organization) -> Value {
 }
 
 fn find(app: &App, id: u64) -> Result<Value, ApiError> {
-    app.views.organizations.read().get(id).map(render).ok_or_else(ApiError::not_found)
+    app.views
+        .organizations
+        .read()
+        .get(id)
+        .map(render)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// `GET`: newest first; `?name=` filters by exact name.
@@ -35,7 +40,13 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     require_system_admin(&authenticate(&app, &req)?)?;
     let name = req.query("name");
     let view = app.views.organizations.read();
-    paginate_iter(&req, view.all().rev().filter(|o| name.is_none_or(|n| o.name == n)).map(render))
+    paginate_iter(
+        &req,
+        view.all()
+            .rev()
+            .filter(|o| name.is_none_or(|n| o.name == n))
+            .map(render),
+    )
 }
 
 /// `POST`: create.
@@ -49,8 +60,13 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         organization::create(view.max_id + 1, input, |name| view.name_taken(name))?
     };
     let id = event.id;
-    app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::NoStream, vec![event.into()])
-        .await?;
+    app.commit(
+        &metadata(&principal, &req),
+        organization::stream(id),
+        ExpectedRevision::NoStream,
+        vec![event.into()],
+    )
+    .await?;
     Ok(created(&find(&app, id)?))
 }
 
@@ -70,11 +86,18 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let event = {
         let view = app.views.organizations.read();
         let current = view.get(id).ok_or_else(ApiError::not_found)?;
-        organization::update(id, (&current.name, &current.description), input, |name| view.name_taken(name))?
+        organization::update(id, (&current.name, &current.description), input, |name| {
+            view.name_taken(name)
+        })?
     };
     if let Some(event) = event {
-        app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::StreamExists, vec![event.into()])
-            .await?;
+        app.commit(
+            &metadata(&principal, &req),
+            organization::stream(id),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
+        .await?;
     }
     Ok(ok(&find(&app, id)?))
 }
@@ -87,7 +110,12 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let _serial = app.commands.lock().await;
     find(&app, id)?;
     let event = OrganizationDeleted { id };
-    app.commit(&metadata(&principal, &req), organization::stream(id), ExpectedRevision::StreamExists, vec![event.into()])
-        .await?;
+    app.commit(
+        &metadata(&principal, &req),
+        organization::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
     Ok(no_content())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::codec::Digest;
 use crate::domain::access::{Principal, Role};
 use crate::domain::rfc3339;
 use crate::domain::token::{self, TokenInput, TokenRevoked};
@@ -62,13 +63,29 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let event = {
         let orgs = app.views.organizations.read();
         let id = app.views.tokens.read().max_id + 1;
-        token::create(&principal, id, input, token_digest(&secret), mask(&secret), |org| orgs.get(org).is_some())?
+        token::create(
+            &principal,
+            id,
+            input,
+            Digest(token_digest(&secret)),
+            mask(&secret),
+            |org| orgs.get(org).is_some(),
+        )?
     };
     let id = event.id;
-    app.commit(&metadata(&principal, &req), token::stream(id), ExpectedRevision::NoStream, vec![event.into()]).await?;
+    app.commit(
+        &metadata(&principal, &req),
+        token::stream(id),
+        ExpectedRevision::NoStream,
+        vec![event.into()],
+    )
+    .await?;
     let mut body = {
         let view = app.views.tokens.read();
-        render(view.get(id).ok_or_else(|| ApiError::internal("token missing after commit", id))?)
+        render(
+            view.get(id)
+                .ok_or_else(|| ApiError::internal("token missing after commit", id))?,
+        )
     };
     body["token"] = json!(secret);
     Ok(created(&body))
@@ -79,7 +96,10 @@ pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
     let view = app.views.tokens.read();
-    let token = view.get(id).filter(|t| visible(&principal, t)).ok_or_else(ApiError::not_found)?;
+    let token = view
+        .get(id)
+        .filter(|t| visible(&principal, t))
+        .ok_or_else(ApiError::not_found)?;
     Ok(ok(&render(token)))
 }
 
@@ -90,17 +110,28 @@ pub async fn revoke(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let _serial = app.commands.lock().await;
     let organization = {
         let view = app.views.tokens.read();
-        let token = view.get(id).filter(|t| visible(&principal, t)).ok_or_else(ApiError::not_found)?;
+        let token = view
+            .get(id)
+            .filter(|t| visible(&principal, t))
+            .ok_or_else(ApiError::not_found)?;
         let allowed = match token.organization {
             Some(org) => principal.can_manage(org),
             None => principal.role == Role::SystemAdmin,
         };
         if !allowed {
-            return Err(ApiError::forbidden("Only an organization admin can revoke tokens."));
+            return Err(ApiError::forbidden(
+                "Only an organization admin can revoke tokens.",
+            ));
         }
         token.organization
     };
     let event = TokenRevoked { id, organization };
-    app.commit(&metadata(&principal, &req), token::stream(id), ExpectedRevision::StreamExists, vec![event.into()]).await?;
+    app.commit(
+        &metadata(&principal, &req),
+        token::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
     Ok(no_content())
 }

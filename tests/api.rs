@@ -1,0 +1,536 @@
+//! The admin API over real HTTP: conventions, errors, RBAC, persistence.
+
+mod common;
+
+use common::{ADMIN, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let t = TestServer::start().await;
+    let (status, body) = t.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = t.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["journal"], "open");
+    t.create_org("metered").await;
+    let text = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "hookforge_journal_events_appended_total",
+        "hookforge_journal_commit_events_bucket",
+        "hookforge_journal_flush_seconds_bucket",
+        "hookforge_http_requests_total{method=\"POST\",route=\"/api/v2/organizations\",status=\"201\"}",
+        "hookforge_actor_restarts_total",
+    ] {
+        assert!(text.contains(metric), "missing {metric} in\n{text}");
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn organizations_crud_with_and_without_trailing_slash() {
+    let t = TestServer::start().await;
+    let (status, org) = t
+        .post(
+            "/api/v2/organizations",
+            ADMIN,
+            json!({"name": "Acme", "description": "first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = org["id"].as_u64().unwrap();
+    assert_eq!(org["url"], format!("/api/v2/organizations/{id}/"));
+    assert_eq!(org["description"], "first");
+    let (status, fetched) = t.get(&format!("/api/v2/organizations/{id}/"), ADMIN).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &org));
+    let (status, patched) = t
+        .patch(
+            &format!("/api/v2/organizations/{id}"),
+            ADMIN,
+            json!({"description": "second"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (patched["name"].as_str(), patched["description"].as_str()),
+        (Some("Acme"), Some("second"))
+    );
+    assert!(patched["modified"].as_str() > org["modified"].as_str());
+    let (status, _) = t
+        .delete(&format!("/api/v2/organizations/{id}/"), ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = t.get(&format!("/api/v2/organizations/{id}/"), ADMIN).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = t
+        .delete(&format!("/api/v2/organizations/{id}/"), ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_precise_errors_in_one_shape() {
+    let t = TestServer::start().await;
+    t.create_org("Taken").await;
+    let post = |body: &'static str, content_type: &'static str| {
+        t.client
+            .post(format!("{}/api/v2/organizations/", t.base))
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(&str, &str, StatusCode, &str, Option<&str>)> = vec![
+        (
+            "{\"name\": ",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        (
+            "name=x",
+            "application/x-www-form-urlencoded",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "[1, 2]",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            None,
+        ),
+        (
+            "{}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            "{\"name\": \"  \"}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            "{\"name\": \"Taken\"}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            "{\"name\": 42}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            "{\"name\": \"ok\", \"colour\": 1}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            Some("colour"),
+        ),
+    ];
+    for (body, content_type, status, code, field) in cases {
+        let response = post(body, content_type).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["code"], code, "{body}: {error}");
+        assert!(error["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(error["fields"].is_object());
+        if let Some(field) = field {
+            assert!(error["fields"][field].is_array(), "{body}: {error}");
+        }
+    }
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let response = t
+        .client
+        .post(format!("{}/api/v2/organizations/", t.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = t
+        .call(Method::PUT, "/api/v2/organizations/", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let (status, _) = t.get("/api/v2/organizations/abc/", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = t.get("/api/v2/nothing-here/", ADMIN).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = t.get("/api/v2/audit_events/?since=yesterday", ADMIN).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["fields"]["since"].is_array());
+    // Nothing refused was recorded.
+    let (_, orgs) = t.get("/api/v2/organizations/", ADMIN).await;
+    assert_eq!(orgs["count"], 1);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_paginate_newest_first() {
+    let t = TestServer::start().await;
+    for i in 0..30 {
+        t.create_org(&format!("org-{i:02}")).await;
+    }
+    let (status, page1) = t.get("/api/v2/organizations/?page_size=10", ADMIN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page1["count"], 30);
+    assert_eq!(page1["results"].as_array().unwrap().len(), 10);
+    assert_eq!(page1["results"][0]["name"], "org-29", "newest first");
+    assert_eq!(page1["previous"], serde_json::Value::Null);
+    let next = page1["next"].as_str().unwrap().to_owned();
+    assert!(
+        next.contains("page=2") && next.contains("page_size=10"),
+        "{next}"
+    );
+    let (_, page3) = t
+        .get("/api/v2/organizations/?page_size=10&page=3", ADMIN)
+        .await;
+    assert_eq!(page3["results"][9]["name"], "org-00");
+    assert_eq!(page3["next"], serde_json::Value::Null);
+    assert!(page3["previous"].as_str().unwrap().contains("page=2"));
+    let (status, _) = t
+        .get("/api/v2/organizations/?page_size=10&page=4", ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = t.get("/api/v2/organizations/?page_size=500", ADMIN).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["fields"]["page_size"].is_array());
+    let (_, filtered) = t.get("/api/v2/organizations/?name=org-07", ADMIN).await;
+    assert_eq!(filtered["count"], 1);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn rbac_matrix() {
+    let t = TestServer::start().await;
+    let org1 = t.create_org("one").await;
+    let org2 = t.create_org("two").await;
+    let (_, admin1) = t.create_token(org1, "admin").await;
+    let (_, member1) = t.create_token(org1, "member").await;
+    let (_, admin2) = t.create_token(org2, "admin").await;
+    let (token1_id, _) = t.create_token(org1, "member").await;
+    let (revoked_id, revoked) = t.create_token(org1, "admin").await;
+    assert_eq!(
+        t.delete(&format!("/api/v2/tokens/{revoked_id}/"), ADMIN)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+
+    use StatusCode as S;
+    struct Case {
+        method: Method,
+        path: String,
+        body: Option<serde_json::Value>,
+    }
+    let case =
+        |method: Method, path: String, body: Option<serde_json::Value>| Case { method, path, body };
+    let routes = vec![
+        (
+            "list orgs",
+            case(Method::GET, "/api/v2/organizations/".into(), None),
+        ),
+        (
+            "get org1",
+            case(Method::GET, format!("/api/v2/organizations/{org1}/"), None),
+        ),
+        (
+            "patch org1",
+            case(
+                Method::PATCH,
+                format!("/api/v2/organizations/{org1}/"),
+                Some(json!({"description": "x"})),
+            ),
+        ),
+        (
+            "list tokens",
+            case(Method::GET, "/api/v2/tokens/".into(), None),
+        ),
+        (
+            "issue org1 member token",
+            case(
+                Method::POST,
+                "/api/v2/tokens/".into(),
+                Some(json!({"organization": org1, "role": "member"})),
+            ),
+        ),
+        (
+            "get org1 token",
+            case(Method::GET, format!("/api/v2/tokens/{token1_id}/"), None),
+        ),
+        (
+            "audit",
+            case(Method::GET, "/api/v2/audit_events/".into(), None),
+        ),
+        ("me", case(Method::GET, "/api/v2/me/".into(), None)),
+    ];
+    // Expected status per caller, in the order of `routes`.
+    let callers: Vec<(&str, Option<&str>, [S; 8])> = vec![
+        ("no token", None, [S::UNAUTHORIZED; 8]),
+        ("revoked", Some(revoked.as_str()), [S::UNAUTHORIZED; 8]),
+        ("garbage", Some("not-a-real-token"), [S::UNAUTHORIZED; 8]),
+        (
+            "system admin",
+            Some(ADMIN),
+            [S::OK, S::OK, S::OK, S::OK, S::CREATED, S::OK, S::OK, S::OK],
+        ),
+        (
+            "org1 admin",
+            Some(admin1.as_str()),
+            [
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                S::CREATED,
+                S::OK,
+                S::OK,
+                S::OK,
+            ],
+        ),
+        (
+            "org1 member",
+            Some(member1.as_str()),
+            [
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+                S::OK,
+            ],
+        ),
+        (
+            "org2 admin",
+            Some(admin2.as_str()),
+            [
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                S::BAD_REQUEST,
+                S::NOT_FOUND,
+                S::OK,
+                S::OK,
+            ],
+        ),
+    ];
+    for (who, token, expected) in &callers {
+        for ((name, route), want) in routes.iter().zip(expected) {
+            let (status, body) = t
+                .call(
+                    route.method.clone(),
+                    &route.path,
+                    *token,
+                    route.body.clone(),
+                )
+                .await;
+            assert_eq!(status, *want, "{who} → {name}: {body}");
+            if !status.is_success() {
+                assert!(
+                    body["code"].is_string() && body["detail"].is_string(),
+                    "{who} → {name}: {body}"
+                );
+            }
+        }
+    }
+    // A token only lists its own organization's tokens.
+    let (_, listed) = t.get("/api/v2/tokens/", &admin2).await;
+    assert!(
+        listed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|tok| tok["organization"] == org2)
+    );
+    // Listed tokens are masked.
+    let (_, all) = t.get("/api/v2/tokens/", ADMIN).await;
+    for token in all["results"].as_array().unwrap() {
+        assert!(token["token"].as_str().unwrap().contains("***"));
+    }
+    // Another tenant's token cannot be revoked and does not exist for it; a member cannot revoke.
+    assert_eq!(
+        t.delete(&format!("/api/v2/tokens/{token1_id}/"), &admin2)
+            .await
+            .0,
+        S::NOT_FOUND
+    );
+    assert_eq!(
+        t.delete(&format!("/api/v2/tokens/{token1_id}/"), &member1)
+            .await
+            .0,
+        S::FORBIDDEN
+    );
+    assert_eq!(
+        t.delete(&format!("/api/v2/tokens/{token1_id}/"), &admin1)
+            .await
+            .0,
+        S::NO_CONTENT
+    );
+    // Malformed Authorization headers.
+    for header in ["Token abc", "Bearer", "Bearer a b", "Basic dXNlcjpwYXNz"] {
+        let response = t
+            .client
+            .get(format!("{}/api/v2/me/", t.base))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), S::UNAUTHORIZED, "{header}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+    // Deleting an organization disables its tokens at once.
+    assert_eq!(
+        t.delete(&format!("/api/v2/organizations/{org2}/"), ADMIN)
+            .await
+            .0,
+        S::NO_CONTENT
+    );
+    assert_eq!(t.get("/api/v2/me/", &admin2).await.0, S::UNAUTHORIZED);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn audit_trail_records_who_what_and_the_request() {
+    let t = TestServer::start().await;
+    let org = t.create_org("audited").await;
+    let (token_id, token) = t.create_token(org, "admin").await;
+    let response = t
+        .client
+        .post(format!("{}/api/v2/tokens/", t.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-12345")
+        .json(&json!({"organization": org, "role": "member", "description": "by org admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-request-id"], "req-12345");
+    let (status, audit) = t
+        .get("/api/v2/audit_events/?action=token.created", ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let newest = &audit["results"][0];
+    assert_eq!(newest["actor"], format!("token:{token_id}"));
+    assert_eq!(newest["correlation_id"], "req-12345");
+    assert_eq!(newest["organization"], org);
+    assert_eq!(newest["details"]["description"], "by org admin");
+    assert!(newest["details"]["token"].as_str().unwrap().contains("***"));
+    let (_, by_actor) = t
+        .get(
+            &format!("/api/v2/audit_events/?actor=token:{token_id}"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(by_actor["count"], 1);
+    let (_, org_admin_view) = t.get("/api/v2/audit_events/", &token).await;
+    assert!(
+        org_admin_view["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["organization"] == org)
+    );
+    let (_, until_epoch) = t
+        .get("/api/v2/audit_events/?until=2000-01-01T00:00:00Z", ADMIN)
+        .await;
+    assert_eq!(until_epoch["count"], 0);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_survives_restart_and_read_models_rebuild_without_snapshots() {
+    let t = TestServer::start().await;
+    let org = t.create_org("persistent").await;
+    let (_, token) = t.create_token(org, "member").await;
+    let t = t.restart().await;
+    let (status, me) = t.get("/api/v2/me/", &token).await;
+    assert_eq!(
+        (status, me["organization"].as_u64()),
+        (StatusCode::OK, Some(org))
+    );
+    let (_, orgs) = t.get("/api/v2/organizations/", ADMIN).await;
+    assert_eq!(orgs["count"], 1);
+    // Snapshots were taken on shutdown; drop them and the same state comes back from the log.
+    let with_snapshots = t.get("/api/v2/audit_events/", ADMIN).await.1;
+    t.app().journal.clear_snapshots().unwrap();
+    let t = t.restart().await;
+    assert_eq!(
+        t.get("/api/v2/audit_events/", ADMIN).await.1,
+        with_snapshots
+    );
+    // Ids continue after a restart rather than being reused.
+    let next = t.create_org("second").await;
+    assert!(next > org);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_data_files() {
+    let t = TestServer::start().await;
+    let org = t.create_org("secretive").await;
+    let (_, token) = t.create_token(org, "admin").await;
+    let dir = t.dir.clone();
+    let temp = t.shutdown().await;
+    let mut hits = Vec::new();
+    for entry in walk(&dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        if bytes.windows(token.len()).any(|w| w == token.as_bytes())
+            || bytes.windows(ADMIN.len()).any(|w| w == ADMIN.as_bytes())
+        {
+            hits.push(entry.display().to_string());
+        }
+    }
+    assert!(hits.is_empty(), "a secret appears in {hits:?}");
+    drop(temp);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}

@@ -1,0 +1,241 @@
+//! Shared test harness: a real server on 127.0.0.1:0 (in-process, or the real binary), and a
+//! small JSON client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hookforge::config::Config;
+use hookforge::server::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The bootstrap admin token every test server uses.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// A configuration for a test server in `dir`.
+pub fn config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_path_buf();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_token = Some(ADMIN.into());
+    config.http.shutdown_grace_seconds = 5;
+    config
+}
+
+/// An in-process server with a JSON client.
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data dir.
+    pub async fn start() -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Self::start_with(config(temp.path())).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server with `config` (its data dir is kept by the caller).
+    pub async fn start_with(config: Config) -> Self {
+        let dir = config.data_dir.clone();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let server = Server::start(config, listener)
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.addr);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let this = Self {
+            server: Some(server),
+            base,
+            client,
+            dir,
+            _temp: None,
+        };
+        this.wait_ready().await;
+        this
+    }
+
+    /// Shuts down and starts again on the same data dir (same config otherwise).
+    pub async fn restart(mut self) -> Self {
+        let server = self.server.take().unwrap();
+        let mut config = server.app.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        server.shutdown().await;
+        let mut next = Self::start_with(config).await;
+        next._temp = self._temp.take();
+        next
+    }
+
+    pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self._temp.take()
+    }
+
+    pub fn app(&self) -> &hookforge::app::App {
+        &self.server.as_ref().unwrap().app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates an organization and returns its id.
+    pub async fn create_org(&self, name: &str) -> u64 {
+        let (status, body) = self
+            .post("/api/v2/organizations/", ADMIN, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_u64().unwrap()
+    }
+
+    /// Issues a token in `org` with `role` and returns `(id, token)`.
+    pub async fn create_token(&self, org: u64, role: &str) -> (u64, String) {
+        let (status, body) = self
+            .post(
+                "/api/v2/tokens/",
+                ADMIN,
+                json!({"organization": org, "role": role, "description": "test"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_u64().unwrap(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// The real binary running as a child process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `hookforge serve` on `data_dir` with extra environment, waiting for its address.
+    pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookforge"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("HOOKFORGE_ADMIN_TOKEN", ADMIN)
+            .env("HOOKFORGE_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("hookforge binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("hookforge listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line}"))
+            .to_owned();
+        // No readiness wait here on purpose: the server itself holds API requests until its
+        // read models have caught up, and the kill -9 test relies on that.
+        Self { child, base }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `hookforge` binary with `args` and returns (exit code, stdout, stderr).
+pub fn hookforge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookforge"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
