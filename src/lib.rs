@@ -15,3 +15,4 @@ pub mod projections;
 pub mod secrets;
 pub mod server;
 pub mod signing;
+pub mod verify;
