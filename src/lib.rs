@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod conditions;
 pub mod journal;
 pub mod metrics;
 pub mod projections;

@@ -1,0 +1,44 @@
+//! An outbound endpoint's filter: which published events it receives.
+
+use std::iter;
+
+use super::error::ConditionError;
+use super::expression::{Bindings, Expression, Json, evaluate_bool};
+use super::scope::Scope;
+
+/// A compiled boolean expression over `event`, the outbound envelope
+/// `{"event", "delivery_id", "organization_id", "resource_type", "resource_id", "payload",
+/// "occurred_at"}`, e.g. `event.payload.elapsed > 600` or `event.resource_id == 7`.
+///
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboundFilter(Expression);
+
+impl OutboundFilter {
+    /// Compiles an endpoint's filter.
+    ///
+    /// # Errors
+    ///
+    /// A syntax error or undeclared variable, located: `filter: Syntax error: ...`.
+    pub fn compile(source: &str) -> Result<Self, ConditionError> {
+        Expression::compile(source, Scope::Outbound)
+            .map(OutboundFilter)
+            .map_err(|e| e.at("filter"))
+    }
+
+    /// The compiled expression.
+    pub fn expression(&self) -> &Expression {
+        &self.0
+    }
+
+    /// Whether the envelope passes the filter.
+    ///
+    /// # Errors
+    ///
+    /// The envelope is not JSON, evaluation failed (e.g. a missing field not guarded by
+    /// `has()`), or the filter did not evaluate to a bool.
+    pub fn matches(&self, envelope: Json<'_>) -> Result<bool, ConditionError> {
+        let bindings = Bindings::new(self.0.needs(), envelope, iter::empty());
+        evaluate_bool(&bindings, &self.0, "filter")
+    }
+}

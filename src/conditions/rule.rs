@@ -1,0 +1,175 @@
+//! An event rule's conditions and throttle key, compiled together and evaluated in one pass.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::analyze::Needs;
+use super::error::ConditionError;
+use super::expression::{Bindings, Expression, Json, evaluate_bool};
+use super::render;
+use super::scope::Scope;
+
+/// The compiled conditions (all must hold; none means always) and optional throttle key of an
+/// event rule. Variables: `event` (the webhook payload) and `headers` (lower-case name → value).
+///
+/// Cheap to clone. Evaluation parses the payload once for all the expressions and converts only
+/// the members they read.
+#[derive(Debug, Clone)]
+pub struct RuleProgram(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    conditions: Vec<Expression>,
+    throttle_key: Option<Expression>,
+    /// The union of what the expressions read.
+    needs: Needs,
+}
+
+/// The outcome of one condition, as recorded in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionResult {
+    /// The condition held.
+    True,
+    /// The condition did not hold.
+    False,
+    /// The condition could not be evaluated (missing field, wrong type...): counts as not holding.
+    Error(String),
+}
+
+/// The throttle key of a matching event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleKey {
+    /// The rendered key.
+    Key(String),
+    /// The key expression failed on this event.
+    Error(String),
+}
+
+/// The results of a rule's expressions on one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleEvaluation {
+    /// One result per condition, in the rule's order.
+    pub conditions: Vec<ConditionResult>,
+    /// The throttle key, when the rule has one and the event matched; `None` otherwise.
+    pub throttle_key: Option<ThrottleKey>,
+}
+
+impl RuleEvaluation {
+    /// Whether every condition held (vacuously true without conditions).
+    pub fn matched(&self) -> bool {
+        self.conditions.iter().all(|c| *c == ConditionResult::True)
+    }
+}
+
+impl RuleProgram {
+    /// Compiles a rule's conditions and throttle key.
+    ///
+    /// # Errors
+    ///
+    /// The first expression that does not compile, located as the API names it:
+    /// `conditions[1]: Syntax error: ...`, `throttle_key: undeclared reference to ...`.
+    pub fn compile<S: AsRef<str>>(
+        conditions: &[S],
+        throttle_key: Option<&str>,
+    ) -> Result<Self, ConditionError> {
+        let conditions = conditions
+            .iter()
+            .enumerate()
+            .map(|(i, source)| {
+                Expression::compile(source.as_ref(), Scope::Rule)
+                    .map_err(|e| e.at(format!("conditions[{i}]")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let throttle_key = throttle_key
+            .map(|source| {
+                Expression::compile(source, Scope::Rule).map_err(|e| e.at("throttle_key"))
+            })
+            .transpose()?;
+        let mut needs = Needs::default();
+        for expression in conditions.iter().chain(&throttle_key) {
+            needs.merge(expression.needs());
+        }
+        needs.normalize();
+        Ok(RuleProgram(Arc::new(Inner {
+            conditions,
+            throttle_key,
+            needs,
+        })))
+    }
+
+    /// The compiled conditions, in order.
+    pub fn conditions(&self) -> &[Expression] {
+        &self.0.conditions
+    }
+
+    /// The compiled throttle key expression, if any.
+    pub fn throttle_key(&self) -> Option<&Expression> {
+        self.0.throttle_key.as_ref()
+    }
+
+    /// Evaluates every condition on one event, then, if they all held, the throttle key.
+    ///
+    /// `headers` are `(name, value)` pairs in any case; they are bound under lower-case names,
+    /// the last of a repeated name winning. A payload that is not JSON fails only the
+    /// expressions that read `event`.
+    pub fn evaluate<'a, H>(&self, event: Json<'a>, headers: H) -> RuleEvaluation
+    where
+        H: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        evaluate_with(&self.0, &self.0.needs, event, headers)
+    }
+}
+
+/// Evaluates the rule with the variables converted under `needs` (the rule's own, or everything
+/// for the equivalence tests).
+fn evaluate_with<'a, H>(rule: &Inner, needs: &Needs, event: Json<'a>, headers: H) -> RuleEvaluation
+where
+    H: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let bindings = Bindings::new(needs, event, headers);
+    let conditions = rule
+        .conditions
+        .iter()
+        .map(|c| match evaluate_bool(&bindings, c, "condition") {
+            Ok(true) => ConditionResult::True,
+            Ok(false) => ConditionResult::False,
+            Err(e) => ConditionResult::Error(e.to_string()),
+        })
+        .collect::<Vec<_>>();
+    let matched = conditions.iter().all(|c| *c == ConditionResult::True);
+    let throttle_key = match &rule.throttle_key {
+        Some(key) if matched => Some(
+            match bindings
+                .evaluate(key)
+                .and_then(|value| render::throttle_key(&value))
+            {
+                Ok(key) => ThrottleKey::Key(key),
+                Err(e) => ThrottleKey::Error(e.to_string()),
+            },
+        ),
+        _ => None,
+    };
+    RuleEvaluation {
+        conditions,
+        throttle_key,
+    }
+}
+
+#[cfg(test)]
+impl RuleProgram {
+    /// Evaluates with the whole payload and every header converted: the reference the pruned
+    /// evaluation must agree with.
+    pub(crate) fn evaluate_unpruned<'a, H>(&self, event: Json<'a>, headers: H) -> RuleEvaluation
+    where
+        H: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let everything = Needs {
+            event: Some(super::needs::ALL.clone()),
+            headers: Some(super::needs::ALL.clone()),
+        };
+        evaluate_with(&self.0, &everything, event, headers)
+    }
+}
