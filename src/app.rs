@@ -6,14 +6,19 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
+use crate::actors::rule::{ActionLauncher, NoLauncher, RuleActor, RuleMsg};
 use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
 use crate::config::Config;
 use crate::domain::Event;
 use crate::http::ApiError;
+use crate::http::ingress::IngressState;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
-use crate::projections::{AuditView, OrganizationsView, Projection, TokensView, View};
+use crate::projections::{
+    AuditView, DedupView, EventLogsView, OrganizationsView, Projection, RulesView, TokensView, View,
+};
 use crate::secrets::{self, MasterKey};
+use crate::verify::sns::CertCache;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -37,33 +42,44 @@ pub enum StartError {
     Actors(String),
 }
 
-/// Every read model.
-#[derive(Clone, Default)]
-pub struct Views {
-    /// Organizations.
-    pub organizations: Projection<OrganizationsView>,
-    /// API tokens.
-    pub tokens: Projection<TokensView>,
-    /// The audit trail.
-    pub audit: Projection<AuditView>,
+/// Declares the read models: one field per view, each run by its own projector.
+macro_rules! views {
+    ($($field:ident: $view:ty => $doc:literal),* $(,)?) => {
+        /// Every read model.
+        #[derive(Clone, Default)]
+        pub struct Views {
+            $(
+                #[doc = $doc]
+                pub $field: Projection<$view>,
+            )*
+        }
+
+        impl Views {
+            /// Waits until every read model reflects `position`.
+            pub async fn wait_for(&self, position: Position) {
+                $(self.$field.wait_for(position).await;)*
+            }
+
+            /// Each read model's checkpoint, by name.
+            pub fn checkpoints(&self) -> Vec<(&'static str, Position)> {
+                vec![$((<$view as View>::NAME, self.$field.checkpoint()),)*]
+            }
+
+            async fn start_projectors(&self, app: &App) -> Result<(), StartError> {
+                $(app.start_projector(self.$field.clone()).await?;)*
+                Ok(())
+            }
+        }
+    };
 }
 
-impl Views {
-    /// Waits until every read model reflects `position`.
-    pub async fn wait_for(&self, position: Position) {
-        self.organizations.wait_for(position).await;
-        self.tokens.wait_for(position).await;
-        self.audit.wait_for(position).await;
-    }
-
-    /// The lowest checkpoint among the read models, by name.
-    pub fn checkpoints(&self) -> Vec<(&'static str, Position)> {
-        vec![
-            (OrganizationsView::NAME, self.organizations.checkpoint()),
-            (TokensView::NAME, self.tokens.checkpoint()),
-            (AuditView::NAME, self.audit.checkpoint()),
-        ]
-    }
+views! {
+    organizations: OrganizationsView => "Organizations.",
+    tokens: TokensView => "API tokens.",
+    audit: AuditView => "The audit trail.",
+    rules: RulesView => "Event rules, routing by webhook path.",
+    event_logs: EventLogsView => "Inbound event logs.",
+    dedup: DedupView => "The ingress's delivery-id index.",
 }
 
 /// The running application, shared by every request handler and actor.
@@ -78,6 +94,13 @@ pub struct App {
     pub metrics: Metrics,
     /// Read models.
     pub views: Views,
+    /// SNS signing certificates, for CloudWatch rules.
+    pub sns_certs: CertCache,
+    /// Fires rule actions.
+    pub launcher: Arc<dyn ActionLauncher>,
+    /// In-flight webhook bookkeeping.
+    pub ingress: IngressState,
+    rule_actors: Arc<std::sync::Mutex<std::collections::HashMap<u64, ActorRef<RuleMsg>>>>,
     /// The root supervisor.
     pub supervisor: ActorRef<SupervisorMsg>,
     /// Serialises admin commands, so checks against read models (unique names) hold at append.
@@ -129,14 +152,24 @@ impl App {
             master_key,
             metrics,
             views: Views::default(),
+            sns_certs: CertCache::over_https().map_err(|e| StartError::Actors(e.to_string()))?,
+            launcher: Arc::new(NoLauncher),
+            ingress: IngressState::default(),
+            rule_actors: Arc::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
             admin_digest,
             start_position,
         });
-        app.start_projector(app.views.organizations.clone()).await?;
-        app.start_projector(app.views.tokens.clone()).await?;
-        app.start_projector(app.views.audit.clone()).await?;
+        app.views.start_projectors(&app).await?;
+        // Rule actors start from the rules read model, so it must have caught up first.
+        if start_position > 0 {
+            app.views.rules.wait_for(start_position - 1).await;
+        }
+        let rules: Vec<u64> = app.views.rules.read().all().map(|r| r.id).collect();
+        for id in rules {
+            app.start_rule(id).await.map_err(StartError::Actors)?;
+        }
         Ok(app)
     }
 
@@ -159,6 +192,58 @@ impl App {
             }),
         };
         self.start_child(spec).await.map_err(StartError::Actors)
+    }
+
+    /// Starts the actor of rule `id` (no-op if it runs).
+    pub async fn start_rule(&self, id: u64) -> Result<(), String> {
+        let journal = self.journal.clone();
+        let launcher = self.launcher.clone();
+        let metrics = self.metrics.inbound.clone();
+        let running = self.rule_actors.clone();
+        let spec = ChildSpec {
+            key: format!("rule:{id}"),
+            kind: "rule",
+            start: Arc::new(move |supervisor| {
+                let actor = RuleActor {
+                    id,
+                    journal: journal.clone(),
+                    launcher: launcher.clone(),
+                    metrics: metrics.clone(),
+                };
+                let running = running.clone();
+                Box::pin(async move {
+                    let (actor, _) = ractor::Actor::spawn_linked(None, actor, (), supervisor)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    running
+                        .lock()
+                        .expect("rule actor map poisoned")
+                        .insert(id, actor.clone());
+                    Ok(actor.get_cell())
+                })
+            }),
+        };
+        self.start_child(spec).await
+    }
+
+    /// Stops the actor of rule `id` for good (the rule was deleted).
+    pub fn stop_rule(&self, id: u64) {
+        self.rule_actors
+            .lock()
+            .expect("rule actor map poisoned")
+            .remove(&id);
+        let _ = self
+            .supervisor
+            .cast(SupervisorMsg::Stop(format!("rule:{id}")));
+    }
+
+    /// The latest actor of rule `id` (it may be restarting).
+    pub fn rule_actor(&self, id: u64) -> Option<ActorRef<RuleMsg>> {
+        self.rule_actors
+            .lock()
+            .expect("rule actor map poisoned")
+            .get(&id)
+            .cloned()
     }
 
     /// Starts a supervised child and waits until it runs.

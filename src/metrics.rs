@@ -19,6 +19,59 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     /// Supervised actor restarts by kind.
     pub actor_restarts: IntCounterVec,
+    /// Inbound webhooks and rule decisions.
+    pub inbound: InboundMetrics,
+}
+
+/// Inbound webhook counters.
+#[derive(Clone)]
+pub struct InboundMetrics {
+    /// Webhooks by source type and ingress result (`accepted`, `duplicate`, `rejected`).
+    pub webhooks: IntCounterVec,
+    /// Rule decisions by outcome.
+    pub decisions: IntCounterVec,
+    /// Conditions evaluated.
+    pub conditions_evaluated: prometheus::IntCounter,
+    /// Fired actions by type and status.
+    pub actions: IntCounterVec,
+}
+
+impl InboundMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registers once");
+            c
+        };
+        let conditions_evaluated = prometheus::IntCounter::new(
+            "hookforge_conditions_evaluated_total",
+            "CEL conditions evaluated",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(conditions_evaluated.clone()))
+            .expect("registers once");
+        Self {
+            webhooks: counter(
+                "hookforge_webhooks_total",
+                "Inbound webhooks by source type and result",
+                &["source_type", "result"],
+            ),
+            decisions: counter(
+                "hookforge_rule_decisions_total",
+                "Rule decisions by outcome",
+                &["outcome"],
+            ),
+            conditions_evaluated,
+            actions: counter(
+                "hookforge_actions_total",
+                "Fired actions by type and status",
+                &["action_type", "status"],
+            ),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -75,12 +128,14 @@ impl Metrics {
         for kind in ["projector", "rule", "endpoint", "dispatcher"] {
             actor_restarts.with_label_values(&[kind]);
         }
+        let inbound = InboundMetrics::new(&registry);
         Self {
             registry,
             journal,
             http_requests,
             http_seconds,
             actor_restarts,
+            inbound,
         }
     }
 

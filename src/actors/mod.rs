@@ -2,6 +2,7 @@
 //! streams, and the projector that feeds read models from the journal.
 
 pub mod projector;
+pub mod rule;
 pub mod supervisor;
 
 pub use self::projector::Projector;

@@ -2,6 +2,7 @@
 
 mod journal;
 mod serve;
+mod sign;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Print the signature header(s) for a webhook body read from stdin (to test rules with curl).
+    Sign(sign::SignArgs),
     /// Read a stopped server's journal: replay, verify, stats (never writes).
     Journal {
         #[command(subcommand)]
@@ -51,6 +54,7 @@ pub struct DataDir {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Sign(args) => sign::run(args),
         Command::Journal { command } => match command {
             JournalCommand::Replay(args) => journal::replay(args),
             JournalCommand::Verify(args) => journal::verify(args),

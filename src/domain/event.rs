@@ -7,7 +7,9 @@ use crate::codec::{self, CodecError, EventBody};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
 use super::token::{TokenCreated, TokenRevoked};
+use super::webhook::{ActionsFired, EventEvaluated, WebhookReceived, WebhookRejected};
 
 /// What the audit trail shows about a state change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +101,15 @@ event_registry! {
     OrganizationDeleted(OrganizationDeleted),
     TokenCreated(TokenCreated),
     TokenRevoked(TokenRevoked),
+    RuleCreated(RuleCreated),
+    RuleUpdated(RuleUpdated),
+    RuleEnabledChanged(RuleEnabledChanged),
+    RuleKeyRotated(RuleKeyRotated),
+    RuleDeleted(RuleDeleted),
+    WebhookReceived(WebhookReceived),
+    WebhookRejected(WebhookRejected),
+    EventEvaluated(EventEvaluated),
+    ActionsFired(ActionsFired),
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 pub mod access;
 pub mod event;
 pub mod organization;
+pub mod rule;
+pub mod rule_state;
 pub mod token;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod pagination;
 pub mod request;
 pub mod response;

@@ -4,7 +4,10 @@
 //! and advances a checkpoint, which command handlers wait on to read their own writes.
 
 mod audit;
+mod dedup;
+mod event_logs;
 mod organizations;
+mod rules;
 mod tokens;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -14,7 +17,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use self::audit::{AuditEntry, AuditView};
+pub use self::dedup::DedupView;
+pub use self::event_logs::{EventLogEntry, EventLogsView, Status};
 pub use self::organizations::{Organization, OrganizationsView};
+pub use self::rules::{RuleRecord, RulesView};
 pub use self::tokens::{TokenRecord, TokensView};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 

@@ -1,7 +1,9 @@
 //! The admin API: one file per resource.
 
 pub mod audit;
+pub mod event_logs;
 pub mod organizations;
+pub mod rules;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -22,6 +24,8 @@ pub async fn root(_app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
         "organizations": "/api/v2/organizations/",
         "tokens": "/api/v2/tokens/",
         "audit_events": "/api/v2/audit_events/",
+        "event_rules": "/api/v2/event_rules/",
+        "event_logs": "/api/v2/event_logs/",
         "me": "/api/v2/me/",
     })))
 }

@@ -1,0 +1,520 @@
+//! The rule actor: one per event rule. It folds the rule's stream into a [`RuleState`], decides
+//! every received webhook in log order (duplicate → conditions → throttle), appends the decision,
+//! fires the actions and appends their results.
+//!
+//! Decisions are made from the log alone, so a rule that crashes or restarts rebuilds exactly the
+//! state it had (from its snapshot plus the tail of its stream) and decides whatever it had not
+//! decided yet. Its own appends come back through its subscription and are folded idempotently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::conditions::{ConditionResult, Json, RuleProgram, ThrottleKey};
+use crate::domain::Event;
+use crate::domain::rule::{self, Action};
+use crate::domain::rule_state::{Pending, RuleState, received};
+use crate::domain::webhook::{ActionResult, ActionStatus, ActionsFired, Outcome, WebhookReceived};
+use crate::journal::{
+    AppendTicket, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
+};
+use crate::metrics::InboundMetrics;
+
+/// Events applied between snapshots.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Stream events read per catch-up batch.
+const BATCH: usize = 512;
+
+/// What a fired action needs to know.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    /// The rule firing.
+    pub rule: u64,
+    /// Its name.
+    pub rule_name: String,
+    /// Its organization.
+    pub organization: u64,
+    /// The event log that made it fire.
+    pub event_log_id: u64,
+    /// The webhook.
+    pub webhook: WebhookReceived,
+    /// The action.
+    pub action: Action,
+    /// Correlation id of the request that delivered the webhook.
+    pub correlation_id: String,
+}
+
+/// Fires one action (launches a job or workflow, sends a notification).
+pub trait ActionLauncher: Send + Sync + 'static {
+    /// Fires `request.action`; failures are results, not errors.
+    fn launch(
+        &self,
+        request: LaunchRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ActionResult> + Send + '_>>;
+}
+
+/// The launcher used until job templates, workflows and notifications exist: it records every
+/// action as failed, saying why, so event logs tell the truth.
+pub struct NoLauncher;
+
+impl ActionLauncher for NoLauncher {
+    fn launch(
+        &self,
+        request: LaunchRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ActionResult> + Send + '_>> {
+        Box::pin(async move {
+            ActionResult {
+                action_type: request.action.action_type,
+                target_id: request.action.target_id,
+                status: ActionStatus::Failed,
+                job_id: None,
+                workflow_job_id: None,
+                error: Some(format!(
+                    "{} is not available in this build",
+                    request.action.action_type.as_str()
+                )),
+            }
+        })
+    }
+}
+
+/// The rule actor's configuration.
+pub struct RuleActor {
+    /// Rule id.
+    pub id: u64,
+    /// The journal.
+    pub journal: Journal,
+    /// Fires actions.
+    pub launcher: Arc<dyn ActionLauncher>,
+    /// Counters.
+    pub metrics: InboundMetrics,
+}
+
+/// A dry run's input.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// The payload to test (JSON).
+    pub payload: serde_json::Value,
+    /// Headers (any case).
+    pub headers: Vec<(String, String)>,
+    /// Test time (µs), for the throttle check.
+    pub now: i64,
+}
+
+/// What a dry run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunReport {
+    /// Whether every condition held.
+    pub conditions_matched: bool,
+    /// Each condition with its result.
+    pub condition_results: Vec<serde_json::Value>,
+    /// Whether the rule would be throttled now.
+    pub throttled: bool,
+    /// The throttle key, if the rule has one.
+    pub throttle_key: Option<String>,
+    /// The actions that would fire.
+    pub actions: Vec<serde_json::Value>,
+}
+
+/// Messages a rule actor handles.
+pub enum RuleMsg {
+    /// New events of the rule's stream, from its subscription.
+    Events(Vec<RecordedEvent>, RpcReplyPort<()>),
+    /// Evaluate a payload without recording or firing anything.
+    DryRun(DryRun, RpcReplyPort<Result<DryRunReport, String>>),
+}
+
+/// Running state.
+pub struct RuleActorState {
+    state: RuleState,
+    program: Option<RuleProgram>,
+    pump: Option<JoinHandle<()>>,
+    since_snapshot: u64,
+}
+
+fn snapshot_name(id: u64) -> String {
+    format!("rule-{id}@{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl RuleActor {
+    fn stream(&self) -> String {
+        rule::stream(self.id)
+    }
+
+    fn metadata(&self, correlation_id: &str) -> Metadata {
+        Metadata {
+            actor: format!("rule:{}", self.id),
+            correlation_id: correlation_id.to_owned(),
+        }
+    }
+
+    fn load(&self) -> Result<RuleState, JournalError> {
+        let mut state = match self.journal.load_snapshot(&snapshot_name(self.id))? {
+            Some((_, bytes)) => {
+                postcard::from_bytes(&bytes).unwrap_or_else(|_| RuleState::new(self.id))
+            }
+            None => RuleState::new(self.id),
+        };
+        loop {
+            let batch = self
+                .journal
+                .read_stream(&self.stream(), state.next_revision, BATCH)?;
+            if batch.is_empty() {
+                return Ok(state);
+            }
+            for record in &batch {
+                state.apply(record);
+            }
+        }
+    }
+
+    fn save_snapshot(&self, state: &RuleState) {
+        match postcard::to_stdvec(state) {
+            Ok(bytes) => {
+                if let Err(e) =
+                    self.journal
+                        .save_snapshot(&snapshot_name(self.id), state.next_position, &bytes)
+                {
+                    tracing::warn!(rule = self.id, error = %e, "rule snapshot not saved");
+                }
+            }
+            Err(e) => tracing::warn!(rule = self.id, error = %e, "rule snapshot not encoded"),
+        }
+    }
+
+    /// The received webhook behind `pending`: from the batch at hand, or from the journal.
+    fn webhook(
+        &self,
+        pending: &Pending,
+        at_hand: &HashMap<u64, RecordedEvent>,
+    ) -> Option<(WebhookReceived, String)> {
+        let record = match at_hand.get(&pending.event_log_id) {
+            Some(record) => record.clone(),
+            None => self
+                .journal
+                .read_stream(&self.stream(), pending.revision, 1)
+                .ok()?
+                .into_iter()
+                .next()?,
+        };
+        Some((received(&record)?, record.metadata.correlation_id))
+    }
+
+    /// Decides every undecided webhook, then fires every decided-but-unfired one.
+    async fn process(
+        &self,
+        actor: &mut RuleActorState,
+        at_hand: HashMap<u64, RecordedEvent>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(config) = actor.state.config.clone() else {
+            return Ok(());
+        };
+        let mut tickets: Vec<AppendTicket> = Vec::new();
+        let mut webhooks: HashMap<u64, (WebhookReceived, String)> = HashMap::new();
+        let pending: Vec<Pending> = actor.state.undecided.values().cloned().collect();
+        for pending in pending {
+            let Some((webhook, correlation_id)) = self.webhook(&pending, &at_hand) else {
+                return Err(
+                    format!("webhook at position {} is unreadable", pending.event_log_id).into(),
+                );
+            };
+            let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending)) {
+                (Some(program), true) => {
+                    let payload = webhook.payload();
+                    let headers = webhook
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()));
+                    self.metrics
+                        .conditions_evaluated
+                        .inc_by(program.conditions().len() as u64);
+                    Some(program.evaluate(Json::Bytes(&payload), headers))
+                }
+                _ => None,
+            };
+            let decision = actor.state.decide(&pending, evaluation);
+            self.metrics
+                .decisions
+                .with_label_values(&[outcome_label(decision.outcome)])
+                .inc();
+            actor.state.apply_decision(&decision);
+            let metadata = self.metadata(&correlation_id);
+            tickets.push(self.journal.append(
+                self.stream(),
+                ExpectedRevision::Any,
+                vec![Event::from(decision).encode(metadata)],
+            ));
+            webhooks.insert(pending.event_log_id, (webhook, correlation_id));
+        }
+        let unfired: Vec<u64> = actor.state.unfired.keys().copied().collect();
+        for event_log_id in unfired {
+            let (webhook, correlation_id) = match webhooks.remove(&event_log_id) {
+                Some(found) => found,
+                None => {
+                    let revision = self.revision_of(event_log_id)?;
+                    let pending = Pending {
+                        event_log_id,
+                        revision,
+                        received_at: 0,
+                        event_guid: None,
+                    };
+                    self.webhook(&pending, &at_hand)
+                        .ok_or("a fired webhook is unreadable")?
+                }
+            };
+            let mut results = Vec::with_capacity(config.actions.len());
+            for action in &config.actions {
+                let request = LaunchRequest {
+                    rule: self.id,
+                    rule_name: config.name.clone(),
+                    organization: actor.state.organization,
+                    event_log_id,
+                    webhook: webhook.clone(),
+                    action: action.clone(),
+                    correlation_id: correlation_id.clone(),
+                };
+                let result = self.launcher.launch(request).await;
+                self.metrics
+                    .actions
+                    .with_label_values(&[action.action_type.as_str(), status_label(result.status)])
+                    .inc();
+                results.push(result);
+            }
+            actor.state.unfired.remove(&event_log_id);
+            let fired = ActionsFired {
+                event_log_id,
+                rule: self.id,
+                organization: actor.state.organization,
+                results,
+            };
+            let metadata = self.metadata(&correlation_id);
+            tickets.push(self.journal.append(
+                self.stream(),
+                ExpectedRevision::Any,
+                vec![Event::from(fired).encode(metadata)],
+            ));
+        }
+        // Pipelined: every append was submitted above; a failed one means the journal stopped,
+        // and this actor must rebuild from the log rather than run ahead of it.
+        for ticket in tickets {
+            ticket.await?;
+        }
+        Ok(())
+    }
+
+    /// The stream revision of the webhook at `position` (read back for an unfired decision).
+    fn revision_of(&self, position: u64) -> Result<u64, ActorProcessingErr> {
+        let mut revision = 0;
+        loop {
+            let batch = self.journal.read_stream(&self.stream(), revision, BATCH)?;
+            if batch.is_empty() {
+                return Err(
+                    format!("webhook at position {position} not found in its stream").into(),
+                );
+            }
+            if let Some(record) = batch.iter().find(|r| r.position == position) {
+                return Ok(record.revision);
+            }
+            revision = batch.last().expect("not empty").revision + 1;
+        }
+    }
+
+    fn dry_run(&self, actor: &RuleActorState, run: DryRun) -> Result<DryRunReport, String> {
+        let config = actor.state.config.as_ref().ok_or("the rule was deleted")?;
+        let program = actor
+            .program
+            .as_ref()
+            .ok_or("the rule's conditions do not compile")?;
+        let payload = serde_json::to_vec(&run.payload).map_err(|e| e.to_string())?;
+        let headers = run.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let evaluation = program.evaluate(Json::Bytes(&payload), headers);
+        let condition_results = config
+            .conditions
+            .iter()
+            .zip(&evaluation.conditions)
+            .map(|(condition, result)| condition_json(&condition.expression, result))
+            .collect();
+        let matched = evaluation.matched();
+        let throttle_key = match &evaluation.throttle_key {
+            Some(ThrottleKey::Key(key)) => Some(key.clone()),
+            _ => None,
+        };
+        let throttled = matched
+            && actor
+                .state
+                .is_throttled(throttle_key.as_deref().unwrap_or_default(), run.now);
+        let actions = if matched && !throttled {
+            config
+                .actions
+                .iter()
+                .map(|a| serde_json::json!({"action_type": a.action_type, "target_id": a.target_id, "extra_vars": a.extra_vars.to_value(), "description": a.description}))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(DryRunReport {
+            conditions_matched: matched,
+            condition_results,
+            throttled,
+            throttle_key,
+            actions,
+        })
+    }
+}
+
+/// A condition and its result as the API shows them.
+pub fn condition_json(expression: &str, result: &ConditionResult) -> serde_json::Value {
+    let (value, error) = match result {
+        ConditionResult::True => (serde_json::json!(true), None),
+        ConditionResult::False => (serde_json::json!(false), None),
+        ConditionResult::Error(e) => (serde_json::Value::Null, Some(e.clone())),
+    };
+    serde_json::json!({"expression": expression, "result": value, "error": error})
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Duplicate => "duplicate",
+        Outcome::Unmatched => "unmatched",
+        Outcome::Matched => "matched",
+        Outcome::Throttled => "throttled",
+        Outcome::Error => "error",
+        Outcome::Fire => "fire",
+    }
+}
+
+fn status_label(status: ActionStatus) -> &'static str {
+    match status {
+        ActionStatus::Fired => "fired",
+        ActionStatus::Failed => "failed",
+    }
+}
+
+fn compile(state: &RuleState) -> Option<RuleProgram> {
+    let config = state.config.as_ref()?;
+    match config.program() {
+        Ok(program) => Some(program),
+        Err(e) => {
+            tracing::error!(rule = state.id, error = %e, "rule conditions no longer compile");
+            None
+        }
+    }
+}
+
+impl Actor for RuleActor {
+    type Msg = RuleMsg;
+    type State = RuleActorState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let journal = self.journal.clone();
+        let this = RuleActor {
+            id: self.id,
+            journal: journal.clone(),
+            launcher: self.launcher.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let state = tokio::task::spawn_blocking(move || this.load()).await??;
+        let program = compile(&state);
+        Ok(RuleActorState {
+            state,
+            program,
+            pump: None,
+            since_snapshot: 0,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Whatever the log holds undecided (or decided but not fired) is handled now.
+        self.process(actor, HashMap::new()).await?;
+        let mut subscription = self
+            .journal
+            .subscribe_stream(&self.stream(), actor.state.next_revision);
+        let id = self.id;
+        actor.pump = Some(tokio::spawn(async move {
+            loop {
+                let batch = match subscription.next_batch(BATCH).await {
+                    Ok(batch) => batch,
+                    Err(JournalError::Closed(_)) => break,
+                    Err(e) => {
+                        tracing::error!(rule = id, error = %e, "rule cannot read its stream");
+                        myself.stop(Some(format!("stream read failed: {e}")));
+                        break;
+                    }
+                };
+                if ractor::call!(myself, RuleMsg::Events, batch).is_err() {
+                    break;
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RuleMsg::Events(events, reply) => {
+                let mut at_hand = HashMap::new();
+                let mut reconfigured = false;
+                for record in events {
+                    let before = actor.state.next_revision;
+                    actor.state.apply(&record);
+                    if actor.state.next_revision == before {
+                        continue;
+                    }
+                    actor.since_snapshot += 1;
+                    reconfigured |= record.event_type.starts_with("rule.");
+                    if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {
+                        at_hand.insert(record.position, record);
+                    }
+                }
+                if reconfigured {
+                    actor.program = compile(&actor.state);
+                }
+                let result = self.process(actor, at_hand).await;
+                if actor.since_snapshot >= SNAPSHOT_EVERY && actor.state.undecided.is_empty() {
+                    self.save_snapshot(&actor.state);
+                    actor.since_snapshot = 0;
+                }
+                let _ = reply.send(());
+                result?;
+            }
+            RuleMsg::DryRun(run, reply) => {
+                let _ = reply.send(self.dry_run(actor, run));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(pump) = actor.pump.take() {
+            pump.abort();
+        }
+        if actor.since_snapshot > 0
+            && actor.state.undecided.is_empty()
+            && actor.state.unfired.is_empty()
+        {
+            self.save_snapshot(&actor.state);
+        }
+        Ok(())
+    }
+}

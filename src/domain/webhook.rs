@@ -1,0 +1,214 @@
+//! What happens to one inbound webhook: received (or rejected), evaluated, acted on.
+//! All of it lives in the rule's stream; the event log id is the global position of the
+//! `webhook.received` (or `webhook.rejected`) event.
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{AuditInfo, Audited};
+use super::rule::ActionType;
+use crate::codec::{EventBody, RawJson};
+use crate::conditions::ConditionResult;
+use crate::verify::SourceType;
+
+/// A verified webhook, exactly as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookReceived {
+    /// The rule whose path it was posted to.
+    pub rule: u64,
+    /// The rule's organization.
+    pub organization: u64,
+    /// The rule's source type at the time.
+    pub source_type: SourceType,
+    /// Provider event type (e.g. `push`), if known.
+    pub event_type: Option<String>,
+    /// Provider delivery id, for de-duplication, if known.
+    pub event_guid: Option<String>,
+    /// The peer's address.
+    pub source_ip: Option<String>,
+    /// Request headers (lower-case names), credentials removed, signatures kept.
+    pub headers: Vec<(String, String)>,
+    /// The exact body bytes (signatures can be re-checked against them).
+    pub body: RawJson,
+    /// Whether `body` is GitHub's `application/x-www-form-urlencoded` `payload=` form.
+    pub form_encoded: bool,
+}
+
+impl EventBody for WebhookReceived {
+    const TYPE: &'static str = "webhook.received";
+}
+
+impl WebhookReceived {
+    /// The JSON payload: the body, or the `payload` field of a form-encoded body.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.form_encoded {
+            form_payload(&self.body.0).into()
+        } else {
+            std::borrow::Cow::Borrowed(&self.body.0)
+        }
+    }
+}
+
+/// The `payload` field of a form-encoded body (empty if absent).
+pub fn form_payload(body: &[u8]) -> Vec<u8> {
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default()
+}
+
+/// A webhook that failed verification, kept (capped) for forensics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRejected {
+    /// The rule whose path it was posted to.
+    pub rule: u64,
+    /// The rule's organization.
+    pub organization: u64,
+    /// The rule's source type.
+    pub source_type: SourceType,
+    /// Why verification failed (as told to the sender).
+    pub reason: String,
+    /// The peer's address.
+    pub source_ip: Option<String>,
+    /// Request headers, credentials removed.
+    pub headers: Vec<(String, String)>,
+    /// The first bytes of the body.
+    pub body: RawJson,
+    /// Whether `body` was cut.
+    pub truncated: bool,
+}
+
+impl EventBody for WebhookRejected {
+    const TYPE: &'static str = "webhook.rejected";
+}
+
+/// What the rule decided about a received webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Its delivery id was already received within the dedup window.
+    Duplicate,
+    /// A condition did not hold.
+    Unmatched,
+    /// Every condition held and there is nothing to fire.
+    Matched,
+    /// Every condition held, but the rule fired for this throttle key too recently.
+    Throttled,
+    /// A condition (or the throttle key) could not be evaluated.
+    Error,
+    /// Every condition held: the actions fire.
+    Fire,
+}
+
+/// The rule's decision on one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventEvaluated {
+    /// Position of the `webhook.received` event.
+    pub event_log_id: u64,
+    /// The decision.
+    pub outcome: Outcome,
+    /// One result per condition (empty for duplicates: they are not evaluated).
+    pub condition_results: Vec<ConditionResult>,
+    /// The throttle key the event fell under, when the rule has one.
+    pub throttle_key: Option<String>,
+    /// Why the outcome is `error`.
+    pub error: Option<String>,
+}
+
+impl EventBody for EventEvaluated {
+    const TYPE: &'static str = "webhook.evaluated";
+}
+
+/// How firing one action went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Launched or sent.
+    Fired,
+    /// Could not be launched (unknown or deleted target, launch error).
+    Failed,
+}
+
+/// The result of one fired action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// What was fired.
+    pub action_type: ActionType,
+    /// Its target.
+    pub target_id: u64,
+    /// Fired or failed.
+    pub status: ActionStatus,
+    /// The job launched, for `launch_job_template`.
+    pub job_id: Option<u64>,
+    /// The workflow job launched, for `launch_workflow`.
+    pub workflow_job_id: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The rule fired its actions for a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionsFired {
+    /// Position of the `webhook.received` event.
+    pub event_log_id: u64,
+    /// The rule.
+    pub rule: u64,
+    /// Its organization.
+    pub organization: u64,
+    /// One result per action, in the rule's order.
+    pub results: Vec<ActionResult>,
+}
+
+impl EventBody for ActionsFired {
+    const TYPE: &'static str = "webhook.actions_fired";
+}
+
+impl ActionsFired {
+    /// Whether every action fired.
+    pub fn all_fired(&self) -> bool {
+        self.results.iter().all(|r| r.status == ActionStatus::Fired)
+    }
+}
+
+impl Audited for WebhookReceived {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
+impl Audited for WebhookRejected {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
+impl Audited for EventEvaluated {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
+impl Audited for ActionsFired {
+    fn audit(&self) -> Option<AuditInfo> {
+        Some(AuditInfo {
+            organization: Some(self.organization),
+            resource_type: "event_rule",
+            resource_id: self.rule.to_string(),
+            details: serde_json::json!({
+                "event_log_id": self.event_log_id,
+                "actions": self.results.iter().map(|r| serde_json::json!({
+                    "action_type": r.action_type, "target_id": r.target_id, "status": r.status,
+                    "job_id": r.job_id, "workflow_job_id": r.workflow_job_id, "error": r.error,
+                })).collect::<Vec<_>>(),
+            }),
+        })
+    }
+}
+
+/// Headers that carry credentials: never journaled.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "x-gitlab-token",
+    "x-forge-token",
+    "proxy-authorization",
+];

@@ -1,0 +1,155 @@
+//! `/api/v2/event_logs/`: every inbound webhook and what became of it.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::actors::rule::condition_json;
+use crate::app::App;
+use crate::domain::Event;
+use crate::domain::access::Principal;
+use crate::domain::rfc3339;
+use crate::domain::rule;
+use crate::http::auth::{authenticate, require_read};
+use crate::http::pagination::{Page, paginate};
+use crate::http::response::{Response, ok};
+use crate::http::{ApiError, Request};
+use crate::projections::{EventLogEntry, Status};
+use crate::verify::SourceType;
+
+/// Payload and headers of an entry, read back from the journal.
+fn body_and_headers(app: &App, entry: &EventLogEntry) -> (Value, Value) {
+    let record = app
+        .journal
+        .read_stream(&rule::stream(entry.rule), entry.revision, 1)
+        .ok()
+        .and_then(|r| r.into_iter().next());
+    let decoded = record
+        .as_ref()
+        .and_then(|r| Event::decode(r).ok().flatten());
+    let headers = |pairs: &[(String, String)]| {
+        Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+    };
+    match decoded {
+        Some(Event::WebhookReceived(e)) => {
+            let payload = serde_json::from_slice(&e.payload())
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&e.payload())));
+            (payload, headers(&e.headers))
+        }
+        Some(Event::WebhookRejected(e)) => {
+            let payload = serde_json::from_slice(&e.body.0)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&e.body.0)));
+            (payload, headers(&e.headers))
+        }
+        _ => (Value::Null, json!({})),
+    }
+}
+
+/// An event log as the API shows it.
+pub fn render(app: &App, entry: &EventLogEntry) -> Value {
+    let (payload, headers) = body_and_headers(app, entry);
+    json!({
+        "id": entry.id,
+        "type": "event_log",
+        "url": format!("/api/v2/event_logs/{}/", entry.id),
+        "event_rule": entry.rule,
+        "event_rule_name": entry.rule_name,
+        "organization": entry.organization,
+        "source_type": entry.source_type,
+        "source_ip": entry.source_ip,
+        "event_type": entry.event_type,
+        "event_guid": entry.event_guid,
+        "payload": payload,
+        "headers": headers,
+        "conditions_matched": entry.conditions_matched,
+        "condition_results": entry.condition_results.iter().map(|(e, r)| condition_json(e, r)).collect::<Vec<_>>(),
+        "actions_triggered": entry.actions_triggered,
+        "status": entry.status,
+        "job_id": entry.job_id,
+        "throttle_key": entry.throttle_key,
+        "error": entry.error,
+        "created": rfc3339(entry.created),
+        "modified": rfc3339(entry.modified),
+    })
+}
+
+/// The filtered, paginated list, optionally for one rule.
+pub fn list_for(
+    app: &App,
+    req: &Request,
+    principal: &Principal,
+    rule: Option<u64>,
+) -> Result<Response, ApiError> {
+    let rule = match rule {
+        Some(rule) => Some(rule),
+        None => req.query_parsed::<u64>("event_rule", "a rule id")?,
+    };
+    let status = match req.query("status").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            let mut errors = crate::domain::FieldErrors::default();
+            errors.add(
+                "status",
+                format!("\"{s}\" is not one of {}.", Status::NAMES),
+            );
+            ApiError::invalid(errors)
+        })?),
+    };
+    let source = match req.query("source_type").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse::<SourceType>().map_err(|_| {
+            let mut errors = crate::domain::FieldErrors::default();
+            errors.add("source_type", format!("\"{s}\" is not a source type."));
+            ApiError::invalid(errors)
+        })?),
+    };
+    let (since, until) = (req.query_time("since")?, req.query_time("until")?);
+    let text = |name| req.query(name).filter(|v| !v.is_empty());
+    let (event_type, guid) = (text("event_type"), text("event_guid"));
+    let scope = principal.scope();
+    let view = app.views.event_logs.read();
+    let matching = view
+        .all()
+        .rev()
+        .filter(|e| scope.is_none_or(|o| e.organization == o))
+        .filter(|e| rule.is_none_or(|r| e.rule == r))
+        .filter(|e| status.is_none_or(|s| e.status == s))
+        .filter(|e| source.is_none_or(|s| e.source_type == s))
+        .filter(|e| event_type.is_none_or(|t| e.event_type.as_deref() == Some(t)))
+        .filter(|e| guid.is_none_or(|g| e.event_guid.as_deref() == Some(g)))
+        .filter(|e| since.is_none_or(|t| e.created >= t))
+        .filter(|e| until.is_none_or(|t| e.created <= t));
+    // Only the requested page is rendered: payloads are read back from the journal.
+    let page = Page::from_request(req)?;
+    let mut count = 0;
+    let mut selected = Vec::with_capacity(page.size);
+    for entry in matching {
+        if count >= page.offset() && selected.len() < page.size {
+            selected.push(entry.clone());
+        }
+        count += 1;
+    }
+    drop(view);
+    let rendered: Vec<Value> = selected.iter().map(|e| render(app, e)).collect();
+    paginate(req, page, count, rendered)
+}
+
+/// `GET`: filters `event_rule`, `status`, `source_type`, `event_type`, `event_guid`, `since`, `until`.
+pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    list_for(&app, &req, &principal, None)
+}
+
+/// `GET /{id}`.
+pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let entry = app
+        .views
+        .event_logs
+        .read()
+        .get(req.id("id")?)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    require_read(&principal, entry.organization)?;
+    Ok(ok(&render(&app, &entry)))
+}

@@ -1,0 +1,416 @@
+//! `/api/v2/event_rules/`: rules, their webhook keys, enable/disable, dry runs.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::event_logs;
+use crate::actors::rule::{DryRun, RuleMsg};
+use crate::app::App;
+use crate::domain::rule::{
+    self, ActionType, RuleCreated, RuleDeleted, RuleEnabledChanged, RuleInput, RuleKeyRotated,
+    RuleUpdated, TargetCheck,
+};
+use crate::domain::{FieldErrors, rfc3339};
+use crate::http::auth::{authenticate, require_manage, require_read};
+use crate::http::pagination::paginate_iter;
+use crate::http::request::from_json_value;
+use crate::http::response::{Response, created, no_content, ok};
+use crate::http::{ApiError, Request, metadata};
+use crate::journal::ExpectedRevision;
+use crate::projections::RuleRecord;
+use crate::secrets::{self, mask};
+
+/// Checks action targets against the resources that exist.
+struct Targets;
+
+impl TargetCheck for Targets {
+    fn exists(&self, _action: ActionType, _target: u64, _organization: u64) -> bool {
+        // Job templates, workflows and notification templates arrive with the actions feature;
+        // until then targets are recorded as given and firing reports them as unavailable.
+        true
+    }
+}
+
+fn key_field(id: u64) -> String {
+    format!("{}/webhook_key", rule::stream(id))
+}
+
+fn open_key(app: &App, rule: &RuleRecord) -> Result<String, ApiError> {
+    app.master_key
+        .open_string(&key_field(rule.id), &rule.key)
+        .map_err(|e| ApiError::internal("webhook key", e))
+}
+
+/// The rule as the API shows it (key masked).
+pub fn render(app: &App, rule: &RuleRecord) -> Value {
+    let config = &rule.config;
+    let masked = open_key(app, rule)
+        .map(|k| mask(&k))
+        .unwrap_or_else(|_| "***".into());
+    json!({
+        "id": rule.id,
+        "type": "event_rule",
+        "url": format!("/api/v2/event_rules/{}/", rule.id),
+        "name": config.name,
+        "description": config.description,
+        "organization": rule.organization,
+        "enabled": config.enabled,
+        "source_type": config.source_type,
+        "webhook_path": config.webhook_path,
+        "webhook_url": format!("{}/api/v2/eda_webhooks/{}/", app.config.public_base_url(), config.webhook_path),
+        "webhook_key": masked,
+        "conditions": config.conditions.iter().map(|c| json!({"expression": c.expression, "description": c.description})).collect::<Vec<_>>(),
+        "actions": config.actions.iter().map(|a| json!({
+            "action_type": a.action_type, "target_id": a.target_id, "extra_vars": a.extra_vars.to_value(), "description": a.description,
+        })).collect::<Vec<_>>(),
+        "throttle_seconds": config.throttle_seconds,
+        "throttle_key": config.throttle_key,
+        "dedup_window_seconds": config.dedup_window_seconds,
+        "fire_count": rule.fire_count,
+        "last_fired_at": rule.last_fired_at.map(rfc3339),
+        "created": rfc3339(rule.created),
+        "modified": rfc3339(rule.modified),
+    })
+}
+
+/// The rule `id` if the caller may see it (404 otherwise).
+fn visible(
+    app: &App,
+    principal: &crate::domain::access::Principal,
+    id: u64,
+) -> Result<RuleRecord, ApiError> {
+    let rule = app
+        .views
+        .rules
+        .read()
+        .get(id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    require_read(principal, rule.organization)?;
+    Ok(rule)
+}
+
+fn render_id(app: &App, id: u64) -> Result<Value, ApiError> {
+    let rule = app
+        .views
+        .rules
+        .read()
+        .get(id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    Ok(render(app, &rule))
+}
+
+/// `GET`: filters `organization`, `name`, `enabled`, `source_type`; newest first.
+pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let organization = req.query_parsed::<u64>("organization", "an organization id")?;
+    let enabled = req.query_parsed::<bool>("enabled", "true or false")?;
+    let (name, source) = (
+        req.query("name").filter(|v| !v.is_empty()),
+        req.query("source_type").filter(|v| !v.is_empty()),
+    );
+    let scope = principal.scope();
+    let rules: Vec<RuleRecord> = app
+        .views
+        .rules
+        .read()
+        .all()
+        .rev()
+        .filter(|r| scope.is_none_or(|o| r.organization == o))
+        .filter(|r| organization.is_none_or(|o| r.organization == o))
+        .filter(|r| enabled.is_none_or(|e| r.config.enabled == e))
+        .filter(|r| name.is_none_or(|n| r.config.name == n))
+        .filter(|r| source.is_none_or(|s| r.config.source_type.as_str() == s))
+        .cloned()
+        .collect();
+    paginate_iter(&req, rules.iter().map(|r| render(&app, r)))
+}
+
+/// `POST`: create; the response carries the webhook key in clear this once.
+pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let input: RuleInput = req.json()?;
+    let organization = input
+        .organization
+        .ok_or_else(|| ApiError::invalid(required("organization")))?;
+    if !app
+        .views
+        .organizations
+        .read()
+        .get(organization)
+        .is_some_and(|_| principal.can_read(organization))
+    {
+        return Err(ApiError::invalid(one(
+            "organization",
+            format!("Organization {organization} does not exist."),
+        )));
+    }
+    require_manage(&principal, organization)?;
+    let supplied_key = input.webhook_key.clone();
+    let key = match &supplied_key {
+        Some(key) => {
+            let mut errors = FieldErrors::default();
+            rule::check_webhook_key(&mut errors, key);
+            errors.into_result()?;
+            key.clone()
+        }
+        None => secrets::generate_secret(),
+    };
+    let _serial = app.commands.lock().await;
+    let (id, config) = {
+        let rules = app.views.rules.read();
+        let id = rules.max_id + 1;
+        let path = format!(
+            "hook-{}",
+            &secrets::generate_secret()[..20]
+                .to_ascii_lowercase()
+                .replace(['_', '-'], "x")
+        );
+        let config = rule::configure(
+            rule::defaults(path),
+            RuleInput {
+                webhook_key: None,
+                organization: None,
+                ..input
+            },
+            organization,
+            &Targets,
+            |name| rules.name_taken(organization, name, None),
+            |path| rules.path_taken(path, None),
+        )?;
+        (id, config)
+    };
+    let event = RuleCreated {
+        id,
+        organization,
+        config,
+        webhook_key: app.master_key.seal(&key_field(id), key.as_bytes()),
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        rule::stream(id),
+        ExpectedRevision::NoStream,
+        vec![event.into()],
+    )
+    .await?;
+    app.start_rule(id)
+        .await
+        .map_err(|e| ApiError::internal("starting the rule actor", e))?;
+    let mut body = render_id(&app, id)?;
+    body["webhook_key"] = json!(key);
+    Ok(created(&body))
+}
+
+fn required(field: &str) -> FieldErrors {
+    one(field, "This field is required.".into())
+}
+
+fn one(field: &str, message: String) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    errors.add(field, message);
+    errors
+}
+
+/// `GET /{id}`.
+pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let rule = visible(&app, &principal, req.id("id")?)?;
+    Ok(ok(&render(&app, &rule)))
+}
+
+/// `PATCH /{id}`.
+pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let rule = visible(&app, &principal, id)?;
+    require_manage(&principal, rule.organization)?;
+    let input: RuleInput = req.json()?;
+    let mut errors = FieldErrors::default();
+    if input.organization.is_some_and(|o| o != rule.organization) {
+        errors.add(
+            "organization",
+            "A rule cannot move to another organization.",
+        );
+    }
+    if input.webhook_key.is_some() {
+        errors.add(
+            "webhook_key",
+            "Rotate the key with POST /api/v2/event_rules/{id}/webhook_key/.",
+        );
+    }
+    errors.into_result()?;
+    let _serial = app.commands.lock().await;
+    let config = {
+        let rules = app.views.rules.read();
+        let current = rules.get(id).ok_or_else(ApiError::not_found)?;
+        rule::configure(
+            current.config.clone(),
+            input,
+            current.organization,
+            &Targets,
+            |name| rules.name_taken(current.organization, name, Some(id)),
+            |path| rules.path_taken(path, Some(id)),
+        )?
+    };
+    if config != rule.config {
+        let event = RuleUpdated {
+            id,
+            organization: rule.organization,
+            config,
+        };
+        app.commit(
+            &metadata(&principal, &req),
+            rule::stream(id),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
+        .await?;
+    }
+    Ok(ok(&render_id(&app, id)?))
+}
+
+/// `DELETE /{id}`: the rule stops; its event logs remain.
+pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let rule = visible(&app, &principal, id)?;
+    require_manage(&principal, rule.organization)?;
+    let _serial = app.commands.lock().await;
+    let event = RuleDeleted {
+        id,
+        organization: rule.organization,
+        name: rule.config.name.clone(),
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        rule::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
+    app.stop_rule(id);
+    Ok(no_content())
+}
+
+async fn set_enabled(app: Arc<App>, req: Request, enabled: bool) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let rule = visible(&app, &principal, id)?;
+    require_manage(&principal, rule.organization)?;
+    if rule.config.enabled != enabled {
+        let event = RuleEnabledChanged {
+            id,
+            organization: rule.organization,
+            enabled,
+        };
+        app.commit(
+            &metadata(&principal, &req),
+            rule::stream(id),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
+        .await?;
+    }
+    Ok(ok(&render_id(&app, id)?))
+}
+
+/// `POST /{id}/enable/`.
+pub async fn enable(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    set_enabled(app, req, true).await
+}
+
+/// `POST /{id}/disable/`.
+pub async fn disable(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    set_enabled(app, req, false).await
+}
+
+/// `GET /{id}/webhook_key/`: the key in clear (organization admins only).
+pub async fn reveal_key(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let rule = visible(&app, &principal, req.id("id")?)?;
+    require_manage(&principal, rule.organization)?;
+    Ok(ok(&json!({"webhook_key": open_key(&app, &rule)?})))
+}
+
+/// `POST /{id}/webhook_key/`: rotate, to a generated key or `{"webhook_key": "..."}`; the
+/// previous key keeps verifying for `ingress.key_rotation_grace_seconds`.
+pub async fn rotate_key(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Rotate {
+        webhook_key: Option<String>,
+    }
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let rule = visible(&app, &principal, id)?;
+    require_manage(&principal, rule.organization)?;
+    let input: Rotate = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        from_json_value(req.json_value()?)?
+    };
+    let supplied = input.webhook_key.is_some();
+    let key = match input.webhook_key {
+        Some(key) => {
+            let mut errors = FieldErrors::default();
+            rule::check_webhook_key(&mut errors, &key);
+            errors.into_result()?;
+            key
+        }
+        None => secrets::generate_secret(),
+    };
+    let grace = app.config.ingress.key_rotation_grace_seconds as i64 * 1_000_000;
+    let previous_valid_until = chrono::Utc::now().timestamp_micros() + grace;
+    let event = RuleKeyRotated {
+        id,
+        organization: rule.organization,
+        webhook_key: app.master_key.seal(&key_field(id), key.as_bytes()),
+        previous_valid_until,
+        supplied,
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        rule::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
+    Ok(ok(
+        &json!({"webhook_key": key, "previous_key_valid_until": rfc3339(previous_valid_until)}),
+    ))
+}
+
+/// `GET /{id}/event_logs/`.
+pub async fn event_logs(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let rule = visible(&app, &principal, req.id("id")?)?;
+    event_logs::list_for(&app, &req, &principal, Some(rule.id))
+}
+
+/// `POST /{id}/test/ {"payload": {...}, "headers": {...}}`: a dry run; records and fires nothing.
+pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Test {
+        payload: Value,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+    }
+    let principal = authenticate(&app, &req)?;
+    let rule = visible(&app, &principal, req.id("id")?)?;
+    let input: Test = req.json()?;
+    let actor = app
+        .rule_actor(rule.id)
+        .ok_or_else(|| ApiError::unavailable("The rule is restarting; retry.", 1))?;
+    let run = DryRun {
+        payload: input.payload,
+        headers: input.headers.into_iter().collect(),
+        now: chrono::Utc::now().timestamp_micros(),
+    };
+    let report = ractor::call!(actor, RuleMsg::DryRun, run)
+        .map_err(|_| ApiError::unavailable("The rule is restarting; retry.", 1))?
+        .map_err(|e| ApiError::conflict(e))?;
+    Ok(ok(&report))
+}

@@ -1,0 +1,324 @@
+//! `POST /api/v2/eda_webhooks/{path}/`: providers deliver webhooks here. The signature is the
+//! authentication. A verified request is journaled as `webhook.received` and answered 202 only
+//! once durable; its rule's actor decides what to do with it afterwards, off the request path.
+//!
+//! Once the append is submitted it completes even if the client hangs up and this handler is
+//! dropped: whatever reached the journal is decided and acted on.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use warp::http::{StatusCode, header};
+
+use super::error::ApiError;
+use super::request::{Request, media_type};
+use super::response::{Response, json};
+use crate::app::App;
+use crate::codec::RawJson;
+use crate::domain::Event;
+use crate::domain::rule;
+use crate::domain::webhook::{CREDENTIAL_HEADERS, WebhookReceived, WebhookRejected, form_payload};
+use crate::journal::{ExpectedRevision, Metadata};
+use crate::projections::RuleRecord;
+use crate::verify::{Inbound, SourceType, identify, verify_request};
+
+type InflightKey = (u64, String);
+
+/// Deliveries being journaled right now, by rule and delivery id, so that a concurrent
+/// duplicate waits for the original and gets its event log id.
+#[derive(Default)]
+pub struct IngressState {
+    inflight: Arc<Mutex<HashMap<InflightKey, watch::Receiver<Option<u64>>>>>,
+}
+
+/// Removes an in-flight entry however the request ends (even when the client hangs up).
+struct InflightGuard {
+    inflight: Arc<Mutex<HashMap<InflightKey, watch::Receiver<Option<u64>>>>>,
+    key: InflightKey,
+    done: watch::Sender<Option<u64>>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.inflight
+            .lock()
+            .expect("inflight map poisoned")
+            .remove(&self.key);
+    }
+}
+
+enum Claim {
+    /// Already received: the original event log.
+    Duplicate(u64),
+    /// Being received by a concurrent request.
+    Wait(watch::Receiver<Option<u64>>),
+    /// This request receives it.
+    Mine(InflightGuard),
+}
+
+fn claim(app: &App, rule: u64, guid: &str, now: i64) -> Claim {
+    if let Some(original) = app.views.dedup.read().original(rule, guid, now) {
+        return Claim::Duplicate(original);
+    }
+    let key = (rule, guid.to_owned());
+    let mut inflight = app.ingress.inflight.lock().expect("inflight map poisoned");
+    if let Some(rx) = inflight.get(&key) {
+        return Claim::Wait(rx.clone());
+    }
+    // Checked again under the lock: the original may have finished in between.
+    if let Some(original) = app.views.dedup.read().original(rule, guid, now) {
+        return Claim::Duplicate(original);
+    }
+    let (done, rx) = watch::channel(None);
+    inflight.insert(key.clone(), rx);
+    Claim::Mine(InflightGuard {
+        inflight: app.ingress.inflight.clone(),
+        key,
+        done,
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "No enabled event rule listens on this webhook path.",
+    )
+}
+
+/// The keys that verify right now: the current one, and the previous one during its grace period.
+fn keys(app: &App, rule: &RuleRecord, now: i64) -> Result<Vec<String>, ApiError> {
+    let field = format!("{}/webhook_key", rule::stream(rule.id));
+    let open = |sealed| {
+        app.master_key
+            .open_string(&field, sealed)
+            .map_err(|e| ApiError::internal("webhook key", e))
+    };
+    let mut keys = vec![open(&rule.key)?];
+    if let Some((previous, until)) = &rule.previous_key
+        && now < *until
+    {
+        keys.push(open(previous)?);
+    }
+    Ok(keys)
+}
+
+/// Request headers worth keeping: lower-case names, credentials removed, signatures kept.
+fn kept_headers(req: &Request) -> Vec<(String, String)> {
+    req.headers
+        .iter()
+        .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Sources whose event type or delivery id come from the payload rather than headers.
+fn identity_needs_payload(source: SourceType) -> bool {
+    !matches!(
+        source,
+        SourceType::WebhookGithub | SourceType::WebhookGitlab | SourceType::WebhookGitea
+    )
+}
+
+/// `POST /api/v2/eda_webhooks/{path}/`.
+pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let rule = {
+        let path = req.param("path").unwrap_or_default();
+        app.views
+            .rules
+            .read()
+            .by_path(path)
+            .filter(|r| r.config.enabled)
+            .cloned()
+            .ok_or_else(not_found)?
+    };
+    let source = rule.config.source_type;
+    let form = match req.header(header::CONTENT_TYPE).map(media_type).as_deref() {
+        Some("application/json") => false,
+        Some("application/x-www-form-urlencoded") => true,
+        // SNS posts its JSON envelope as text/plain.
+        Some("text/plain") if source == SourceType::Cloudwatch => false,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the webhook as application/json (or GitHub's application/x-www-form-urlencoded payload= form).",
+            ));
+        }
+    };
+    let now = chrono::Utc::now();
+    let now_micros = now.timestamp_micros();
+    let keys = keys(&app, &rule, now_micros)?;
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let inbound = Inbound {
+        headers: &req.headers,
+        body: &req.body,
+        now,
+    };
+    if let Err(e) = verify_request(source, &inbound, &key_refs, &app.sns_certs).await {
+        record_rejection(&app, &rule, &req, e.to_string());
+        app.metrics
+            .inbound
+            .webhooks
+            .with_label_values(&[source.as_str(), "rejected"])
+            .inc();
+        return Err(ApiError::unauthorized(
+            e.code(),
+            format!("Webhook verification failed: {e}."),
+        ));
+    }
+    let payload: Cow<[u8]> = if form {
+        Cow::Owned(form_payload(&req.body))
+    } else {
+        Cow::Borrowed(&req.body)
+    };
+    if form && payload.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "The form body has no payload field.",
+        ));
+    }
+    let value = if identity_needs_payload(source) {
+        serde_json::from_slice::<Value>(&payload).map_err(malformed)?
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&payload).map_err(malformed)?;
+        Value::Null
+    };
+    let identity = identify(source, &req.headers, &value);
+
+    let guard = match identity.event_guid.as_deref() {
+        None => None,
+        Some(guid) => match claim(&app, rule.id, guid, now_micros) {
+            Claim::Duplicate(original) => return Ok(duplicate(&app, source, original)),
+            Claim::Wait(mut rx) => {
+                let original = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
+                return match original {
+                    Some(original) => Ok(duplicate(&app, source, original)),
+                    None => Err(ApiError::unavailable(
+                        "A concurrent delivery of this webhook failed; retry.",
+                        1,
+                    )),
+                };
+            }
+            Claim::Mine(guard) => Some(guard),
+        },
+    };
+
+    let received = WebhookReceived {
+        rule: rule.id,
+        organization: rule.organization,
+        source_type: source,
+        event_type: identity.event_type,
+        event_guid: identity.event_guid.clone(),
+        source_ip: req.remote.map(|a| a.ip().to_string()),
+        headers: kept_headers(&req),
+        body: RawJson(req.body.to_vec()),
+        form_encoded: form,
+    };
+    let is_confirmation =
+        source == SourceType::Cloudwatch && value["Type"] == "SubscriptionConfirmation";
+    let metadata = Metadata {
+        actor: "webhook".into(),
+        correlation_id: req.correlation_id.clone(),
+    };
+    let ticket = app.journal.append(
+        rule::stream(rule.id),
+        ExpectedRevision::Any,
+        vec![Event::from(received).encode(metadata)],
+    );
+    let appended = ticket.await?;
+    let event_log_id = appended.first_position;
+    if let (Some(guard), Some(guid)) = (guard, identity.event_guid.as_deref()) {
+        app.views
+            .dedup
+            .write()
+            .record(rule.id, guid, event_log_id, now_micros);
+        let _ = guard.done.send(Some(event_log_id));
+    }
+    app.metrics
+        .inbound
+        .webhooks
+        .with_label_values(&[source.as_str(), "accepted"])
+        .inc();
+    if is_confirmation {
+        confirm_subscription(&value);
+    }
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({"event_log_id": event_log_id, "status": "received"}),
+    ))
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("malformed_json", format!("Malformed JSON payload: {e}."))
+}
+
+fn duplicate(app: &App, source: SourceType, original: u64) -> Response {
+    app.metrics
+        .inbound
+        .webhooks
+        .with_label_values(&[source.as_str(), "duplicate"])
+        .inc();
+    json(
+        StatusCode::OK,
+        &json!({"event_log_id": original, "status": "duplicate"}),
+    )
+}
+
+/// Journals a failed verification for forensics (capped); the sender gets its 401 at once.
+fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String) {
+    let cap = app.config.ingress.failed_payload_bytes;
+    let rejected = WebhookRejected {
+        rule: rule.id,
+        organization: rule.organization,
+        source_type: rule.config.source_type,
+        reason,
+        source_ip: req.remote.map(|a| a.ip().to_string()),
+        headers: kept_headers(req),
+        body: RawJson(req.body[..req.body.len().min(cap)].to_vec()),
+        truncated: req.body.len() > cap,
+    };
+    let metadata = Metadata {
+        actor: "webhook".into(),
+        correlation_id: req.correlation_id.clone(),
+    };
+    drop(app.journal.append(
+        rule::stream(rule.id),
+        ExpectedRevision::Any,
+        vec![Event::from(rejected).encode(metadata)],
+    ));
+}
+
+/// Confirms an SNS subscription by fetching its SubscribeURL (validated against AWS's hosts).
+fn confirm_subscription(envelope: &Value) {
+    let Some(url) = envelope["SubscribeURL"].as_str() else {
+        return;
+    };
+    let url = match crate::verify::sns::check_subscribe_url(url) {
+        Ok(url) => url,
+        Err(e) => return tracing::warn!(error = %e, "not confirming an SNS subscription"),
+    };
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build();
+        let result = match client {
+            Ok(client) => client.get(url.clone()).send().await.map(|r| r.status()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(status) if status.is_success() => tracing::info!(%url, "confirmed SNS subscription"),
+            Ok(status) => tracing::warn!(%url, %status, "SNS subscription confirmation refused"),
+            Err(e) => tracing::warn!(%url, error = %e, "SNS subscription confirmation failed"),
+        }
+    });
+}
