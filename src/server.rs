@@ -24,11 +24,13 @@ pub struct Server {
 
 impl Server {
     /// Starts the application and serves HTTP on `listener`.
-    pub async fn start(config: Config, listener: TcpListener) -> Result<Server, StartError> {
+    pub async fn start(mut config: Config, listener: TcpListener) -> Result<Server, StartError> {
         let addr = listener.local_addr().map_err(|e| StartError::DataDir {
             path: "listener".into(),
             source: e,
         })?;
+        // Links such as webhook_url use the address actually bound (port 0 picks one).
+        config.listen = addr;
         let app = App::start(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let journal = app.journal.clone();
