@@ -75,10 +75,12 @@ async fn hookforge(
     connections: usize,
 ) -> (load::LoadReport, f64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.admin_token = Some(ADMIN.into());
-    config.log_level = "warn".into();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        log_level: "warn".into(),
+        ..Config::default()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::start(config, listener).await.unwrap();
     let base = format!("http://{}", server.addr);

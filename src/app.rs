@@ -6,16 +6,22 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
-use crate::actors::rule::{ActionLauncher, NoLauncher, RuleActor, RuleMsg};
+use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
+use crate::actors::runner::{Runner, RunnerSettings};
 use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
 use crate::config::Config;
+use crate::delivery::client::{ClientConfig, DeliveryClient};
 use crate::domain::Event;
 use crate::http::ApiError;
 use crate::http::ingress::IngressState;
+use crate::jobs::LiveOutput;
+use crate::jobs::launch::Launcher;
+use crate::jobs::notify::Notifier;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
 use crate::projections::{
-    AuditView, DedupView, EventLogsView, OrganizationsView, Projection, RulesView, TokensView, View,
+    AuditView, DedupView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
+    Projection, RulesView, TokensView, View, WorkflowsView,
 };
 use crate::secrets::{self, MasterKey};
 use crate::verify::sns::CertCache;
@@ -80,6 +86,9 @@ views! {
     rules: RulesView => "Event rules, routing by webhook path.",
     event_logs: EventLogsView => "Inbound event logs.",
     dedup: DedupView => "The ingress's delivery-id index.",
+    jobs: JobsView => "Job templates and jobs.",
+    workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
+    notifications: NotificationsView => "Notification templates.",
 }
 
 /// The running application, shared by every request handler and actor.
@@ -89,15 +98,19 @@ pub struct App {
     /// The event journal.
     pub journal: Journal,
     /// Seals stored secrets.
-    pub master_key: MasterKey,
+    pub master_key: Arc<MasterKey>,
     /// Prometheus collectors.
     pub metrics: Metrics,
     /// Read models.
     pub views: Views,
     /// SNS signing certificates, for CloudWatch rules.
     pub sns_certs: CertCache,
-    /// Fires rule actions.
-    pub launcher: Arc<dyn ActionLauncher>,
+    /// Launches jobs, workflows and notifications (rule actions included).
+    pub launcher: Arc<Launcher>,
+    /// Live output of running jobs.
+    pub live_output: LiveOutput,
+    /// The outbound HTTP client (SSRF-guarded).
+    pub delivery: DeliveryClient,
     /// In-flight webhook bookkeeping.
     pub ingress: IngressState,
     rule_actors: Arc<std::sync::Mutex<std::collections::HashMap<u64, ActorRef<RuleMsg>>>>,
@@ -119,7 +132,7 @@ impl App {
             source,
         };
         std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
-        let master_key = MasterKey::load(config.master_key.as_deref(), &data_dir)?;
+        let master_key = Arc::new(MasterKey::load(config.master_key.as_deref(), &data_dir)?);
         let admin_digest =
             bootstrap_admin_token(config.admin_token.as_deref(), &data_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
@@ -146,14 +159,36 @@ impl App {
         let (supervisor, _) = ractor::Actor::spawn(None, supervisor_actor, ())
             .await
             .map_err(|e| StartError::Actors(e.to_string()))?;
+        let views = Views::default();
+        let delivery = DeliveryClient::new(&ClientConfig {
+            allow_private_networks: config.outbound.allow_private_networks,
+            ..ClientConfig::default()
+        })
+        .map_err(|e| StartError::Actors(e.to_string()))?;
+        let notifier = Notifier::new(
+            journal.clone(),
+            views.notifications.clone(),
+            master_key.clone(),
+            delivery.clone(),
+            config.public_base_url(),
+        );
+        let launcher = Arc::new(Launcher::new(
+            journal.clone(),
+            views.jobs.clone(),
+            views.workflows.clone(),
+            notifier,
+            config.jobs.allow_commands,
+        ));
         let app = Arc::new(App {
             config,
             journal,
             master_key,
             metrics,
-            views: Views::default(),
+            views,
             sns_certs: CertCache::over_https().map_err(|e| StartError::Actors(e.to_string()))?,
-            launcher: Arc::new(NoLauncher),
+            launcher,
+            live_output: LiveOutput::default(),
+            delivery,
             ingress: IngressState::default(),
             rule_actors: Arc::default(),
             supervisor,
@@ -162,10 +197,17 @@ impl App {
             start_position,
         });
         app.views.start_projectors(&app).await?;
-        // Rule actors start from the rules read model, so it must have caught up first.
+        // Actors and id sequences start from the read models, so they must have caught up first.
         if start_position > 0 {
-            app.views.rules.wait_for(start_position - 1).await;
+            app.views.wait_for(start_position - 1).await;
         }
+        {
+            let (jobs, workflows) = (app.views.jobs.read(), app.views.workflows.read());
+            app.launcher
+                .ids
+                .resume(jobs.max_job_id, workflows.max_job_id);
+        }
+        app.start_runner().await.map_err(StartError::Actors)?;
         let rules: Vec<u64> = app.views.rules.read().all().map(|r| r.id).collect();
         for id in rules {
             app.start_rule(id).await.map_err(StartError::Actors)?;
@@ -194,10 +236,48 @@ impl App {
         self.start_child(spec).await.map_err(StartError::Actors)
     }
 
+    async fn start_runner(&self) -> Result<(), String> {
+        let runner = Runner {
+            journal: self.journal.clone(),
+            launcher: self.launcher.clone(),
+            master_key: self.master_key.clone(),
+            settings: RunnerSettings {
+                kill_grace: std::time::Duration::from_secs(self.config.jobs.kill_grace_seconds),
+                controller_poll: std::time::Duration::from_millis(
+                    self.config.jobs.controller_poll_millis,
+                ),
+                allow_private_networks: self.config.outbound.allow_private_networks,
+                allow_commands: self.config.jobs.allow_commands,
+            },
+            live_output: self.live_output.clone(),
+        };
+        let runner = Arc::new(runner);
+        let spec = ChildSpec {
+            key: "runner".into(),
+            kind: "runner",
+            start: Arc::new(move |supervisor| {
+                let actor = Runner {
+                    journal: runner.journal.clone(),
+                    launcher: runner.launcher.clone(),
+                    master_key: runner.master_key.clone(),
+                    settings: runner.settings.clone(),
+                    live_output: runner.live_output.clone(),
+                };
+                Box::pin(async move {
+                    ractor::Actor::spawn_linked(None, actor, (), supervisor)
+                        .await
+                        .map(|(actor, _)| actor.get_cell())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        };
+        self.start_child(spec).await
+    }
+
     /// Starts the actor of rule `id` (no-op if it runs).
     pub async fn start_rule(&self, id: u64) -> Result<(), String> {
         let journal = self.journal.clone();
-        let launcher = self.launcher.clone();
+        let launcher: Arc<dyn ActionLauncher> = self.launcher.clone();
         let metrics = self.metrics.inbound.clone();
         let running = self.rule_actors.clone();
         let spec = ChildSpec {

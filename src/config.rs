@@ -104,6 +104,8 @@ pub struct JobsConfig {
     pub allow_commands: bool,
     /// Seconds between SIGTERM and SIGKILL when a job is canceled or times out.
     pub kill_grace_seconds: u64,
+    /// Milliseconds between polls of a controller job's status.
+    pub controller_poll_millis: u64,
 }
 
 impl Default for Config {
@@ -168,6 +170,7 @@ impl Default for JobsConfig {
         Self {
             allow_commands: true,
             kill_grace_seconds: 10,
+            controller_poll_millis: 2000,
         }
     }
 }
@@ -300,6 +303,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn layers_apply_in_order_and_errors_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod projections;

@@ -260,7 +260,7 @@ async fn rbac_matrix() {
     }
     let case =
         |method: Method, path: String, body: Option<serde_json::Value>| Case { method, path, body };
-    let routes = vec![
+    let routes = [
         (
             "list orgs",
             case(Method::GET, "/api/v2/organizations/".into(), None),

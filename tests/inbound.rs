@@ -259,12 +259,19 @@ async fn a_crashed_rule_actor_is_restarted_and_keeps_deciding() {
 async fn dry_runs_record_nothing() {
     let t = TestServer::start().await;
     let org = t.create_org("acme").await;
+    let (_, template) = t
+        .post(
+            "/api/v2/job_templates/",
+            ADMIN,
+            json!({"name": "noop", "organization": org, "kind": "command", "argv": ["/bin/true"]}),
+        )
+        .await;
     let rule = create_rule(
         &t,
         org,
         "dry",
         json!({"conditions": [{"expression": "event.x == 1", "description": "x is one"}, {"jinja2_expression": "headers['x-env'] == 'prod'"}],
-               "actions": [{"action_type": "launch_job_template", "target_id": 3, "extra_vars": {"a": 1}}]}),
+               "actions": [{"action_type": "launch_job_template", "target_id": template["id"], "extra_vars": {"a": 1}}]}),
     )
     .await;
     let before = t.app().journal.next_position();
@@ -278,7 +285,7 @@ async fn dry_runs_record_nothing() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["conditions_matched"], true);
     assert_eq!(report["throttled"], false);
-    assert_eq!(report["actions"][0]["target_id"], 3);
+    assert_eq!(report["actions"][0]["target_id"], template["id"]);
     assert_eq!(report["condition_results"].as_array().unwrap().len(), 2);
     let (_, report) = t
         .post(

@@ -3,6 +3,7 @@
 
 pub mod projector;
 pub mod rule;
+pub mod runner;
 pub mod supervisor;
 
 pub use self::projector::Projector;

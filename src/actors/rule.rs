@@ -56,31 +56,6 @@ pub trait ActionLauncher: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn Future<Output = ActionResult> + Send + '_>>;
 }
 
-/// The launcher used until job templates, workflows and notifications exist: it records every
-/// action as failed, saying why, so event logs tell the truth.
-pub struct NoLauncher;
-
-impl ActionLauncher for NoLauncher {
-    fn launch(
-        &self,
-        request: LaunchRequest,
-    ) -> std::pin::Pin<Box<dyn Future<Output = ActionResult> + Send + '_>> {
-        Box::pin(async move {
-            ActionResult {
-                action_type: request.action.action_type,
-                target_id: request.action.target_id,
-                status: ActionStatus::Failed,
-                job_id: None,
-                workflow_job_id: None,
-                error: Some(format!(
-                    "{} is not available in this build",
-                    request.action.action_type.as_str()
-                )),
-            }
-        })
-    }
-}
-
 /// The rule actor's configuration.
 pub struct RuleActor {
     /// Rule id.

@@ -6,10 +6,21 @@ use serde::Serialize;
 use crate::codec::{self, CodecError, EventBody};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
+use super::job::{JobCancelRequested, JobDurationExceeded, JobFinished, JobLaunched, JobStarted};
+use super::job_template::{JobTemplateCreated, JobTemplateDeleted, JobTemplateUpdated};
+use super::notification::{
+    NotificationSent, NotificationTemplateCreated, NotificationTemplateDeleted,
+    NotificationTemplateUpdated,
+};
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
 use super::token::{TokenCreated, TokenRevoked};
 use super::webhook::{ActionsFired, EventEvaluated, WebhookReceived, WebhookRejected};
+use super::workflow::{
+    WorkflowCancelRequested, WorkflowDurationExceeded, WorkflowFinished, WorkflowLaunched,
+    WorkflowNodeCompleted, WorkflowNodeLaunched, WorkflowStarted, WorkflowTemplateCreated,
+    WorkflowTemplateDeleted, WorkflowTemplateUpdated,
+};
 
 /// What the audit trail shows about a state change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,6 +121,28 @@ event_registry! {
     WebhookRejected(WebhookRejected),
     EventEvaluated(EventEvaluated),
     ActionsFired(ActionsFired),
+    JobTemplateCreated(JobTemplateCreated),
+    JobTemplateUpdated(JobTemplateUpdated),
+    JobTemplateDeleted(JobTemplateDeleted),
+    JobLaunched(JobLaunched),
+    JobStarted(JobStarted),
+    JobFinished(JobFinished),
+    JobCancelRequested(JobCancelRequested),
+    JobDurationExceeded(JobDurationExceeded),
+    WorkflowTemplateCreated(WorkflowTemplateCreated),
+    WorkflowTemplateUpdated(WorkflowTemplateUpdated),
+    WorkflowTemplateDeleted(WorkflowTemplateDeleted),
+    WorkflowLaunched(WorkflowLaunched),
+    WorkflowStarted(WorkflowStarted),
+    WorkflowNodeLaunched(WorkflowNodeLaunched),
+    WorkflowNodeCompleted(WorkflowNodeCompleted),
+    WorkflowFinished(WorkflowFinished),
+    WorkflowCancelRequested(WorkflowCancelRequested),
+    WorkflowDurationExceeded(WorkflowDurationExceeded),
+    NotificationTemplateCreated(NotificationTemplateCreated),
+    NotificationTemplateUpdated(NotificationTemplateUpdated),
+    NotificationTemplateDeleted(NotificationTemplateDeleted),
+    NotificationSent(NotificationSent),
 }
 
 #[cfg(test)]

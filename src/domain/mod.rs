@@ -3,11 +3,15 @@
 
 pub mod access;
 pub mod event;
+pub mod job;
+pub mod job_template;
+pub mod notification;
 pub mod organization;
 pub mod rule;
 pub mod rule_state;
 pub mod token;
 pub mod webhook;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 

@@ -500,8 +500,8 @@ pub fn configure(
             format!("Ensure this value is at most {MAX_WINDOW}."),
         );
     }
-    if errors.0.get("conditions").is_none()
-        && errors.0.get("throttle_key").is_none()
+    if !errors.0.contains_key("conditions")
+        && !errors.0.contains_key("throttle_key")
         && let Err(e) = config.program()
     {
         let message = e.to_string();

@@ -6,9 +6,12 @@
 mod audit;
 mod dedup;
 mod event_logs;
+mod jobs;
+mod notifications;
 mod organizations;
 mod rules;
 mod tokens;
+mod workflows;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -19,9 +22,12 @@ use tokio::sync::watch;
 pub use self::audit::{AuditEntry, AuditView};
 pub use self::dedup::DedupView;
 pub use self::event_logs::{EventLogEntry, EventLogsView, Status};
+pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};
+pub use self::notifications::{NotificationRecord, NotificationsView};
 pub use self::organizations::{Organization, OrganizationsView};
 pub use self::rules::{RuleRecord, RulesView};
 pub use self::tokens::{TokenRecord, TokensView};
+pub use self::workflows::{WorkflowJobRecord, WorkflowTemplateRecord, WorkflowsView};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
 /// A read model: a pure fold over recorded events.

@@ -16,10 +16,12 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 
 /// A configuration for a test server in `dir`.
 pub fn config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_token = Some(ADMIN.into());
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(ADMIN.into()),
+        ..Config::default()
+    };
     config.http.shutdown_grace_seconds = 5;
     config
 }
@@ -81,6 +83,11 @@ impl TestServer {
             server.shutdown().await;
         }
         self._temp.take()
+    }
+
+    /// Keeps `temp` alive as long as the server (for servers started with `start_with`).
+    pub fn keep(&mut self, temp: tempfile::TempDir) {
+        self._temp = Some(temp);
     }
 
     pub fn app(&self) -> &hookforge::app::App {

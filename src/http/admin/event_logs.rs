@@ -143,11 +143,18 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 /// `GET /{id}`.
 pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    // An event log id is a journal position: a client that just got it in a 202 may ask before
+    // the read model has caught up, so wait (briefly) for the view to reach it.
+    if id < app.journal.next_position() {
+        let wait = app.views.event_logs.wait_for(id);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+    }
     let entry = app
         .views
         .event_logs
         .read()
-        .get(req.id("id")?)
+        .get(id)
         .cloned()
         .ok_or_else(ApiError::not_found)?;
     require_read(&principal, entry.organization)?;

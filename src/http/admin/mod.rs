@@ -1,10 +1,15 @@
 //! The admin API: one file per resource.
 
 pub mod audit;
+pub mod common;
 pub mod event_logs;
+pub mod job_templates;
+pub mod jobs;
+pub mod notifications;
 pub mod organizations;
 pub mod rules;
 pub mod tokens;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -26,6 +31,11 @@ pub async fn root(_app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
         "audit_events": "/api/v2/audit_events/",
         "event_rules": "/api/v2/event_rules/",
         "event_logs": "/api/v2/event_logs/",
+        "job_templates": "/api/v2/job_templates/",
+        "jobs": "/api/v2/jobs/",
+        "workflow_job_templates": "/api/v2/workflow_job_templates/",
+        "workflow_jobs": "/api/v2/workflow_jobs/",
+        "notification_templates": "/api/v2/notification_templates/",
         "me": "/api/v2/me/",
     })))
 }

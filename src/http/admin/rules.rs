@@ -21,14 +21,29 @@ use crate::journal::ExpectedRevision;
 use crate::projections::RuleRecord;
 use crate::secrets::{self, mask};
 
-/// Checks action targets against the resources that exist.
-struct Targets;
+/// Checks action targets against the job, workflow and notification templates that exist.
+struct Targets<'a>(&'a App);
 
-impl TargetCheck for Targets {
-    fn exists(&self, _action: ActionType, _target: u64, _organization: u64) -> bool {
-        // Job templates, workflows and notification templates arrive with the actions feature;
-        // until then targets are recorded as given and firing reports them as unavailable.
-        true
+impl TargetCheck for Targets<'_> {
+    fn exists(&self, action: ActionType, target: u64, organization: u64) -> bool {
+        let views = &self.0.views;
+        match action {
+            ActionType::LaunchJobTemplate => views
+                .jobs
+                .read()
+                .template(target)
+                .is_some_and(|t| t.organization == organization),
+            ActionType::LaunchWorkflow => views
+                .workflows
+                .read()
+                .template(target)
+                .is_some_and(|t| t.organization == organization),
+            ActionType::SendNotification => views
+                .notifications
+                .read()
+                .get(target)
+                .is_some_and(|t| t.organization == organization),
+        }
     }
 }
 
@@ -176,7 +191,7 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
                 ..input
             },
             organization,
-            &Targets,
+            &Targets(&app),
             |name| rules.name_taken(organization, name, None),
             |path| rules.path_taken(path, None),
         )?;
@@ -249,7 +264,7 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             current.config.clone(),
             input,
             current.organization,
-            &Targets,
+            &Targets(&app),
             |name| rules.name_taken(current.organization, name, Some(id)),
             |path| rules.path_taken(path, Some(id)),
         )?
@@ -411,6 +426,6 @@ pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     };
     let report = ractor::call!(actor, RuleMsg::DryRun, run)
         .map_err(|_| ApiError::unavailable("The rule is restarting; retry.", 1))?
-        .map_err(|e| ApiError::conflict(e))?;
+        .map_err(ApiError::conflict)?;
     Ok(ok(&report))
 }

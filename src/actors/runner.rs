@@ -1,0 +1,592 @@
+//! The runner: one actor that runs every job and drives every workflow.
+//!
+//! It folds the `job` and `workflow_job` streams into a [`RunnerState`] (only unfinished runs)
+//! and reconciles it with the processes it owns after every batch and every second:
+//! - **Pending jobs.** These start when their template has a free concurrency slot (launch
+//!   order). A cancel requested before the start finishes them as canceled.
+//! - **Running jobs.** A running job's task appends `job.started`, then `job.finished`. A job
+//!   the log says was running, but that no task of this process owns, died with a previous
+//!   process: a command is finished as `error`; a controller job is followed again.
+//! - **Workflows.** The runner starts them, launches due nodes (recording the node's job id
+//!   before launching it, so a crash in between relaunches the same id idempotently), records
+//!   node completions, cancels node jobs on request, and finishes the workflow once its
+//!   scheduler has an outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::domain::Event;
+use crate::domain::job::{
+    self, JobCancelRequested, JobDurationExceeded, JobFinished, JobLaunched, JobStarted, JobStatus,
+    LaunchedBy,
+};
+use crate::domain::job_template::{self, JobKind};
+use crate::domain::workflow::{
+    self, NodeState, WorkflowDurationExceeded, WorkflowFinished, WorkflowNodeCompleted,
+    WorkflowNodeLaunched, WorkflowStarted,
+};
+use crate::jobs::LiveOutput;
+use crate::jobs::command::{self, Outcome, new_output};
+use crate::jobs::controller::Controller;
+use crate::jobs::launch::Launcher;
+use crate::jobs::state::RunnerState;
+use crate::journal::{
+    EventFilter, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
+};
+use crate::secrets::MasterKey;
+
+/// How often the runner reconciles on its own (workflow alerts, stuck states).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Operator settings the runner obeys.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Between controller polls.
+    pub controller_poll: Duration,
+    /// `outbound.allow_private_networks`, for controller URLs.
+    pub allow_private_networks: bool,
+    /// `jobs.allow_commands`.
+    pub allow_commands: bool,
+}
+
+/// The runner actor.
+pub struct Runner {
+    /// The journal.
+    pub journal: Journal,
+    /// Launches workflow node jobs.
+    pub launcher: Arc<Launcher>,
+    /// Opens controller tokens.
+    pub master_key: Arc<MasterKey>,
+    /// Settings.
+    pub settings: RunnerSettings,
+    /// Live output of running jobs.
+    pub live_output: LiveOutput,
+}
+
+/// Messages the runner handles.
+pub enum RunnerMsg {
+    /// Events from the subscription.
+    Events(Vec<RecordedEvent>, RpcReplyPort<()>),
+    /// A job task ended; this is the `job.finished` it appended (folded at once, so the job is
+    /// never mistaken for one orphaned by a previous process).
+    JobEnded(Box<JobFinished>),
+    /// Periodic reconciliation.
+    Tick,
+}
+
+struct Active {
+    template: u64,
+    cancel: watch::Sender<bool>,
+}
+
+/// The runner's state.
+pub struct RunnerActorState {
+    state: RunnerState,
+    active: HashMap<u64, Active>,
+    pump: Option<JoinHandle<()>>,
+}
+
+fn system(correlation: String) -> Metadata {
+    Metadata {
+        actor: "system".into(),
+        correlation_id: correlation,
+    }
+}
+
+impl Runner {
+    fn filter() -> EventFilter {
+        EventFilter::Categories(vec!["job".into(), "workflow_job".into()])
+    }
+
+    /// Appends `event` to `stream` and folds it at once (the log's copy is then a no-op).
+    fn record(
+        &self,
+        actor: &mut RunnerActorState,
+        stream: String,
+        event: Event,
+        correlation: &str,
+    ) {
+        let now = chrono::Utc::now().timestamp_micros();
+        drop(self.journal.append(
+            stream,
+            ExpectedRevision::Any,
+            vec![event.encode(system(correlation.to_owned()))],
+        ));
+        actor.state.apply(event, now);
+    }
+
+    fn reconcile(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
+        self.reconcile_jobs(myself, actor);
+        self.reconcile_workflows(actor);
+    }
+
+    fn reconcile_jobs(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
+        let open: Vec<_> = actor.state.jobs.values().cloned().collect();
+        for job in open {
+            let id = job.launched.id;
+            if let Some(active) = actor.active.get(&id) {
+                if job.cancel_requested {
+                    let _ = active.cancel.send(true);
+                }
+                continue;
+            }
+            let finish = |status, explanation: &str| JobFinished {
+                id,
+                organization: job.launched.organization,
+                template: job.launched.template,
+                status,
+                exit_code: None,
+                elapsed_ms: 0,
+                explanation: Some(explanation.to_owned()),
+                stdout: Vec::new(),
+            };
+            if let Some(started_at) = job.started_at {
+                match (&job.launched.kind, job.remote_job_id) {
+                    (JobKind::Controller(_), Some(remote)) => {
+                        let age = chrono::Utc::now()
+                            .timestamp_micros()
+                            .saturating_sub(started_at)
+                            .max(0) as u64;
+                        self.spawn_job(
+                            myself,
+                            actor,
+                            job.launched.clone(),
+                            Some((remote, Duration::from_micros(age))),
+                        );
+                    }
+                    _ => {
+                        let event = finish(
+                            JobStatus::Error,
+                            "the server stopped while this job was running; its process died with it",
+                        );
+                        self.record(actor, job::stream(id), event.into(), &format!("job-{id}"));
+                    }
+                }
+                continue;
+            }
+            if job.cancel_requested {
+                self.record(
+                    actor,
+                    job::stream(id),
+                    finish(JobStatus::Canceled, "canceled before it started").into(),
+                    &format!("job-{id}"),
+                );
+                continue;
+            }
+            let running = actor
+                .active
+                .values()
+                .filter(|a| a.template == job.launched.template)
+                .count();
+            if running < job.launched.concurrency as usize {
+                self.spawn_job(myself, actor, job.launched.clone(), None);
+            }
+        }
+    }
+
+    fn reconcile_workflows(&self, actor: &mut RunnerActorState) {
+        let ids: Vec<u64> = actor.state.workflows.keys().copied().collect();
+        for id in ids {
+            let Some(workflow) = actor.state.workflows.get(&id).cloned() else {
+                continue;
+            };
+            let organization = workflow.launched.organization;
+            let correlation = format!("workflow_job-{id}");
+            let stream = workflow::job_stream(id);
+            if !workflow.started {
+                self.record(
+                    actor,
+                    stream.clone(),
+                    WorkflowStarted { id, organization }.into(),
+                    &correlation,
+                );
+            }
+            // Node jobs that finished: record their completion (this makes successors due).
+            for (node, state) in &workflow.run.states {
+                if let NodeState::Running(job) = state
+                    && let Some(status) = workflow.job_results.get(job)
+                {
+                    let event = WorkflowNodeCompleted {
+                        id,
+                        organization,
+                        node: node.clone(),
+                        job: *job,
+                        status: *status,
+                    };
+                    self.record(actor, stream.clone(), event.into(), &correlation);
+                }
+            }
+            let Some(workflow) = actor.state.workflows.get(&id).cloned() else {
+                continue;
+            };
+            if workflow.run.canceled {
+                for job in workflow.run.running_jobs() {
+                    if actor
+                        .state
+                        .jobs
+                        .get(&job)
+                        .is_some_and(|j| !j.cancel_requested)
+                    {
+                        self.record(
+                            actor,
+                            job::stream(job),
+                            JobCancelRequested {
+                                id: job,
+                                organization,
+                            }
+                            .into(),
+                            &correlation,
+                        );
+                    }
+                }
+            }
+            // Nodes whose launch may have been lost in a crash: relaunch the same job id.
+            for (node, state) in &workflow.run.states {
+                if let NodeState::Running(job) = state
+                    && !actor.state.jobs.contains_key(job)
+                    && !workflow.job_results.contains_key(job)
+                {
+                    self.launch_node(actor, id, node, *job, &workflow);
+                }
+            }
+            for node in workflow.run.due.iter() {
+                let job = self.launcher.ids.next_job();
+                let event = WorkflowNodeLaunched {
+                    id,
+                    organization,
+                    node: node.clone(),
+                    job,
+                };
+                self.record(actor, stream.clone(), event.into(), &correlation);
+                self.launch_node(actor, id, node, job, &workflow);
+            }
+            let Some(workflow) = actor.state.workflows.get(&id).cloned() else {
+                continue;
+            };
+            if let Some(alert) = workflow.launched.alert_after_seconds
+                && !workflow.alerted
+                && chrono::Utc::now().timestamp_micros() - workflow.launched_at
+                    >= alert as i64 * 1_000_000
+            {
+                let event = WorkflowDurationExceeded {
+                    id,
+                    organization,
+                    alert_after_seconds: alert,
+                };
+                self.record(actor, stream.clone(), event.into(), &correlation);
+            }
+            if let Some((status, explanation)) = workflow.run.outcome() {
+                let elapsed_ms = ((chrono::Utc::now().timestamp_micros() - workflow.launched_at)
+                    .max(0)
+                    / 1000) as u64;
+                let event = WorkflowFinished {
+                    id,
+                    organization,
+                    status,
+                    elapsed_ms,
+                    explanation,
+                };
+                self.record(actor, stream, event.into(), &correlation);
+            }
+        }
+    }
+
+    /// Launches a node's job (idempotently, by id). A template that no longer exists makes the
+    /// node fail at once.
+    fn launch_node(
+        &self,
+        actor: &mut RunnerActorState,
+        workflow_job: u64,
+        node: &str,
+        job: u64,
+        workflow: &crate::jobs::state::OpenWorkflow,
+    ) {
+        let Some(spec) = workflow.run.node(node).cloned() else {
+            return;
+        };
+        let organization = workflow.launched.organization;
+        let overrides = workflow.launched.extra_vars.to_value();
+        let launcher = self.launcher.clone();
+        let journal = self.journal.clone();
+        let node = node.to_owned();
+        let by = LaunchedBy::Workflow {
+            workflow_job,
+            node: node.clone(),
+        };
+        let metadata = system(format!("workflow_job-{workflow_job}"));
+        // Launching appends and awaits durability: do it off the actor; its events come back
+        // through the subscription.
+        tokio::spawn(async move {
+            if let Err(e) = launcher
+                .launch_job_as(
+                    job,
+                    spec.job_template,
+                    organization,
+                    &overrides,
+                    None,
+                    by,
+                    metadata.clone(),
+                )
+                .await
+            {
+                tracing::warn!(workflow_job, node, error = %e, "workflow node could not launch");
+                let completed = WorkflowNodeCompleted {
+                    id: workflow_job,
+                    organization,
+                    node,
+                    job,
+                    status: JobStatus::Error,
+                };
+                drop(journal.append(
+                    workflow::job_stream(workflow_job),
+                    ExpectedRevision::Any,
+                    vec![Event::from(completed).encode(metadata)],
+                ));
+            }
+        });
+        let _ = actor;
+    }
+
+    fn spawn_job(
+        &self,
+        myself: &ActorRef<RunnerMsg>,
+        actor: &mut RunnerActorState,
+        launched: JobLaunched,
+        resume: Option<(u64, Duration)>,
+    ) {
+        let (cancel, cancel_rx) = watch::channel(false);
+        actor.active.insert(
+            launched.id,
+            Active {
+                template: launched.template,
+                cancel,
+            },
+        );
+        let journal = self.journal.clone();
+        let settings = self.settings.clone();
+        let master_key = self.master_key.clone();
+        let live = self.live_output.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let finished = run_job(
+                journal, launched, settings, master_key, live, cancel_rx, resume,
+            )
+            .await;
+            let _ = myself.cast(RunnerMsg::JobEnded(Box::new(finished)));
+        });
+    }
+}
+
+/// Runs one job to its end and journals `job.started`, `job.duration_exceeded` and
+/// `job.finished` (which it returns).
+async fn run_job(
+    journal: Journal,
+    launched: JobLaunched,
+    settings: RunnerSettings,
+    master_key: Arc<MasterKey>,
+    live: LiveOutput,
+    cancel: watch::Receiver<bool>,
+    resume: Option<(u64, Duration)>,
+) -> JobFinished {
+    let id = launched.id;
+    let metadata = system(format!("job-{id}"));
+    let append = |event: Event| {
+        journal.append(
+            job::stream(id),
+            ExpectedRevision::Any,
+            vec![event.encode(metadata.clone())],
+        )
+    };
+    let started_event = |remote_job_id| JobStarted {
+        id,
+        organization: launched.organization,
+        template: launched.template,
+        remote_job_id,
+    };
+    let timeout = Duration::from_secs(launched.timeout_seconds);
+    let began = Instant::now() - resume.map_or(Duration::ZERO, |(_, age)| age);
+    let output = new_output();
+    live.lock()
+        .expect("live output poisoned")
+        .insert(id, output.clone());
+
+    // The duration alert fires once if the job is still running past its threshold.
+    let alert = launched.alert_after_seconds.map(|seconds| {
+        let journal = journal.clone();
+        let metadata = metadata.clone();
+        let event = JobDurationExceeded {
+            id,
+            organization: launched.organization,
+            template: launched.template,
+            alert_after_seconds: seconds,
+        };
+        let wait = Duration::from_secs(seconds).saturating_sub(began.elapsed());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = journal
+                .append(
+                    job::stream(id),
+                    ExpectedRevision::Any,
+                    vec![Event::from(event).encode(metadata)],
+                )
+                .await;
+        })
+    });
+
+    let outcome = match &launched.kind {
+        JobKind::Command(spec) if !settings.allow_commands => Outcome {
+            status: JobStatus::Error,
+            exit_code: None,
+            explanation: Some("command job templates are switched off on this server (jobs.allow_commands = false)".into()),
+            stdout: Vec::new(),
+        },
+        JobKind::Command(spec) => {
+            let started = append(started_event(None).into());
+            let outcome = command::run(spec, &launched.extra_vars.0, timeout, settings.kill_grace, cancel, output.clone(), || {}).await;
+            let _ = started.await;
+            outcome
+        }
+        JobKind::Controller(spec) => {
+            let field = format!("{}/controller_token", job_template::stream(launched.template));
+            match master_key.open_string(&field, &spec.token).map_err(|e| e.to_string()).and_then(|token| {
+                Controller::new(&spec.controller_url, token, spec.ssl_verify, settings.allow_private_networks)
+            }) {
+                Err(e) => Outcome { status: JobStatus::Error, exit_code: None, explanation: Some(e), stdout: Vec::new() },
+                Ok(controller) => {
+                    let remote = match resume {
+                        Some((remote, _)) => Ok(remote),
+                        None => controller.launch(spec.remote_id, &launched.extra_vars.to_value()).await,
+                    };
+                    match remote {
+                        Err(e) => Outcome { status: JobStatus::Error, exit_code: None, explanation: Some(e), stdout: Vec::new() },
+                        Ok(remote) => {
+                            if resume.is_none() {
+                                let _ = append(started_event(Some(remote)).into()).await;
+                            }
+                            controller.follow(remote, began, timeout, settings.controller_poll, cancel).await
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Some(alert) = alert {
+        alert.abort();
+    }
+    let finished = JobFinished {
+        id,
+        organization: launched.organization,
+        template: launched.template,
+        status: outcome.status,
+        exit_code: outcome.exit_code,
+        elapsed_ms: began.elapsed().as_millis() as u64,
+        explanation: outcome.explanation,
+        stdout: outcome.stdout,
+    };
+    if let Err(e) = append(finished.clone().into()).await {
+        tracing::error!(job = id, error = %e, "could not record the end of a job");
+    }
+    live.lock().expect("live output poisoned").remove(&id);
+    finished
+}
+
+impl Actor for Runner {
+    type Msg = RunnerMsg;
+    type State = RunnerActorState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // Fold everything so far (only unfinished runs are kept), then follow live.
+        let head = self.journal.next_position();
+        let mut subscription = self.journal.subscribe(0, Self::filter());
+        let mut state = RunnerState::default();
+        while subscription.position() < head {
+            for record in subscription.next_batch(1024).await? {
+                if let Ok(Some(event)) = Event::decode(&record) {
+                    state.apply(event, record.recorded_at);
+                }
+            }
+        }
+        let pump_self = myself.clone();
+        let pump = tokio::spawn(async move {
+            loop {
+                match subscription.next_batch(1024).await {
+                    Ok(batch) => {
+                        if ractor::call!(pump_self, RunnerMsg::Events, batch).is_err() {
+                            break;
+                        }
+                    }
+                    Err(JournalError::Closed(_)) => break,
+                    Err(e) => {
+                        pump_self.stop(Some(format!("journal read failed: {e}")));
+                        break;
+                    }
+                }
+            }
+        });
+        myself.send_interval(TICK, || RunnerMsg::Tick);
+        Ok(RunnerActorState {
+            state,
+            active: HashMap::new(),
+            pump: Some(pump),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        self.reconcile(&myself, actor);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RunnerMsg::Events(events, reply) => {
+                for record in &events {
+                    if let Ok(Some(event)) = Event::decode(record) {
+                        actor.state.apply(event, record.recorded_at);
+                    }
+                }
+                let _ = reply.send(());
+            }
+            RunnerMsg::JobEnded(finished) => {
+                actor.active.remove(&finished.id);
+                actor
+                    .state
+                    .apply((*finished).into(), chrono::Utc::now().timestamp_micros());
+            }
+            RunnerMsg::Tick => {}
+        }
+        self.reconcile(&myself, actor);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        actor: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(pump) = actor.pump.take() {
+            pump.abort();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! `/api/v2/workflow_job_templates/` and `/api/v2/workflow_jobs/`: graphs of job templates and
+//! their runs.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+
+use super::common::{target_organization, time};
+use super::job_templates::launch_error;
+use crate::app::App;
+use crate::domain::access::Principal;
+use crate::domain::job::{JobStatus, LaunchedBy, redact};
+use crate::domain::workflow::{
+    self, NodeState, WorkflowCancelRequested, WorkflowInput, WorkflowTemplateCreated,
+    WorkflowTemplateDeleted, WorkflowTemplateUpdated,
+};
+use crate::domain::{FieldErrors, rfc3339};
+use crate::http::auth::{authenticate, require_manage, require_read};
+use crate::http::pagination::paginate_iter;
+use crate::http::request::from_json_value;
+use crate::http::response::{Response, created, json, no_content, ok};
+use crate::http::{ApiError, Request, metadata};
+use crate::journal::ExpectedRevision;
+use crate::projections::{WorkflowJobRecord, WorkflowTemplateRecord};
+
+fn render_template(t: &WorkflowTemplateRecord) -> Value {
+    json!({
+        "id": t.id,
+        "type": "workflow_job_template",
+        "url": format!("/api/v2/workflow_job_templates/{}/", t.id),
+        "name": t.config.name,
+        "description": t.config.description,
+        "organization": t.organization,
+        "nodes": t.config.nodes,
+        "extra_vars": t.config.extra_vars.to_value(),
+        "alert_after_seconds": t.config.alert_after_seconds,
+        "created": rfc3339(t.created),
+        "modified": rfc3339(t.modified),
+    })
+}
+
+fn render_job(w: &WorkflowJobRecord) -> Value {
+    let nodes: Vec<Value> = w
+        .run
+        .nodes
+        .iter()
+        .map(|n| {
+            let (job, status) = match w.run.states.get(&n.id) {
+                Some(NodeState::Running(job)) => (Some(*job), "running"),
+                Some(NodeState::Done(job, status)) => (Some(*job), status.as_str()),
+                _ => (None, "not_run"),
+            };
+            json!({"id": n.id, "job_template": n.job_template, "job": job, "status": status,
+                   "success_nodes": n.success_nodes, "failure_nodes": n.failure_nodes, "always_nodes": n.always_nodes})
+        })
+        .collect();
+    json!({
+        "id": w.id,
+        "type": "workflow_job",
+        "url": format!("/api/v2/workflow_jobs/{}/", w.id),
+        "workflow_job_template": w.template,
+        "name": w.template_name,
+        "organization": w.organization,
+        "status": w.status,
+        "failed": matches!(w.status, JobStatus::Failed | JobStatus::Error),
+        "started": time(w.started),
+        "finished": time(w.finished),
+        "elapsed": w.elapsed_ms.map(|ms| ms as f64 / 1000.0),
+        "extra_vars": redact(&w.extra_vars.to_value()),
+        "launched_by": w.launched_by.to_json(),
+        "job_explanation": w.explanation,
+        "nodes": nodes,
+        "created": rfc3339(w.created),
+        "modified": rfc3339(w.modified),
+    })
+}
+
+fn visible_template(
+    app: &App,
+    principal: &Principal,
+    id: u64,
+) -> Result<WorkflowTemplateRecord, ApiError> {
+    let template = app
+        .views
+        .workflows
+        .read()
+        .template(id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    require_read(principal, template.organization)?;
+    Ok(template)
+}
+
+fn template_exists(app: &App, organization: u64) -> impl Fn(u64) -> bool + '_ {
+    move |id| {
+        app.views
+            .jobs
+            .read()
+            .template(id)
+            .is_some_and(|t| t.organization == organization)
+    }
+}
+
+/// `GET /workflow_job_templates/`.
+pub async fn list_templates(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let organization = req.query_parsed::<u64>("organization", "an organization id")?;
+    let scope = principal.scope();
+    let items: Vec<Value> = app
+        .views
+        .workflows
+        .read()
+        .templates()
+        .rev()
+        .filter(|t| {
+            scope.is_none_or(|o| t.organization == o)
+                && organization.is_none_or(|o| t.organization == o)
+        })
+        .map(render_template)
+        .collect();
+    paginate_iter(&req, items.into_iter())
+}
+
+/// `POST /workflow_job_templates/`.
+pub async fn create_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let input: WorkflowInput = req.json()?;
+    let organization = target_organization(&app, &principal, input.organization)?;
+    let _serial = app.commands.lock().await;
+    let (id, config) = {
+        let view = app.views.workflows.read();
+        let config = workflow::configure(
+            None,
+            WorkflowInput {
+                organization: None,
+                ..input
+            },
+            template_exists(&app, organization),
+            |n| view.name_taken(organization, n),
+        )?;
+        (view.max_template_id + 1, config)
+    };
+    let event = WorkflowTemplateCreated {
+        id,
+        organization,
+        config,
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        workflow::template_stream(id),
+        ExpectedRevision::NoStream,
+        vec![event.into()],
+    )
+    .await?;
+    Ok(created(&render_template(&visible_template(
+        &app, &principal, id,
+    )?)))
+}
+
+/// `GET /workflow_job_templates/{id}`.
+pub async fn template_detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    Ok(ok(&render_template(&visible_template(
+        &app,
+        &principal,
+        req.id("id")?,
+    )?)))
+}
+
+/// `PATCH /workflow_job_templates/{id}`.
+pub async fn update_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let current = visible_template(&app, &principal, id)?;
+    require_manage(&principal, current.organization)?;
+    let input: WorkflowInput = req.json()?;
+    if input
+        .organization
+        .is_some_and(|o| o != current.organization)
+    {
+        let mut errors = FieldErrors::default();
+        errors.add(
+            "organization",
+            "A workflow cannot move to another organization.",
+        );
+        return Err(ApiError::invalid(errors));
+    }
+    let _serial = app.commands.lock().await;
+    let config = {
+        let view = app.views.workflows.read();
+        workflow::configure(
+            Some(current.config.clone()),
+            input,
+            template_exists(&app, current.organization),
+            |n| view.name_taken(current.organization, n),
+        )?
+    };
+    if config != current.config {
+        let event = WorkflowTemplateUpdated {
+            id,
+            organization: current.organization,
+            config,
+        };
+        app.commit(
+            &metadata(&principal, &req),
+            workflow::template_stream(id),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
+        .await?;
+    }
+    Ok(ok(&render_template(&visible_template(
+        &app, &principal, id,
+    )?)))
+}
+
+/// `DELETE /workflow_job_templates/{id}`.
+pub async fn delete_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let current = visible_template(&app, &principal, id)?;
+    require_manage(&principal, current.organization)?;
+    let _serial = app.commands.lock().await;
+    let event = WorkflowTemplateDeleted {
+        id,
+        organization: current.organization,
+        name: current.config.name.clone(),
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        workflow::template_stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
+    Ok(no_content())
+}
+
+/// `POST /workflow_job_templates/{id}/launch/ {"extra_vars": {...}}`.
+pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Launch {
+        extra_vars: Option<Value>,
+    }
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    let template = visible_template(&app, &principal, id)?;
+    require_manage(&principal, template.organization)?;
+    let input: Launch = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Launch::default()
+    } else {
+        from_json_value(req.json_value()?)?
+    };
+    let overrides = match input.extra_vars {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            let mut errors = FieldErrors::default();
+            errors.add("extra_vars", "Extra variables must be a JSON object.");
+            return Err(ApiError::invalid(errors));
+        }
+    };
+    let job = app
+        .launcher
+        .launch_workflow(
+            id,
+            template.organization,
+            &overrides,
+            None,
+            LaunchedBy::User(principal.actor()),
+            metadata(&principal, &req),
+        )
+        .await
+        .map_err(launch_error)?;
+    app.views
+        .workflows
+        .wait_for(app.journal.next_position().saturating_sub(1))
+        .await;
+    let record = app
+        .views
+        .workflows
+        .read()
+        .job(job)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("workflow job missing", job))?;
+    Ok(created(&render_job(&record)))
+}
+
+/// `GET /workflow_jobs/`: filters `workflow_job_template`, `status`.
+pub async fn list_jobs(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let template =
+        req.query_parsed::<u64>("workflow_job_template", "a workflow job template id")?;
+    let status = req
+        .query("status")
+        .filter(|v| !v.is_empty())
+        .map(|s| JobStatus::parse(s).ok_or(s));
+    let status = match status {
+        Some(Err(s)) => {
+            let mut errors = FieldErrors::default();
+            errors.add(
+                "status",
+                format!("\"{s}\" is not one of {}.", JobStatus::NAMES),
+            );
+            return Err(ApiError::invalid(errors));
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let scope = principal.scope();
+    let items: Vec<Value> = app
+        .views
+        .workflows
+        .read()
+        .jobs()
+        .rev()
+        .filter(|w| scope.is_none_or(|o| w.organization == o))
+        .filter(|w| {
+            template.is_none_or(|t| w.template == t) && status.is_none_or(|s| w.status == s)
+        })
+        .map(render_job)
+        .collect();
+    paginate_iter(&req, items.into_iter())
+}
+
+fn visible_job(app: &App, req: &Request) -> Result<(Principal, WorkflowJobRecord), ApiError> {
+    let principal = authenticate(app, req)?;
+    let job = app
+        .views
+        .workflows
+        .read()
+        .job(req.id("id")?)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    require_read(&principal, job.organization)?;
+    Ok((principal, job))
+}
+
+/// `GET /workflow_jobs/{id}`: with each node's status.
+pub async fn job_detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let (_, job) = visible_job(&app, &req)?;
+    Ok(ok(&render_job(&job)))
+}
+
+/// `POST /workflow_jobs/{id}/cancel/`: cancels running node jobs; nothing more launches.
+pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let (principal, job) = visible_job(&app, &req)?;
+    require_manage(&principal, job.organization)?;
+    if job.status.is_finished() {
+        return Err(ApiError::conflict(format!(
+            "Workflow job {} already finished ({}).",
+            job.id,
+            job.status.as_str()
+        )));
+    }
+    let event = WorkflowCancelRequested {
+        id: job.id,
+        organization: job.organization,
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        workflow::job_stream(job.id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
+    let job = app
+        .views
+        .workflows
+        .read()
+        .job(job.id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
+    Ok(json(StatusCode::ACCEPTED, &render_job(&job)))
+}

@@ -1,0 +1,203 @@
+//! Sending notifications: the event summary as signed JSON to a webhook, or as a Slack message.
+//! Each send is one attempt through the outbound delivery client (SSRF guard, no redirects,
+//! bounded response) and is recorded as `notification.sent` on the template's stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use warp::http::{HeaderName, HeaderValue};
+
+use crate::delivery::client::{DeliveryClient, OutboundRequest};
+use crate::delivery::signing::{signed_headers, validate_custom_header};
+use crate::domain::Event;
+use crate::domain::notification::{self, NotificationKind, NotificationSent};
+use crate::journal::{ExpectedRevision, Journal, Metadata};
+use crate::projections::{NotificationsView, Projection};
+use crate::secrets::MasterKey;
+
+/// How long a notification send may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a notification says about an event.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The rule that fired (or `test`).
+    pub rule_name: String,
+    /// Provider event type.
+    pub event_type: Option<String>,
+    /// Provider delivery id.
+    pub event_guid: Option<String>,
+    /// What happened (`fired`, `test`).
+    pub status: String,
+    /// The event log, if any.
+    pub event_log_id: Option<u64>,
+}
+
+/// Sends notification templates.
+pub struct Notifier {
+    journal: Journal,
+    templates: Projection<NotificationsView>,
+    master_key: Arc<MasterKey>,
+    client: DeliveryClient,
+    public_url: String,
+}
+
+impl Notifier {
+    /// A notifier sending through `client`, linking event logs under `public_url`.
+    pub fn new(
+        journal: Journal,
+        templates: Projection<NotificationsView>,
+        master_key: Arc<MasterKey>,
+        client: DeliveryClient,
+        public_url: String,
+    ) -> Self {
+        Self {
+            journal,
+            templates,
+            master_key,
+            client,
+            public_url,
+        }
+    }
+
+    /// Sends template `id` (which must belong to `organization`) and records the outcome.
+    pub async fn send(
+        &self,
+        id: u64,
+        organization: u64,
+        summary: &Summary,
+        metadata: Metadata,
+    ) -> Result<NotificationSent, String> {
+        let template = self
+            .templates
+            .read()
+            .get(id)
+            .filter(|t| t.organization == organization)
+            .cloned()
+            .ok_or_else(|| format!("notification template {id} does not exist"))?;
+        let link = summary
+            .event_log_id
+            .map(|n| format!("{}/api/v2/event_logs/{n}/", self.public_url));
+        let field = |name: &str| format!("{}/{name}", notification::stream(id));
+        let (url, body, headers) = match &template.config.kind {
+            NotificationKind::Webhook {
+                url,
+                headers,
+                secret,
+            } => {
+                let body = json!({
+                    "event": "notification",
+                    "notification_template": id,
+                    "organization": organization,
+                    "rule_name": summary.rule_name,
+                    "event_type": summary.event_type,
+                    "event_guid": summary.event_guid,
+                    "status": summary.status,
+                    "event_log_id": summary.event_log_id,
+                    "event_log_url": link,
+                    "occurred_at": chrono::Utc::now().to_rfc3339(),
+                });
+                let bytes = serde_json::to_vec(&body).expect("JSON of plain values");
+                let custom: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let headers = match secret {
+                    Some(sealed) => {
+                        let secret = self
+                            .master_key
+                            .open_string(&field("secret"), sealed)
+                            .map_err(|e| e.to_string())?;
+                        let delivery_id = format!("ntf_{}", uuid::Uuid::new_v4().simple());
+                        signed_headers(
+                            "notification",
+                            &delivery_id,
+                            chrono::Utc::now().timestamp(),
+                            &bytes,
+                            &[&secret],
+                            &custom,
+                        )
+                        .map_err(|e| e.to_string())?
+                    }
+                    None => plain_headers(&custom)?,
+                };
+                (url.clone(), bytes, headers)
+            }
+            NotificationKind::Slack { url } => {
+                let url = self
+                    .master_key
+                    .open_string(&field("url"), url)
+                    .map_err(|e| e.to_string())?;
+                let mut text = format!(
+                    "hookforge: rule *{}* {} on `{}`",
+                    summary.rule_name,
+                    summary.status,
+                    summary.event_type.as_deref().unwrap_or("event")
+                );
+                if let Some(guid) = &summary.event_guid {
+                    text.push_str(&format!(" (delivery {guid})"));
+                }
+                if let (Some(link), Some(n)) = (&link, summary.event_log_id) {
+                    text.push_str(&format!(" - <{link}|event log {n}>"));
+                }
+                let bytes =
+                    serde_json::to_vec(&json!({"text": text})).expect("JSON of plain values");
+                (url, bytes, plain_headers(&[])?)
+            }
+        };
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("bad notification URL: {e}"))?;
+        let outcome = self
+            .client
+            .send(&OutboundRequest {
+                url,
+                headers,
+                body: Bytes::from(body),
+                timeout: TIMEOUT,
+                ssl_verify: true,
+            })
+            .await;
+        let sent = NotificationSent {
+            template: id,
+            organization,
+            event_log_id: summary.event_log_id,
+            delivered: outcome.is_success(),
+            response_status: outcome.status,
+            error: outcome.error.as_ref().map(|e| e.message.clone()),
+            duration_ms: outcome.duration_ms,
+        };
+        let appended = self
+            .journal
+            .append(
+                notification::stream(id),
+                ExpectedRevision::Any,
+                vec![Event::from(sent.clone()).encode(metadata)],
+            )
+            .await;
+        appended.map_err(|e| e.to_string())?;
+        Ok(sent)
+    }
+}
+
+fn plain_headers(custom: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut headers = vec![
+        (
+            warp::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            warp::http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("hookforge/", env!("CARGO_PKG_VERSION"))),
+        ),
+    ];
+    for (name, value) in custom {
+        headers.push(validate_custom_header(name, value).map_err(|e| e.to_string())?);
+    }
+    Ok(headers)
+}
+
+/// The JSON a notification test answers with.
+pub fn sent_json(sent: &NotificationSent) -> Value {
+    json!({"delivered": sent.delivered, "response_status": sent.response_status, "duration_ms": sent.duration_ms, "error": sent.error})
+}

@@ -1,0 +1,217 @@
+//! Job templates and jobs.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::View;
+use crate::codec::RawJson;
+use crate::domain::Event;
+use crate::domain::job::{JobStatus, LaunchedBy};
+use crate::domain::job_template::JobTemplateConfig;
+use crate::journal::{EventFilter, RecordedEvent};
+
+/// Output kept in the read model for `result_stdout` (the full tail stays in the journal).
+const STDOUT_TAIL: usize = 4096;
+
+/// A job template as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTemplateRecord {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// Settings.
+    pub config: JobTemplateConfig,
+    /// Creation time (µs).
+    pub created: i64,
+    /// Last change (µs).
+    pub modified: i64,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// Template.
+    pub template: u64,
+    /// Template name at launch.
+    pub template_name: String,
+    /// `command` or `controller`.
+    pub kind: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Who launched it.
+    pub launched_by: LaunchedBy,
+    /// Merged extra variables.
+    pub extra_vars: RawJson,
+    /// Start time (µs).
+    pub started: Option<i64>,
+    /// Finish time (µs).
+    pub finished: Option<i64>,
+    /// Run time in milliseconds.
+    pub elapsed_ms: Option<u64>,
+    /// Exit code of a command.
+    pub exit_code: Option<i32>,
+    /// Why it failed, errored or was canceled.
+    pub explanation: Option<String>,
+    /// The last few KiB of output.
+    pub stdout_tail: String,
+    /// The controller's job id.
+    pub remote_job_id: Option<u64>,
+    /// Whether `job.duration_exceeded` was published.
+    pub duration_exceeded: bool,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// Its revision of `job.finished` in its stream (for the full output).
+    pub finished_revision: Option<u64>,
+    /// Launch time (µs).
+    pub created: i64,
+    /// Last change (µs).
+    pub modified: i64,
+}
+
+/// Job templates and jobs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct JobsView {
+    templates: BTreeMap<u64, JobTemplateRecord>,
+    names: HashSet<(u64, String)>,
+    jobs: BTreeMap<u64, JobRecord>,
+    /// Highest template id ever used.
+    pub max_template_id: u64,
+    /// Highest job id ever used.
+    pub max_job_id: u64,
+}
+
+impl JobsView {
+    /// A template.
+    pub fn template(&self, id: u64) -> Option<&JobTemplateRecord> {
+        self.templates.get(&id)
+    }
+
+    /// All templates, ascending.
+    pub fn templates(&self) -> impl DoubleEndedIterator<Item = &JobTemplateRecord> {
+        self.templates.values()
+    }
+
+    /// Whether `organization` has a template named `name`.
+    pub fn name_taken(&self, organization: u64, name: &str) -> bool {
+        self.names.contains(&(organization, name.to_owned()))
+    }
+
+    /// A job.
+    pub fn job(&self, id: u64) -> Option<&JobRecord> {
+        self.jobs.get(&id)
+    }
+
+    /// All jobs, ascending.
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &JobRecord> {
+        self.jobs.values()
+    }
+}
+
+impl View for JobsView {
+    const NAME: &'static str = "jobs";
+
+    fn filter() -> EventFilter {
+        EventFilter::Categories(vec!["job_template".into(), "job".into()])
+    }
+
+    fn apply(&mut self, record: &RecordedEvent) {
+        let Ok(Some(event)) = Event::decode(record) else {
+            return;
+        };
+        let at = record.recorded_at;
+        match event {
+            Event::JobTemplateCreated(e) => {
+                self.max_template_id = self.max_template_id.max(e.id);
+                self.names.insert((e.organization, e.config.name.clone()));
+                let record = JobTemplateRecord {
+                    id: e.id,
+                    organization: e.organization,
+                    config: e.config,
+                    created: at,
+                    modified: at,
+                };
+                self.templates.insert(e.id, record);
+            }
+            Event::JobTemplateUpdated(e) => {
+                if let Some(t) = self.templates.get_mut(&e.id) {
+                    self.names.remove(&(t.organization, t.config.name.clone()));
+                    self.names.insert((t.organization, e.config.name.clone()));
+                    t.config = e.config;
+                    t.modified = at;
+                }
+            }
+            Event::JobTemplateDeleted(e) => {
+                if let Some(t) = self.templates.remove(&e.id) {
+                    self.names.remove(&(t.organization, t.config.name));
+                }
+            }
+            Event::JobLaunched(e) => {
+                self.max_job_id = self.max_job_id.max(e.id);
+                self.jobs.insert(
+                    e.id,
+                    JobRecord {
+                        id: e.id,
+                        organization: e.organization,
+                        template: e.template,
+                        template_name: e.template_name,
+                        kind: e.kind.name().to_owned(),
+                        status: JobStatus::Pending,
+                        launched_by: e.launched_by,
+                        extra_vars: e.extra_vars,
+                        started: None,
+                        finished: None,
+                        elapsed_ms: None,
+                        exit_code: None,
+                        explanation: None,
+                        stdout_tail: String::new(),
+                        remote_job_id: None,
+                        duration_exceeded: false,
+                        cancel_requested: false,
+                        finished_revision: None,
+                        created: at,
+                        modified: at,
+                    },
+                );
+            }
+            Event::JobStarted(e) => {
+                if let Some(job) = self.jobs.get_mut(&e.id) {
+                    job.status = JobStatus::Running;
+                    job.started = Some(at);
+                    job.remote_job_id = e.remote_job_id;
+                    job.modified = at;
+                }
+            }
+            Event::JobFinished(e) => {
+                if let Some(job) = self.jobs.get_mut(&e.id) {
+                    job.status = e.status;
+                    job.finished = Some(at);
+                    job.elapsed_ms = Some(e.elapsed_ms);
+                    job.exit_code = e.exit_code;
+                    job.explanation = e.explanation;
+                    let tail = &e.stdout[e.stdout.len().saturating_sub(STDOUT_TAIL)..];
+                    job.stdout_tail = String::from_utf8_lossy(tail).into_owned();
+                    job.finished_revision = Some(record.revision);
+                    job.modified = at;
+                }
+            }
+            Event::JobCancelRequested(e) => {
+                if let Some(job) = self.jobs.get_mut(&e.id) {
+                    job.cancel_requested = true;
+                    job.modified = at;
+                }
+            }
+            Event::JobDurationExceeded(e) => {
+                if let Some(job) = self.jobs.get_mut(&e.id) {
+                    job.duration_exceeded = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Workflow job templates and workflow jobs.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::View;
+use crate::codec::RawJson;
+use crate::domain::Event;
+use crate::domain::job::{JobStatus, LaunchedBy};
+use crate::domain::workflow::{WorkflowConfig, WorkflowRun};
+use crate::journal::{EventFilter, RecordedEvent};
+
+/// A workflow job template as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowTemplateRecord {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// Settings.
+    pub config: WorkflowConfig,
+    /// Creation time (µs).
+    pub created: i64,
+    /// Last change (µs).
+    pub modified: i64,
+}
+
+/// A workflow job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowJobRecord {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// Template.
+    pub template: u64,
+    /// Its name at launch.
+    pub template_name: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Who launched it.
+    pub launched_by: LaunchedBy,
+    /// Extra variables for every node.
+    pub extra_vars: RawJson,
+    /// Progress of each node.
+    pub run: WorkflowRun,
+    /// Start (µs).
+    pub started: Option<i64>,
+    /// Finish (µs).
+    pub finished: Option<i64>,
+    /// Run time.
+    pub elapsed_ms: Option<u64>,
+    /// Why it failed or was canceled.
+    pub explanation: Option<String>,
+    /// Launch (µs).
+    pub created: i64,
+    /// Last change (µs).
+    pub modified: i64,
+}
+
+/// Workflow templates and jobs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct WorkflowsView {
+    templates: BTreeMap<u64, WorkflowTemplateRecord>,
+    names: HashSet<(u64, String)>,
+    jobs: BTreeMap<u64, WorkflowJobRecord>,
+    /// Highest template id ever used.
+    pub max_template_id: u64,
+    /// Highest workflow job id ever used.
+    pub max_job_id: u64,
+}
+
+impl WorkflowsView {
+    /// A template.
+    pub fn template(&self, id: u64) -> Option<&WorkflowTemplateRecord> {
+        self.templates.get(&id)
+    }
+
+    /// All templates.
+    pub fn templates(&self) -> impl DoubleEndedIterator<Item = &WorkflowTemplateRecord> {
+        self.templates.values()
+    }
+
+    /// Whether `organization` has a workflow template named `name`.
+    pub fn name_taken(&self, organization: u64, name: &str) -> bool {
+        self.names.contains(&(organization, name.to_owned()))
+    }
+
+    /// A workflow job.
+    pub fn job(&self, id: u64) -> Option<&WorkflowJobRecord> {
+        self.jobs.get(&id)
+    }
+
+    /// All workflow jobs.
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &WorkflowJobRecord> {
+        self.jobs.values()
+    }
+}
+
+impl View for WorkflowsView {
+    const NAME: &'static str = "workflows";
+
+    fn filter() -> EventFilter {
+        EventFilter::Categories(vec!["workflow_template".into(), "workflow_job".into()])
+    }
+
+    fn apply(&mut self, record: &RecordedEvent) {
+        let Ok(Some(event)) = Event::decode(record) else {
+            return;
+        };
+        let at = record.recorded_at;
+        match event {
+            Event::WorkflowTemplateCreated(e) => {
+                self.max_template_id = self.max_template_id.max(e.id);
+                self.names.insert((e.organization, e.config.name.clone()));
+                let record = WorkflowTemplateRecord {
+                    id: e.id,
+                    organization: e.organization,
+                    config: e.config,
+                    created: at,
+                    modified: at,
+                };
+                self.templates.insert(e.id, record);
+            }
+            Event::WorkflowTemplateUpdated(e) => {
+                if let Some(t) = self.templates.get_mut(&e.id) {
+                    self.names.remove(&(t.organization, t.config.name.clone()));
+                    self.names.insert((t.organization, e.config.name.clone()));
+                    t.config = e.config;
+                    t.modified = at;
+                }
+            }
+            Event::WorkflowTemplateDeleted(e) => {
+                if let Some(t) = self.templates.remove(&e.id) {
+                    self.names.remove(&(t.organization, t.config.name));
+                }
+            }
+            Event::WorkflowLaunched(e) => {
+                self.max_job_id = self.max_job_id.max(e.id);
+                self.jobs.insert(
+                    e.id,
+                    WorkflowJobRecord {
+                        id: e.id,
+                        organization: e.organization,
+                        template: e.template,
+                        template_name: e.template_name,
+                        status: JobStatus::Pending,
+                        launched_by: e.launched_by,
+                        extra_vars: e.extra_vars,
+                        run: WorkflowRun::new(e.nodes),
+                        started: None,
+                        finished: None,
+                        elapsed_ms: None,
+                        explanation: None,
+                        created: at,
+                        modified: at,
+                    },
+                );
+            }
+            Event::WorkflowStarted(e) => {
+                if let Some(w) = self.jobs.get_mut(&e.id) {
+                    w.status = JobStatus::Running;
+                    w.started = Some(at);
+                    w.modified = at;
+                }
+            }
+            Event::WorkflowNodeLaunched(e) => {
+                if let Some(w) = self.jobs.get_mut(&e.id) {
+                    w.run.launched(&e.node, e.job);
+                    w.modified = at;
+                }
+            }
+            Event::WorkflowNodeCompleted(e) => {
+                if let Some(w) = self.jobs.get_mut(&e.id) {
+                    w.run.completed(&e.node, e.job, e.status);
+                    w.modified = at;
+                }
+            }
+            Event::WorkflowCancelRequested(e) => {
+                if let Some(w) = self.jobs.get_mut(&e.id) {
+                    w.run.cancel();
+                    w.modified = at;
+                }
+            }
+            Event::WorkflowFinished(e) => {
+                if let Some(w) = self.jobs.get_mut(&e.id) {
+                    w.status = e.status;
+                    w.finished = Some(at);
+                    w.elapsed_ms = Some(e.elapsed_ms);
+                    w.explanation = e.explanation;
+                    w.modified = at;
+                }
+            }
+            _ => {}
+        }
+    }
+}

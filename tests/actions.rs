@@ -1,0 +1,952 @@
+//! Actions end to end: rules launch jobs, workflows and notifications; jobs report their lifecycle.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ADMIN, ServerProcess, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const KEY: &str = "actions-test-webhook-key";
+
+async fn server() -> TestServer {
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = common::config(temp.path());
+    config.outbound.allow_private_networks = true;
+    config.jobs.kill_grace_seconds = 1;
+    config.jobs.controller_poll_millis = 50;
+    let mut t = TestServer::start_with(config).await;
+    t.keep(temp);
+    t
+}
+
+async fn command_template(
+    t: &TestServer,
+    org: u64,
+    name: &str,
+    argv: &[&str],
+    extra: Value,
+) -> u64 {
+    let mut body = json!({"name": name, "organization": org, "kind": "command", "argv": argv});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, template) = t.post("/api/v2/job_templates/", ADMIN, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    template["id"].as_u64().unwrap()
+}
+
+/// Polls a job (or workflow job) until it reaches a finished status.
+async fn finished(t: &TestServer, path: &str) -> Value {
+    for _ in 0..1500 {
+        let (status, job) = t.get(path, ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if ["successful", "failed", "error", "canceled"].contains(&job["status"].as_str().unwrap())
+        {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} never finished");
+}
+
+async fn wait_status(t: &TestServer, path: &str, want: &str) -> Value {
+    for _ in 0..1500 {
+        let (_, job) = t.get(path, ADMIN).await;
+        if job["status"] == want {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} never reached {want}");
+}
+
+async fn launch(t: &TestServer, template: u64, extra_vars: Value) -> u64 {
+    let (status, job) = t
+        .post(
+            &format!("/api/v2/job_templates/{template}/launch/"),
+            ADMIN,
+            json!({"extra_vars": extra_vars}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    job["id"].as_u64().unwrap()
+}
+
+fn github_push() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "after": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "repository": {"id": 186853002, "full_name": "Codertocat/Hello-World", "name": "Hello-World"},
+        "pusher": {"name": "Codertocat", "email": "21031067+Codertocat@users.noreply.github.com"},
+        "head_commit": {"id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", "message": "Update README.md; rm -rf / `whoami` $(id)"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_push_launches_a_command_job_with_every_injected_variable() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let out = tempfile::tempdir().unwrap();
+    let vars = out.path().join("vars.json");
+    let template = command_template(
+        &t,
+        org,
+        "write vars",
+        &[
+            "/bin/cp",
+            "--",
+            "$HOOKFORGE_EXTRA_VARS_FILE is not expanded",
+            "/nonexistent",
+        ],
+        json!({}),
+    )
+    .await;
+    // The argv above proves nothing runs through a shell; the real template copies the file.
+    let script = format!(
+        "cp \"$HOOKFORGE_EXTRA_VARS_FILE\" {}; echo copied",
+        vars.display()
+    );
+    let (status, _) = t.patch(&format!("/api/v2/job_templates/{template}/"), ADMIN, json!({"argv": ["/bin/sh", "-c", script], "extra_vars": {"env": "dev", "region": "eu"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, rule) = t
+        .post(
+            "/api/v2/event_rules/",
+            ADMIN,
+            json!({"name": "deploy", "organization": org, "source_type": "webhook_github", "webhook_path": "gh", "webhook_key": KEY,
+                   "conditions": [{"expression": "event.ref == 'refs/heads/main'"}],
+                   "actions": [{"action_type": "launch_job_template", "target_id": template, "extra_vars": {"env": "prod"}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let body = github_push();
+    let response = t
+        .client
+        .post(format!("{}/api/v2/eda_webhooks/gh/", t.base))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header(
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body)
+            ),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let event_log_id = response.json::<Value>().await.unwrap()["event_log_id"]
+        .as_u64()
+        .unwrap();
+
+    let log = wait_status(
+        &t,
+        &format!("/api/v2/event_logs/{event_log_id}/"),
+        "action_fired",
+    )
+    .await;
+    let job_id = log["job_id"]
+        .as_u64()
+        .expect("the event log names the launched job");
+    assert_eq!(log["actions_triggered"][0]["job_id"], job_id);
+    let job = finished(&t, &format!("/api/v2/jobs/{job_id}/")).await;
+    assert_eq!(job["status"], "successful", "{job}");
+    assert_eq!(
+        job["launched_by"],
+        json!({"type": "event_log", "id": event_log_id})
+    );
+    assert!(job["result_stdout"].as_str().unwrap().contains("copied"));
+
+    let written: Value = serde_json::from_slice(&std::fs::read(&vars).unwrap()).unwrap();
+    assert_eq!(
+        written["env"], "prod",
+        "action extra_vars override template defaults"
+    );
+    assert_eq!(written["region"], "eu", "template defaults are kept");
+    assert_eq!(written["forge_eda_event_type"], "push");
+    assert_eq!(
+        written["forge_eda_event_guid"],
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    );
+    assert_eq!(written["forge_eda_rule_name"], "deploy");
+    assert_eq!(written["forge_eda_event_log_id"], event_log_id);
+    assert_eq!(
+        written["forge_eda_payload"],
+        serde_json::from_slice::<Value>(&body).unwrap()
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn failing_and_timed_out_commands_fail_with_their_reasons() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let failing = command_template(
+        &t,
+        org,
+        "fails",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo about to fail; echo detail >&2; exit 7",
+        ],
+        json!({}),
+    )
+    .await;
+    let job = finished(
+        &t,
+        &format!("/api/v2/jobs/{}/", launch(&t, failing, json!({})).await),
+    )
+    .await;
+    assert_eq!(
+        (job["status"].as_str(), job["exit_code"].as_i64()),
+        (Some("failed"), Some(7))
+    );
+    assert!(
+        job["result_stdout"]
+            .as_str()
+            .unwrap()
+            .contains("about to fail")
+    );
+    assert!(job["job_explanation"].as_str().unwrap().contains("code 7"));
+    let stdout = t
+        .client
+        .get(format!("{}/api/v2/jobs/{}/stdout/", t.base, job["id"]))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(stdout.contains("detail"), "{stdout}");
+
+    let slow = command_template(
+        &t,
+        org,
+        "slow",
+        &["/bin/sleep", "30"],
+        json!({"timeout_seconds": 1}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let job = finished(
+        &t,
+        &format!("/api/v2/jobs/{}/", launch(&t, slow, json!({})).await),
+    )
+    .await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["job_explanation"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{job}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let noisy = command_template(
+        &t,
+        org,
+        "noisy",
+        &[
+            "/bin/sh",
+            "-c",
+            "head -c 3000000 /dev/zero | tr '\\0' x; echo END",
+        ],
+        json!({}),
+    )
+    .await;
+    let job = finished(
+        &t,
+        &format!("/api/v2/jobs/{}/", launch(&t, noisy, json!({})).await),
+    )
+    .await;
+    let stdout = t
+        .client
+        .get(format!("{}/api/v2/jobs/{}/stdout/", t.base, job["id"]))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        stdout.len(),
+        1024 * 1024,
+        "output capture keeps the last 1 MiB"
+    );
+    assert!(stdout.ends_with("END\n"));
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn argv_is_not_a_shell_and_payloads_cannot_touch_the_environment() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let marker = tempfile::tempdir().unwrap().path().join("pwned");
+    let argv = ["/usr/bin/printf", "%s|", "; touch", "&& rm -rf /", "$(id)"];
+    let template = command_template(&t, org, "literal", &argv, json!({})).await;
+    let job = finished(
+        &t,
+        &format!("/api/v2/jobs/{}/", launch(&t, template, json!({})).await),
+    )
+    .await;
+    assert_eq!(job["status"], "successful");
+    assert_eq!(job["result_stdout"], "; touch|&& rm -rf /|$(id)|");
+    assert!(!marker.exists());
+
+    let env = command_template(
+        &t,
+        org,
+        "env",
+        &["/usr/bin/env"],
+        json!({"env": {"TEAM": "ops"}}),
+    )
+    .await;
+    let hostile = json!({"PATH": "/evil", "HOOKFORGE_EXTRA_VARS": "forged", "LD_PRELOAD": "/evil.so", "cmd": "; rm -rf /"});
+    let job = finished(
+        &t,
+        &format!("/api/v2/jobs/{}/", launch(&t, env, hostile).await),
+    )
+    .await;
+    let lines: Vec<&str> = job["result_stdout"].as_str().unwrap().lines().collect();
+    let var = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        var("PATH"),
+        std::env::var("PATH").ok(),
+        "PATH comes from the server, not the payload"
+    );
+    assert_eq!(var("TEAM").as_deref(), Some("ops"));
+    assert_eq!(var("LD_PRELOAD"), None);
+    let extra: Value = serde_json::from_str(&var("HOOKFORGE_EXTRA_VARS").unwrap()).unwrap();
+    assert_eq!(
+        extra["PATH"], "/evil",
+        "payload values are data inside the JSON, nothing more"
+    );
+    assert_eq!(extra["cmd"], "; rm -rf /");
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "TEAM",
+        "HOOKFORGE_EXTRA_VARS",
+        "HOOKFORGE_EXTRA_VARS_FILE",
+        "PWD",
+        "SHLVL",
+        "_",
+    ];
+    assert!(
+        names.iter().all(|n| allowed.contains(n)),
+        "unexpected variables in {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("ADMIN") || n.contains("MASTER")),
+        "server secrets leaked"
+    );
+
+    let (status, err) = t
+        .post("/api/v2/job_templates/", ADMIN, json!({"name": "x", "organization": org, "kind": "command", "argv": ["/bin/true"], "env": {"HOOKFORGE_EXTRA_VARS": "x"}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["fields"]["env"].is_array());
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn command_templates_need_a_system_admin_and_concurrency_queues_launches() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let (_, admin) = t.create_token(org, "admin").await;
+    let command =
+        json!({"name": "c", "organization": org, "kind": "command", "argv": ["/bin/true"]});
+    let (status, _) = t
+        .post("/api/v2/job_templates/", &admin, command.clone())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an organization admin may not create command templates"
+    );
+    let controller = json!({"name": "awx", "organization": org, "kind": "controller", "controller_url": "http://127.0.0.1:9", "remote_id": 1, "controller_token": "t"});
+    let (status, created) = t.post("/api/v2/job_templates/", &admin, controller).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(
+        created["controller_token"].as_str().unwrap().contains('*')
+            || created["controller_token"] == "***"
+    );
+
+    let gate = tempfile::tempdir().unwrap();
+    let flag = gate.path().join("go");
+    let script = format!("while [ ! -e {} ]; do sleep 0.05; done", flag.display());
+    let queued = command_template(
+        &t,
+        org,
+        "one at a time",
+        &["/bin/sh", "-c", &script],
+        json!({"concurrency": 1}),
+    )
+    .await;
+    let first = launch(&t, queued, json!({})).await;
+    let second = launch(&t, queued, json!({})).await;
+    wait_status(&t, &format!("/api/v2/jobs/{first}/"), "running").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        t.get(&format!("/api/v2/jobs/{second}/"), ADMIN).await.1["status"],
+        "pending",
+        "the second launch waits"
+    );
+    std::fs::write(&flag, b"").unwrap();
+    assert_eq!(
+        finished(&t, &format!("/api/v2/jobs/{first}/")).await["status"],
+        "successful"
+    );
+    assert_eq!(
+        finished(&t, &format!("/api/v2/jobs/{second}/")).await["status"],
+        "successful"
+    );
+    let (_, listed) = t
+        .get(
+            &format!("/api/v2/jobs/?job_template={queued}&status=successful"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(listed["count"], 2);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_and_duration_alerts() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let sleeper = command_template(
+        &t,
+        org,
+        "sleeper",
+        &["/bin/sh", "-c", "trap '' TERM; sleep 30"],
+        json!({"alert_after_seconds": 1}),
+    )
+    .await;
+    let job = launch(&t, sleeper, json!({})).await;
+    wait_status(&t, &format!("/api/v2/jobs/{job}/"), "running").await;
+    for _ in 0..200 {
+        if t.get(&format!("/api/v2/jobs/{job}/"), ADMIN).await.1["duration_exceeded"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        t.get(&format!("/api/v2/jobs/{job}/"), ADMIN).await.1["duration_exceeded"],
+        true
+    );
+    let (status, _) = t
+        .post(&format!("/api/v2/jobs/{job}/cancel/"), ADMIN, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // It ignores SIGTERM: SIGKILL follows after the grace period.
+    let done = finished(&t, &format!("/api/v2/jobs/{job}/")).await;
+    assert_eq!(done["status"], "canceled");
+    assert_eq!(
+        t.post(&format!("/api/v2/jobs/{job}/cancel/"), ADMIN, json!({}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    let events: Vec<String> = t
+        .app()
+        .journal
+        .read_stream(&format!("job-{job}"), 0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "job.launched",
+            "job.started",
+            "job.duration_exceeded",
+            "job.cancel_requested",
+            "job.finished"
+        ]
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn workflows_follow_failure_edges_and_cancel() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let out = tempfile::tempdir().unwrap();
+    let record = |name: &str| {
+        format!(
+            "echo {name} >> {}/ran; echo \"$HOOKFORGE_EXTRA_VARS\" > {}/{name}.vars",
+            out.path().display(),
+            out.path().display()
+        )
+    };
+    let fail = command_template(
+        &t,
+        org,
+        "fail",
+        &["/bin/sh", "-c", &format!("{}; exit 1", record("fail"))],
+        json!({}),
+    )
+    .await;
+    let cleanup = command_template(
+        &t,
+        org,
+        "cleanup",
+        &["/bin/sh", "-c", &record("cleanup")],
+        json!({}),
+    )
+    .await;
+    let deploy = command_template(
+        &t,
+        org,
+        "deploy",
+        &["/bin/sh", "-c", &record("deploy")],
+        json!({}),
+    )
+    .await;
+    let (status, bad) = t
+        .post("/api/v2/workflow_job_templates/", ADMIN, json!({"name": "cyclic", "organization": org, "nodes": [
+            {"id": "a", "job_template": fail, "success_nodes": ["b"]}, {"id": "b", "job_template": deploy, "success_nodes": ["a"]}]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad["fields"]["nodes"][0]
+            .as_str()
+            .unwrap()
+            .contains("cycle"),
+        "{bad}"
+    );
+    let (status, wf) = t
+        .post("/api/v2/workflow_job_templates/", ADMIN, json!({"name": "guarded", "organization": org, "extra_vars": {"stage": "qa"}, "nodes": [
+            {"id": "build", "job_template": fail, "success_nodes": ["deploy"], "failure_nodes": ["cleanup"]},
+            {"id": "deploy", "job_template": deploy},
+            {"id": "cleanup", "job_template": cleanup}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{wf}");
+    let (status, run) = t
+        .post(
+            &format!("/api/v2/workflow_job_templates/{}/launch/", wf["id"]),
+            ADMIN,
+            json!({"extra_vars": {"ticket": 42}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let done = finished(&t, &format!("/api/v2/workflow_jobs/{}/", run["id"])).await;
+    assert_eq!(
+        done["status"], "successful",
+        "the failure was handled by its failure edge: {done}"
+    );
+    let nodes: std::collections::HashMap<&str, &str> = done["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(nodes["build"], "failed");
+    assert_eq!(nodes["cleanup"], "successful");
+    assert_eq!(nodes["deploy"], "not_run");
+    let ran = std::fs::read_to_string(out.path().join("ran")).unwrap();
+    assert_eq!(ran, "fail\ncleanup\n");
+    let vars: Value = serde_json::from_str(
+        std::fs::read_to_string(out.path().join("cleanup.vars"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (vars["stage"].as_str(), vars["ticket"].as_i64()),
+        (Some("qa"), Some(42)),
+        "extra vars flow to every node"
+    );
+
+    // Cancel a running workflow: its running node is canceled and nothing else starts.
+    let hang = command_template(&t, org, "hang", &["/bin/sleep", "30"], json!({})).await;
+    let (_, wf) = t
+        .post("/api/v2/workflow_job_templates/", ADMIN, json!({"name": "long", "organization": org, "nodes": [{"job_template": hang}, {"job_template": deploy}]}))
+        .await;
+    let (_, run) = t
+        .post(
+            &format!("/api/v2/workflow_job_templates/{}/launch/", wf["id"]),
+            ADMIN,
+            json!({}),
+        )
+        .await;
+    let path = format!("/api/v2/workflow_jobs/{}/", run["id"]);
+    for _ in 0..500 {
+        if t.get(&path, ADMIN).await.1["nodes"][0]["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        t.post(&format!("{path}cancel/"), ADMIN, json!({})).await.0,
+        StatusCode::ACCEPTED
+    );
+    let done = finished(&t, &path).await;
+    assert_eq!(done["status"], "canceled");
+    assert_eq!(done["nodes"][0]["status"], "canceled");
+    assert_eq!(done["nodes"][1]["status"], "not_run");
+    let types: Vec<String> = t
+        .app()
+        .journal
+        .read_stream(&format!("workflow_job-{}", run["id"]), 0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert!(
+        types.contains(&"workflow.started".to_string())
+            && types.contains(&"workflow.node_completed".to_string()),
+        "{types:?}"
+    );
+    t.shutdown().await;
+}
+
+/// A stand-in for the AWX API: launch and job status, as AWX documents them.
+async fn awx_stand_in(
+    final_status: &'static str,
+    polls_before_done: usize,
+) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use warp::Filter;
+    let launches = Arc::new(Mutex::new(Vec::new()));
+    let polls = Arc::new(Mutex::new(0usize));
+    let seen = launches.clone();
+    let launch = warp::path!("api" / "v2" / "job_templates" / u64 / "launch")
+        .and(warp::post())
+        .and(warp::header::<String>("authorization"))
+        .and(warp::body::json())
+        .map(move |template: u64, auth: String, body: Value| {
+            seen.lock()
+                .unwrap()
+                .push(json!({"template": template, "auth": auth, "body": body}));
+            warp::reply::with_status(
+                warp::reply::json(&json!({"job": 4242, "id": 4242, "status": "pending"})),
+                warp::http::StatusCode::CREATED,
+            )
+        });
+    let status = warp::path!("api" / "v2" / "jobs" / u64)
+        .and(warp::get())
+        .map(move |id: u64| {
+            let mut n = polls.lock().unwrap();
+            *n += 1;
+            let status = if *n > polls_before_done {
+                final_status
+            } else {
+                "running"
+            };
+            warp::reply::json(&json!({"id": id, "status": status, "failed": status == "failed"}))
+        });
+    let stdout =
+        warp::path!("api" / "v2" / "jobs" / u64 / "stdout").map(|_| "PLAY RECAP ok=3 changed=1\n");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        warp::serve(launch.or(stdout).or(status))
+            .incoming(listener)
+            .run(),
+    );
+    (format!("http://{addr}"), launches)
+}
+
+#[tokio::test]
+async fn controller_jobs_run_on_awx_and_map_its_status() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    for (final_status, expected) in [("successful", "successful"), ("failed", "failed")] {
+        let (url, launches) = awx_stand_in(final_status, 2).await;
+        let (status, template) = t
+            .post("/api/v2/job_templates/", ADMIN, json!({"name": format!("awx-{final_status}"), "organization": org, "kind": "controller",
+                "controller_url": url, "remote_id": 17, "controller_token": "awx-oauth-token", "extra_vars": {"limit": "web"}}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{template}");
+        let job = finished(
+            &t,
+            &format!(
+                "/api/v2/jobs/{}/",
+                launch(
+                    &t,
+                    template["id"].as_u64().unwrap(),
+                    json!({"version": "1.2"})
+                )
+                .await
+            ),
+        )
+        .await;
+        assert_eq!(job["status"], expected, "{job}");
+        assert_eq!(job["remote_job_id"], 4242);
+        assert!(
+            job["result_stdout"]
+                .as_str()
+                .unwrap()
+                .contains("PLAY RECAP")
+        );
+        let launched = launches.lock().unwrap().clone();
+        assert_eq!(launched.len(), 1);
+        assert_eq!(launched[0]["template"], 17);
+        assert_eq!(launched[0]["auth"], "Bearer awx-oauth-token");
+        assert_eq!(
+            launched[0]["body"]["extra_vars"],
+            json!({"limit": "web", "version": "1.2"})
+        );
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn rules_send_signed_notifications() {
+    use warp::Filter;
+    let received = Arc::new(Mutex::new(
+        Vec::<(warp::http::HeaderMap, bytes::Bytes)>::new(),
+    ));
+    let sink = received.clone();
+    let route = warp::post()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .map(move |h, b| {
+            sink.lock().unwrap().push((h, b));
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let secret = "notification-hmac-secret";
+    let (status, template) = t
+        .post("/api/v2/notification_templates/", ADMIN, json!({"name": "ops", "organization": org, "notification_type": "webhook",
+            "notification_configuration": {"url": url, "headers": {"X-Team": "ops"}, "secret": secret}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    assert!(
+        template["notification_configuration"]["secret"]
+            .as_str()
+            .unwrap()
+            .contains("***")
+    );
+    let id = template["id"].as_u64().unwrap();
+    let (status, tested) = t
+        .post(
+            &format!("/api/v2/notification_templates/{id}/test/"),
+            ADMIN,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, tested["delivered"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{tested}"
+    );
+
+    t.post(
+        "/api/v2/event_rules/",
+        ADMIN,
+        json!({"name": "notify", "organization": org, "webhook_path": "n", "webhook_key": KEY,
+        "actions": [{"action_type": "send_notification", "target_id": id}]}),
+    )
+    .await;
+    let body = br#"{"event_type": "disk.full"}"#;
+    let response = t
+        .client
+        .post(format!("{}/api/v2/eda_webhooks/n/", t.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-forge-signature",
+            format!(
+                "sha256={}",
+                hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+            ),
+        )
+        .header("x-forge-delivery", "n-1")
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    let event_log_id = response.json::<Value>().await.unwrap()["event_log_id"]
+        .as_u64()
+        .unwrap();
+    wait_status(
+        &t,
+        &format!("/api/v2/event_logs/{event_log_id}/"),
+        "action_fired",
+    )
+    .await;
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "the test send and the rule's send");
+    let (headers, body) = &received[1];
+    let expected = format!(
+        "sha256={}",
+        hookforge::signing::hmac_sha256_hex(secret.as_bytes(), body)
+    );
+    assert_eq!(headers["x-forge-signature"].to_str().unwrap(), expected);
+    assert_eq!(headers["x-team"], "ops");
+    let summary: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(summary["rule_name"], "notify");
+    assert_eq!(summary["event_type"], "disk.full");
+    assert_eq!(summary["event_guid"], "n-1");
+    assert_eq!(summary["event_log_id"], event_log_id);
+    assert!(
+        summary["event_log_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/v2/event_logs/{event_log_id}/"))
+    );
+    let (_, shown) = t
+        .get(&format!("/api/v2/notification_templates/{id}/"), ADMIN)
+        .await;
+    assert_eq!(shown["recent_notifications"].as_array().unwrap().len(), 2);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn actions_with_missing_targets_fail_on_the_event_log() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let other = t.create_org("other").await;
+    let theirs = command_template(&t, other, "theirs", &["/bin/true"], json!({})).await;
+    let (status, err) = t
+        .post("/api/v2/event_rules/", ADMIN, json!({"name": "r", "organization": org, "actions": [{"action_type": "launch_job_template", "target_id": theirs}]}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "another organization's template is not a valid target"
+    );
+    assert!(
+        err["fields"]["actions"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{err}"
+    );
+    let mine = command_template(&t, org, "mine", &["/bin/true"], json!({})).await;
+    t.post(
+        "/api/v2/event_rules/",
+        ADMIN,
+        json!({"name": "r", "organization": org, "webhook_path": "m", "webhook_key": KEY,
+        "actions": [{"action_type": "launch_job_template", "target_id": mine}]}),
+    )
+    .await;
+    assert_eq!(
+        t.delete(&format!("/api/v2/job_templates/{mine}/"), ADMIN)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let body = b"{}";
+    let response = t
+        .client
+        .post(format!("{}/api/v2/eda_webhooks/m/", t.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-forge-signature",
+            format!(
+                "sha256={}",
+                hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+            ),
+        )
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<Value>().await.unwrap()["event_log_id"]
+        .as_u64()
+        .unwrap();
+    let log = wait_status(&t, &format!("/api/v2/event_logs/{id}/"), "action_failed").await;
+    assert_eq!(log["actions_triggered"][0]["status"], "failed");
+    assert!(
+        log["actions_triggered"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    t.shutdown().await;
+}
+
+#[test]
+fn a_job_running_during_a_crash_ends_in_error_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(dir.path(), &[]);
+    let client = reqwest::blocking::Client::new();
+    let post = |path: &str, body: Value| -> Value {
+        client
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let org = post("/api/v2/organizations/", json!({"name": "crash"}));
+    let template = post(
+        "/api/v2/job_templates/",
+        json!({"name": "long", "organization": org["id"], "kind": "command", "argv": ["/bin/sleep", "60"]}),
+    );
+    let job = post(
+        &format!("/api/v2/job_templates/{}/launch/", template["id"]),
+        json!({}),
+    );
+    let path = format!("/api/v2/jobs/{}/", job["id"]);
+    for _ in 0..500 {
+        let status: Value = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if status["status"] == "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    let server = ServerProcess::spawn(dir.path(), &[]);
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        last = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if last["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(last["status"], "error", "{last}");
+    assert!(
+        last["job_explanation"]
+            .as_str()
+            .unwrap()
+            .contains("server stopped"),
+        "{last}"
+    );
+}
