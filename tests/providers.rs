@@ -1067,6 +1067,30 @@ async fn sns_notification_and_subscription_confirmation_with_a_seeded_certificat
     .await;
     assert_eq!(log["payload"]["Message"], "Hello world!");
     assert_eq!(journaled_webhook(&t, id).body.0, notification);
+    // A captured message replayed under another x-amz-sns-message-id (a header nobody signs)
+    // still carries the signed MessageId: a duplicate, not a new event.
+    let (status, reply) = t
+        .deliver(
+            &rule.path,
+            &[
+                ("Content-Type", "text/plain; charset=UTF-8"),
+                ("x-amz-sns-message-type", "Notification"),
+                (
+                    "x-amz-sns-message-id",
+                    "00000000-0000-4000-8000-000000000000",
+                ),
+            ],
+            notification.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, reply),
+        (
+            StatusCode::OK,
+            json!({"event_log_id": id, "status": "duplicate"})
+        )
+    );
+
 
     let confirmation = signer.signed(&fixture("aws_sns/subscription_confirmation.json"));
     let id = accepted(
