@@ -1091,7 +1091,6 @@ async fn sns_notification_and_subscription_confirmation_with_a_seeded_certificat
         )
     );
 
-
     let confirmation = signer.signed(&fixture("aws_sns/subscription_confirmation.json"));
     let id = accepted(
         &t,
@@ -1510,6 +1509,37 @@ async fn a_redelivery_is_a_duplicate_of_the_original_and_changes_nothing() {
     let (status, reply) = github_delivery(&t, &other.path, GITHUB_KEY, delivery).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
     assert_ne!(reply["event_log_id"], original);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redeliveries_are_received_once() {
+    // A provider that times out and retries while the first attempt is still in flight.
+    let t = TestServer::start().await;
+    let org = org(&t).await;
+    let rule = create_rule(&t, org, "storm", "webhook_github", GITHUB_KEY, &["true"]).await;
+    let attempts = futures::future::join_all(
+        (0..16).map(|_| github_delivery(&t, &rule.path, GITHUB_KEY, "storm-delivery")),
+    )
+    .await;
+    let received: Vec<&Value> = attempts
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::ACCEPTED)
+        .map(|(_, reply)| reply)
+        .collect();
+    assert_eq!(received.len(), 1, "{attempts:?}");
+    let original = &received[0]["event_log_id"];
+    for (status, reply) in &attempts {
+        if *status != StatusCode::ACCEPTED {
+            assert_eq!(*status, StatusCode::OK, "{reply}");
+            assert_eq!(
+                *reply,
+                json!({"event_log_id": original, "status": "duplicate"})
+            );
+        }
+    }
+    t.decided_event_log(original.as_u64().unwrap()).await;
+    assert_eq!(t.event_log_count().await, 1);
     t.shutdown().await;
 }
 
