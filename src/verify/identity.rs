@@ -44,9 +44,11 @@ pub fn identify(source: SourceType, headers: &HeaderMap, payload: &Value) -> Ide
             alertmanager_guid(payload),
         ),
         SourceType::Datadog => (text(&payload["event_type"]), text(&payload["id"])),
+        // The signed `MessageId` (equal to the unsigned `x-amz-sns-message-id` header in real
+        // deliveries): preferring the header let a captured message be replayed as new events.
         SourceType::Cloudwatch => (
             sns_event_type(payload),
-            header(headers, "x-amz-sns-message-id").or_else(|| text(&payload["MessageId"])),
+            text(&payload["MessageId"]).or_else(|| header(headers, "x-amz-sns-message-id")),
         ),
         SourceType::WebhookGeneric => (
             header(headers, "X-Forge-Event").or_else(|| text(&payload["event_type"])),

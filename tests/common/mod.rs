@@ -246,3 +246,129 @@ pub fn hookforge(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// The bytes of `fixtures/<path>` (real provider payloads; see `fixtures/SOURCES.md`).
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestServer {
+    /// Creates an event rule from `body` and returns the create response (which carries the
+    /// webhook key in clear, once).
+    pub async fn create_rule(&self, body: Value) -> Value {
+        let (status, rule) = self.post("/api/v2/event_rules/", ADMIN, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{rule}");
+        rule
+    }
+
+    /// POSTs `body` to the ingress of `webhook_path` with exactly `headers` (no others but what
+    /// HTTP itself needs) and returns the status and JSON body.
+    pub async fn deliver(
+        &self,
+        webhook_path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/api/v2/eda_webhooks/{webhook_path}/", self.base))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    /// The event log `id` once its rule has decided it (status no longer `received`).
+    pub async fn decided_event_log(&self, id: u64) -> Value {
+        eventually(
+            Duration::from_secs(10),
+            &format!("event log {id} to be decided"),
+            || async move {
+                let (status, log) = self.get(&format!("/api/v2/event_logs/{id}/"), ADMIN).await;
+                (status == StatusCode::OK && log["status"] != "received").then_some(log)
+            },
+        )
+        .await
+    }
+
+    /// How many event logs exist (all rules, all statuses).
+    pub async fn event_log_count(&self) -> u64 {
+        let (status, page) = self.get("/api/v2/event_logs/?page_size=1", ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["count"].as_u64().unwrap()
+    }
+
+    /// The event logs matching `query` (e.g. `event_rule=3&status=matched`), newest first.
+    pub async fn event_logs(&self, query: &str) -> Vec<Value> {
+        let (status, page) = self
+            .get(&format!("/api/v2/event_logs/?page_size=200&{query}"), ADMIN)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["results"].as_array().unwrap().clone()
+    }
+}
+
+/// Runs the `hookforge` binary with `args` and `stdin`, returning (exit code, stdout, stderr).
+pub fn hookforge_with_stdin(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookforge"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The `webhook.received` event journaled as event log `id`, read straight from the journal
+/// (the exact bytes and headers hookforge kept, not the API's rendering of them).
+pub fn journaled_webhook(t: &TestServer, id: u64) -> hookforge::domain::webhook::WebhookReceived {
+    use hookforge::domain::Event;
+    let record = t
+        .app()
+        .journal
+        .read_all(id, 1)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no journal record at position {id}"));
+    assert_eq!(record.position, id);
+    match Event::decode(&record).unwrap() {
+        Some(Event::WebhookReceived(received)) => received,
+        other => panic!("position {id} holds {other:?}, not webhook.received"),
+    }
+}
