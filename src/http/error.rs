@@ -55,6 +55,13 @@ impl ApiError {
         }
     }
 
+    /// 400 naming one field.
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::default();
+        fields.add(name, message);
+        Self::invalid(fields)
+    }
+
     /// 401: no or bad credentials.
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, detail)

@@ -31,6 +31,9 @@ pub enum SourceType {
 }
 
 impl SourceType {
+    /// Every source type, as the API names them.
+    pub const NAMES: &'static str = "webhook_generic, webhook_github, webhook_gitlab, webhook_gitea, alertmanager, pagerduty, datadog, cloudwatch";
+
     /// Every source type, in declaration order (for listings and exhaustive tests).
     pub const ALL: [SourceType; 8] = [
         SourceType::WebhookGeneric,

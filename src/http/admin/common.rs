@@ -1,10 +1,12 @@
 //! Checks shared by the organization-scoped resources.
 
+use serde_json::{Value, json};
+
 use crate::app::App;
-use crate::domain::FieldErrors;
 use crate::domain::access::Principal;
-use crate::http::ApiError;
 use crate::http::auth::require_manage;
+use crate::http::request::from_json_value;
+use crate::http::{ApiError, Request};
 
 /// The organization a new resource goes into: required, must exist for the caller (else 400
 /// naming the field, as for a missing one), and the caller must manage it (403).
@@ -13,11 +15,7 @@ pub fn target_organization(
     principal: &Principal,
     organization: Option<u64>,
 ) -> Result<u64, ApiError> {
-    let field_error = |message: String| {
-        let mut errors = FieldErrors::default();
-        errors.add("organization", message);
-        ApiError::invalid(errors)
-    };
+    let field_error = |message: String| ApiError::field("organization", message);
     let organization = organization.ok_or_else(|| field_error("This field is required.".into()))?;
     let exists = app.views.organizations.read().get(organization).is_some();
     if !exists || !principal.can_read(organization) {
@@ -44,4 +42,41 @@ pub fn time(micros: Option<i64>) -> serde_json::Value {
     micros.map_or(serde_json::Value::Null, |m| {
         serde_json::Value::String(crate::domain::rfc3339(m))
     })
+}
+
+/// The `extra_vars` of a launch request (`{}` for an empty body or none given).
+pub fn launch_overrides(req: &Request) -> Result<Value, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Launch {
+        extra_vars: Option<Value>,
+    }
+    let input: Launch = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Launch::default()
+    } else {
+        from_json_value(req.json_value()?)?
+    };
+    match input.extra_vars {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(v @ Value::Object(_)) => Ok(v),
+        Some(_) => Err(ApiError::field(
+            "extra_vars",
+            "Extra variables must be a JSON object.",
+        )),
+    }
+}
+
+/// A query parameter that must be one of a fixed set of names (400 naming it otherwise).
+pub fn choice<T>(
+    req: &Request,
+    name: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    names: &str,
+) -> Result<Option<T>, ApiError> {
+    match req.query(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse(v)
+            .map(Some)
+            .ok_or_else(|| ApiError::field(name, format!("\"{v}\" is not one of {names}."))),
+    }
 }

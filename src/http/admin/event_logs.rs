@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::common::choice;
 use crate::actors::rule::condition_json;
 use crate::app::App;
 use crate::domain::Event;
@@ -84,25 +85,13 @@ pub fn list_for(
         Some(rule) => Some(rule),
         None => req.query_parsed::<u64>("event_rule", "a rule id")?,
     };
-    let status = match req.query("status").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            let mut errors = crate::domain::FieldErrors::default();
-            errors.add(
-                "status",
-                format!("\"{s}\" is not one of {}.", Status::NAMES),
-            );
-            ApiError::invalid(errors)
-        })?),
-    };
-    let source = match req.query("source_type").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(s) => Some(s.parse::<SourceType>().map_err(|_| {
-            let mut errors = crate::domain::FieldErrors::default();
-            errors.add("source_type", format!("\"{s}\" is not a source type."));
-            ApiError::invalid(errors)
-        })?),
-    };
+    let status = choice(req, "status", Status::parse, Status::NAMES)?;
+    let source = choice(
+        req,
+        "source_type",
+        |s| s.parse::<SourceType>().ok(),
+        SourceType::NAMES,
+    )?;
     let (since, until) = (req.query_time("since")?, req.query_time("until")?);
     let text = |name| req.query(name).filter(|v| !v.is_empty());
     let (event_type, guid) = (text("event_type"), text("event_guid"));

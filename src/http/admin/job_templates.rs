@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::common::{target_organization, url_policy};
+use super::common::{launch_overrides, target_organization, url_policy};
 use super::jobs::render_job;
 use crate::app::App;
 use crate::domain::access::Principal;
@@ -13,10 +13,9 @@ use crate::domain::job_template::{
     self, JobKind, JobTemplateConfig, JobTemplateCreated, JobTemplateDeleted, JobTemplateInput,
     JobTemplateUpdated,
 };
-use crate::domain::{FieldErrors, rfc3339};
+use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
-use crate::http::request::from_json_value;
 use crate::http::response::{Response, created, no_content, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::jobs::launch::LaunchError;
@@ -84,12 +83,10 @@ fn check_kind(app: &App, principal: &Principal, kind: Option<&str>) -> Result<()
         return Ok(());
     }
     if !app.config.jobs.allow_commands {
-        let mut errors = FieldErrors::default();
-        errors.add(
+        return Err(ApiError::field(
             "kind",
             "Command job templates are switched off on this server (jobs.allow_commands = false).",
-        );
-        return Err(ApiError::invalid(errors));
+        ));
     }
     if !principal.is_system_admin() {
         return Err(ApiError::forbidden(
@@ -192,12 +189,10 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .organization
         .is_some_and(|o| o != current.organization)
     {
-        let mut errors = FieldErrors::default();
-        errors.add(
+        return Err(ApiError::field(
             "organization",
             "A job template cannot move to another organization.",
-        );
-        return Err(ApiError::invalid(errors));
+        ));
     }
     let _serial = app.commands.lock().await;
     let config: JobTemplateConfig = {
@@ -256,29 +251,11 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 
 /// `POST /{id}/launch/ {"extra_vars": {...}}`: launches a job (201 with the job).
 pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Launch {
-        extra_vars: Option<Value>,
-    }
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
     let template = visible(&app, &principal, id)?;
     require_manage(&principal, template.organization)?;
-    let input: Launch = if req.body.iter().all(u8::is_ascii_whitespace) {
-        Launch::default()
-    } else {
-        from_json_value(req.json_value()?)?
-    };
-    let overrides = match input.extra_vars {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => {
-            let mut errors = FieldErrors::default();
-            errors.add("extra_vars", "Extra variables must be a JSON object.");
-            return Err(ApiError::invalid(errors));
-        }
-    };
+    let overrides = launch_overrides(&req)?;
     let job = app
         .launcher
         .launch_job(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 
-use super::common::time;
+use super::common::{choice, time};
 use crate::app::App;
 use crate::domain::Event;
 use crate::domain::job::{self, JobCancelRequested, JobStatus, LaunchedBy, redact};
@@ -76,17 +76,7 @@ fn launched_by_matches(by: &LaunchedBy, filter: &str) -> bool {
 pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let template = req.query_parsed::<u64>("job_template", "a job template id")?;
-    let status = match req.query("status").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-            let mut errors = crate::domain::FieldErrors::default();
-            errors.add(
-                "status",
-                format!("\"{s}\" is not one of {}.", JobStatus::NAMES),
-            );
-            ApiError::invalid(errors)
-        })?),
-    };
+    let status = choice(&req, "status", JobStatus::parse, JobStatus::NAMES)?;
     let launched_by = req.query("launched_by").filter(|v| !v.is_empty());
     let since = req.query_time("since")?;
     let scope = principal.scope();

@@ -11,7 +11,7 @@ use crate::domain::notification::{
     self, NotificationInput, NotificationKind, NotificationTemplateCreated,
     NotificationTemplateDeleted, NotificationTemplateUpdated,
 };
-use crate::domain::{FieldErrors, rfc3339};
+use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, no_content, ok};
@@ -155,12 +155,10 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .organization
         .is_some_and(|o| o != current.organization)
     {
-        let mut errors = FieldErrors::default();
-        errors.add(
+        return Err(ApiError::field(
             "organization",
             "A notification template cannot move to another organization.",
-        );
-        return Err(ApiError::invalid(errors));
+        ));
     }
     let _serial = app.commands.lock().await;
     let config = {

@@ -6,19 +6,18 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 
-use super::common::{target_organization, time};
+use super::common::{choice, launch_overrides, target_organization, time};
 use super::job_templates::launch_error;
 use crate::app::App;
 use crate::domain::access::Principal;
 use crate::domain::job::{JobStatus, LaunchedBy, redact};
+use crate::domain::rfc3339;
 use crate::domain::workflow::{
     self, NodeState, WorkflowCancelRequested, WorkflowInput, WorkflowTemplateCreated,
     WorkflowTemplateDeleted, WorkflowTemplateUpdated,
 };
-use crate::domain::{FieldErrors, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
-use crate::http::request::from_json_value;
 use crate::http::response::{Response, created, json, no_content, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
@@ -179,12 +178,10 @@ pub async fn update_template(app: Arc<App>, req: Request) -> Result<Response, Ap
         .organization
         .is_some_and(|o| o != current.organization)
     {
-        let mut errors = FieldErrors::default();
-        errors.add(
+        return Err(ApiError::field(
             "organization",
             "A workflow cannot move to another organization.",
-        );
-        return Err(ApiError::invalid(errors));
+        ));
     }
     let _serial = app.commands.lock().await;
     let config = {
@@ -239,29 +236,11 @@ pub async fn delete_template(app: Arc<App>, req: Request) -> Result<Response, Ap
 
 /// `POST /workflow_job_templates/{id}/launch/ {"extra_vars": {...}}`.
 pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Launch {
-        extra_vars: Option<Value>,
-    }
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
     let template = visible_template(&app, &principal, id)?;
     require_manage(&principal, template.organization)?;
-    let input: Launch = if req.body.iter().all(u8::is_ascii_whitespace) {
-        Launch::default()
-    } else {
-        from_json_value(req.json_value()?)?
-    };
-    let overrides = match input.extra_vars {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => {
-            let mut errors = FieldErrors::default();
-            errors.add("extra_vars", "Extra variables must be a JSON object.");
-            return Err(ApiError::invalid(errors));
-        }
-    };
+    let overrides = launch_overrides(&req)?;
     let job = app
         .launcher
         .launch_workflow(
@@ -293,22 +272,7 @@ pub async fn list_jobs(app: Arc<App>, req: Request) -> Result<Response, ApiError
     let principal = authenticate(&app, &req)?;
     let template =
         req.query_parsed::<u64>("workflow_job_template", "a workflow job template id")?;
-    let status = req
-        .query("status")
-        .filter(|v| !v.is_empty())
-        .map(|s| JobStatus::parse(s).ok_or(s));
-    let status = match status {
-        Some(Err(s)) => {
-            let mut errors = FieldErrors::default();
-            errors.add(
-                "status",
-                format!("\"{s}\" is not one of {}.", JobStatus::NAMES),
-            );
-            return Err(ApiError::invalid(errors));
-        }
-        Some(Ok(s)) => Some(s),
-        None => None,
-    };
+    let status = choice(&req, "status", JobStatus::parse, JobStatus::NAMES)?;
     let scope = principal.scope();
     let items: Vec<Value> = app
         .views
