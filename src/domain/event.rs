@@ -6,7 +6,12 @@ use serde::Serialize;
 use crate::codec::{self, CodecError, EventBody};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
+use super::delivery::{AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled};
+use super::endpoint::{
+    EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSecretRotated, EndpointUpdated,
+};
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use super::published::EventPublished;
 use super::token::{TokenCreated, TokenRevoked};
 
 /// What the audit trail shows about a state change.
@@ -99,6 +104,17 @@ event_registry! {
     OrganizationDeleted(OrganizationDeleted),
     TokenCreated(TokenCreated),
     TokenRevoked(TokenRevoked),
+    EndpointCreated(EndpointCreated),
+    EndpointUpdated(EndpointUpdated),
+    EndpointDeleted(EndpointDeleted),
+    EndpointEnabled(EndpointEnabled),
+    EndpointDisabled(EndpointDisabled),
+    EndpointSecretRotated(EndpointSecretRotated),
+    EventPublished(EventPublished),
+    DeliveryScheduled(DeliveryScheduled),
+    AttemptSucceeded(AttemptSucceeded),
+    AttemptFailed(AttemptFailed),
+    DeliveryDeadLettered(DeliveryDeadLettered),
 }
 
 #[cfg(test)]

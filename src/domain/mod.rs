@@ -2,8 +2,13 @@
 //! Nothing here does I/O; the HTTP layer and the actors call in with state and get events back.
 
 pub mod access;
+pub mod delivery;
+pub mod endpoint;
 pub mod event;
+pub mod filter;
 pub mod organization;
+pub mod published;
+pub mod rate_limit;
 pub mod token;
 
 use std::collections::BTreeMap;
