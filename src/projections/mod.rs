@@ -4,7 +4,10 @@
 //! and advances a checkpoint, which command handlers wait on to read their own writes.
 
 mod audit;
+pub mod dispatch_index;
+pub mod endpoint_state;
 mod organizations;
+pub mod outbound;
 mod tokens;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,6 +18,7 @@ use tokio::sync::watch;
 
 pub use self::audit::{AuditEntry, AuditView};
 pub use self::organizations::{Organization, OrganizationsView};
+pub use self::outbound::OutboundView;
 pub use self::tokens::{TokenRecord, TokensView};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
