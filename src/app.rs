@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
+use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
 use crate::config::Config;
 use crate::domain::Event;
 use crate::http::ApiError;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
-use crate::projections::{AuditView, OrganizationsView, Projection, TokensView, View};
+use crate::projections::{AuditView, OrganizationsView, OutboundView, Projection, TokensView, View};
 use crate::secrets::{self, MasterKey};
 
 /// Errors that stop the server from starting.
@@ -46,6 +47,8 @@ pub struct Views {
     pub tokens: Projection<TokensView>,
     /// The audit trail.
     pub audit: Projection<AuditView>,
+    /// Outbound endpoints, deliveries, idempotency keys, custom event types.
+    pub outbound: Projection<OutboundView>,
 }
 
 impl Views {
@@ -54,6 +57,7 @@ impl Views {
         self.organizations.wait_for(position).await;
         self.tokens.wait_for(position).await;
         self.audit.wait_for(position).await;
+        self.outbound.wait_for(position).await;
     }
 
     /// The lowest checkpoint among the read models, by name.
@@ -62,6 +66,7 @@ impl Views {
             (OrganizationsView::NAME, self.organizations.checkpoint()),
             (TokensView::NAME, self.tokens.checkpoint()),
             (AuditView::NAME, self.audit.checkpoint()),
+            (OutboundView::NAME, self.outbound.checkpoint()),
         ]
     }
 }
@@ -82,6 +87,8 @@ pub struct App {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// Serialises admin commands, so checks against read models (unique names) hold at append.
     pub commands: tokio::sync::Mutex<()>,
+    /// Outbound delivery services (transport, clock, endpoint actors, dispatcher progress).
+    pub outbound: Outbound,
     admin_digest: [u8; 32],
     /// Journal head when the server started: ready once every view has caught up to it.
     pub start_position: Position,
@@ -90,6 +97,11 @@ pub struct App {
 impl App {
     /// Opens the data directory and starts the journal, the supervisor and the projectors.
     pub async fn start(config: Config) -> Result<Arc<App>, StartError> {
+        Self::start_with(config, OutboundOptions::default()).await
+    }
+
+    /// [`App::start`] with substitutes for the outbound transport and jitter (tests).
+    pub async fn start_with(config: Config, outbound: OutboundOptions) -> Result<Arc<App>, StartError> {
         let data_dir = config.data_dir.clone();
         let dir_error = |source| StartError::DataDir { path: data_dir.display().to_string(), source };
         std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
@@ -111,6 +123,7 @@ impl App {
             tracing::warn!("journal.sync = false: acknowledged events can be lost on power failure");
         }
         let start_position = journal.next_position();
+        let outbound = Outbound::new(config.outbound.allow_private_networks, outbound).map_err(StartError::Actors)?;
         let supervisor_actor = Supervisor { restarts: metrics.actor_restarts.clone() };
         let (supervisor, _) = ractor::Actor::spawn(None, supervisor_actor, ())
             .await
@@ -123,12 +136,15 @@ impl App {
             views: Views::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
+            outbound,
             admin_digest,
             start_position,
         });
         app.start_projector(app.views.organizations.clone()).await?;
         app.start_projector(app.views.tokens.clone()).await?;
         app.start_projector(app.views.audit.clone()).await?;
+        app.start_projector(app.views.outbound.clone()).await?;
+        crate::actors::outbound::start(&app).await.map_err(StartError::Actors)?;
         Ok(app)
     }
 

@@ -298,6 +298,9 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// Custom headers as a client sends them: name to value.
+pub type HeaderMapInput = std::collections::BTreeMap<String, String>;
+
 /// Client input for the retry settings; unset fields keep their current (or default) value.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -330,7 +333,7 @@ pub struct EndpointInput {
     pub filter: Option<Option<String>>,
     /// Extra headers, replacing the current set (`null` or `{}` removes them).
     #[serde(default, deserialize_with = "nullable")]
-    pub custom_headers: Option<Option<std::collections::BTreeMap<String, String>>>,
+    pub custom_headers: Option<Option<HeaderMapInput>>,
     /// Enabled or not.
     pub enabled: Option<bool>,
     /// Verify TLS certificates.
@@ -356,8 +359,6 @@ pub struct Checks<'a> {
     pub allow_private_networks: bool,
     /// Seals the custom headers of the endpoint being validated.
     pub seal_headers: &'a dyn Fn(&[(String, String)]) -> Sealed,
-    /// Opens the current custom headers (for patches that keep them).
-    pub current_headers: Option<Sealed>,
 }
 
 /// Validated input: the new settings, plus the secret and enabled flag if they were given.
@@ -581,10 +582,7 @@ pub fn validate(
         }
     };
     let custom_headers = match input.custom_headers {
-        None => checks
-            .current_headers
-            .clone()
-            .or_else(|| base.custom_headers.clone()),
+        None => base.custom_headers.clone(),
         Some(None) => None,
         Some(Some(map)) if map.is_empty() => None,
         Some(Some(map)) => {
@@ -668,7 +666,6 @@ mod tests {
         Checks {
             allow_private_networks: allow_private,
             seal_headers: &seal,
-            current_headers: None,
         }
     }
 

@@ -34,8 +34,8 @@ pub struct EndpointRecord {
     pub disabled_reason: Option<String>,
     /// The sealed signing secret.
     pub secret: Sealed,
-    /// Until when the previous secret still signs (µs), after a rotation.
-    pub previous_secret_expires_at: Option<i64>,
+    /// The previous secret and until when (µs) it still signs, after a rotation.
+    pub previous_secret: Option<(Sealed, i64)>,
     /// Creation time (µs).
     pub created: i64,
     /// Last configuration change (µs).
@@ -128,6 +128,8 @@ pub struct DeliveryRecord {
     pub delivered_at: Option<i64>,
     /// When it was scheduled (µs).
     pub created_at: i64,
+    /// The latest redelivery of this delivery, if any.
+    pub redelivered_by: Option<u64>,
 }
 
 /// The first answer to a publication with an idempotency key.
@@ -247,6 +249,12 @@ impl OutboundView {
             }
         }
         let id = record.position;
+        if let DeliveryKind::Redelivery { of } = e.kind
+            && let Some(original) = self.deliveries.get_mut(&of)
+        {
+            original.redelivered_by = Some(id);
+        }
+        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else { return };
         let inactive = !endpoint.enabled && e.kind != DeliveryKind::Test;
         let (status, error_message) = if inactive {
             (DeliveryStatus::Failed, Some("not delivered: the endpoint is disabled".to_owned()))
@@ -281,6 +289,7 @@ impl OutboundView {
                 next_retry_at: None,
                 delivered_at: None,
                 created_at: record.recorded_at,
+                redelivered_by: None,
             },
         );
     }
@@ -360,7 +369,7 @@ impl View for OutboundView {
                         enabled: e.enabled,
                         disabled_reason: None,
                         secret: e.secret,
-                        previous_secret_expires_at: None,
+                        previous_secret: None,
                         created: at,
                         modified: at,
                         delivery_count: 0,
@@ -374,8 +383,8 @@ impl View for OutboundView {
             }
             Event::EndpointUpdated(e) => self.touch(e.id, at, |r| r.settings = e.settings),
             Event::EndpointSecretRotated(e) => self.touch(e.id, at, |r| {
-                r.secret = e.secret;
-                r.previous_secret_expires_at = Some(e.previous_expires_at);
+                let previous = std::mem::replace(&mut r.secret, e.secret);
+                r.previous_secret = Some((previous, e.previous_expires_at));
             }),
             Event::EndpointEnabled(e) => self.touch(e.id, at, |r| {
                 r.enabled = true;

@@ -1,7 +1,10 @@
 //! The admin API: one file per resource.
 
 pub mod audit;
+pub mod deliveries;
+pub mod events;
 pub mod organizations;
+pub mod outbound;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -22,6 +25,9 @@ pub async fn root(_app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
         "organizations": "/api/v2/organizations/",
         "tokens": "/api/v2/tokens/",
         "audit_events": "/api/v2/audit_events/",
+        "outbound_webhooks": "/api/v2/outbound_webhooks/",
+        "events": "/api/v2/events/",
+        "event_types": "/api/v2/event_types/",
         "me": "/api/v2/me/",
     })))
 }
