@@ -106,7 +106,12 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
         let message = e.inner().to_string();
         let mut fields = FieldErrors::default();
         if let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-            let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+            // serde_path_to_error's path already ends with the unknown key itself.
+            let field = if path == "." || path == name || path.ends_with(&format!(".{name}")) {
+                if path == "." { name.to_owned() } else { path.clone() }
+            } else {
+                format!("{path}.{name}")
+            };
             fields.add(field, "Unknown field.");
         } else if path == "." {
             fields.add("non_field_errors", capitalise(&message));
