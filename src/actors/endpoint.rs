@@ -312,8 +312,10 @@ impl EndpointActor {
             self.reconfigure(run);
             return self.pump(myself, run);
         }
+        // An attempt occupies its slot until its outcome is durable, so a crash can strand at
+        // most `max_in_flight` attempts (sent, outcome unrecorded).
         let max = run.state.settings.as_ref().map_or(1, |s| s.max_in_flight as usize);
-        let free = max.saturating_sub(run.in_flight.len());
+        let free = max.saturating_sub(run.in_flight.len() + run.awaiting_record.len());
         let due = {
             let (in_flight, awaiting) = (&run.in_flight, &run.awaiting_record);
             run.state.due(now, |id| in_flight.contains_key(&id) || awaiting.contains(&id), free)

@@ -27,7 +27,7 @@ pub struct PendingDelivery {
     pub source: DeliverySource,
     /// Attempts made so far.
     pub attempts: u32,
-    /// When the next attempt is due (µs since the epoch; 0 = at once).
+    /// When the next attempt is due (µs since the epoch; the scheduling time at first).
     pub next_attempt_at: i64,
 }
 
@@ -173,14 +173,17 @@ impl EndpointState {
                     return Change::Skipped { source };
                 }
                 let id = record.position;
-                self.schedule.insert((0, id));
+                // Due from the moment it was recorded: new deliveries and due retries are served in
+                // the order they became due, so a flood of new events cannot starve retries.
+                let due = record.recorded_at;
+                self.schedule.insert((due, id));
                 let pending = PendingDelivery {
                     webhook_id: e.webhook_id,
                     event_type: e.event_type,
                     kind: e.kind,
                     source: e.source,
                     attempts: 0,
-                    next_attempt_at: 0,
+                    next_attempt_at: due,
                 };
                 self.pending.insert(id, pending);
                 Change::Scheduled { id, source }
@@ -274,6 +277,7 @@ mod tests {
         state: EndpointState,
         position: u64,
         revision: u64,
+        at: i64,
     }
 
     fn settings(ordered: bool) -> EndpointSettings {
@@ -294,7 +298,7 @@ mod tests {
 
     impl Stream {
         fn new(ordered: bool) -> Self {
-            let mut s = Stream { state: EndpointState::default(), position: 100, revision: 0 };
+            let mut s = Stream { state: EndpointState::default(), position: 100, revision: 0, at: 0 };
             s.push(EndpointCreated { id: 7, organization: 1, settings: settings(ordered), enabled: true, secret: Sealed(vec![1]) }.into());
             s
         }
@@ -307,7 +311,7 @@ mod tests {
                 revision: self.revision,
                 event_type: new.event_type,
                 schema_version: new.schema_version,
-                recorded_at: 0,
+                recorded_at: self.at,
                 metadata: new.metadata,
                 data: new.data.into(),
             };
@@ -384,6 +388,18 @@ mod tests {
         s.fail(101, 2, 2_000, None);
         assert!(s.state.pending.is_empty());
         assert_eq!(s.state.next_due(|_| false), None);
+    }
+
+    #[test]
+    fn new_deliveries_and_due_retries_are_served_in_the_order_they_became_due() {
+        let mut s = Stream::new(false);
+        s.dispatch(10);
+        s.fail(101, 1, 0, Some(1_000));
+        s.at = 2_000;
+        s.dispatch(11);
+        assert_eq!(s.state.pending[&103].next_attempt_at, 2_000);
+        assert_eq!(s.state.due(1_500, |_| false, 10), [101]);
+        assert_eq!(s.state.due(5_000, |_| false, 10), [101, 103]);
     }
 
     #[test]

@@ -124,11 +124,17 @@ impl Receiver {
         }
         let script = self.script.lock().unwrap().clone();
         let reply = script(&path, nth);
+        // Logged on arrival: a sender that dies while we answer still counts as having sent.
+        let index = {
+            let mut log = self.log.lock().unwrap();
+            log.push(Received { path, headers, body, at, done: at, nth });
+            log.len() - 1
+        };
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
         }
         self.in_flight.lock().unwrap().0 -= 1;
-        self.log.lock().unwrap().push(Received { path, headers, body, at, done: Instant::now(), nth });
+        self.log.lock().unwrap()[index].done = Instant::now();
         let mut response = warp::reply::Response::new(reply.body.into());
         *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
         for (name, value) in reply.headers {
