@@ -65,17 +65,6 @@ pub struct AttemptReport {
     outcome: AttemptOutcome,
 }
 
-/// What an endpoint actor is doing, for diagnostics and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointStatus {
-    /// Pending deliveries.
-    pub pending: usize,
-    /// Attempts in progress.
-    pub in_flight: usize,
-    /// Whether it sends.
-    pub active: bool,
-}
-
 /// Messages of an endpoint actor.
 pub enum EndpointMsg {
     /// Events of its stream, in order (from its subscription).
@@ -88,8 +77,6 @@ pub enum EndpointMsg {
     Attempted(AttemptReport),
     /// An append was refused: crash and rebuild from the stream.
     AppendFailed(String),
-    /// Report what it is doing.
-    Status(RpcReplyPort<EndpointStatus>),
 }
 
 /// The endpoint actor's configuration: which endpoint, and the application it serves.
@@ -565,13 +552,6 @@ impl Actor for EndpointActor {
             }
             EndpointMsg::AppendFailed(reason) => {
                 return Err(format!("endpoint {}: an append was refused ({reason}); rebuilding from the stream", self.id).into());
-            }
-            EndpointMsg::Status(reply) => {
-                let _ = reply.send(EndpointStatus {
-                    pending: run.state.pending.len(),
-                    in_flight: run.in_flight.len(),
-                    active: run.state.is_active(),
-                });
             }
         }
         Ok(())

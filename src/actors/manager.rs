@@ -58,8 +58,8 @@ use super::supervisor::{ChildSpec, SupervisorMsg};
 use crate::app::App;
 use crate::journal::{EventFilter, Journal, JournalError, Position, RecordedEvent, Revision};
 
-/// Lifecycle events between two snapshots of the manager's live set (at most).
-const SNAPSHOT_EVERY_EVENTS: u64 = 20_000;
+/// Journal positions read between two snapshots of the manager's live set (at most).
+const SNAPSHOT_EVERY_POSITIONS: u64 = 50_000;
 /// Events per batch from the subscription.
 const BATCH: usize = 1024;
 
@@ -241,8 +241,6 @@ pub fn follow<M: Message>(
 pub enum ManagerMsg {
     /// Lifecycle events from the category subscription; everything below the position was read.
     Events(Vec<RecordedEvent>, Position, RpcReplyPort<()>),
-    /// The ids of live resources.
-    Live(RpcReplyPort<Vec<u64>>),
 }
 
 /// The manager actor for resources of kind `K`.
@@ -258,7 +256,7 @@ pub struct ManagerState {
     live: BTreeSet<u64>,
     next: Position,
     pump: JoinHandle<()>,
-    since_snapshot: u64,
+    saved_at: Position,
 }
 
 fn snapshot_tag<K: ManagedKind>() -> String {
@@ -294,7 +292,8 @@ impl<K: ManagedKind> Manager<K> {
         }
     }
 
-    fn save(&self, state: &ManagerState) {
+    fn save(&self, state: &mut ManagerState) {
+        state.saved_at = state.next;
         let ids: Vec<u64> = state.live.iter().copied().collect();
         match postcard::to_stdvec(&ids) {
             Ok(bytes) => {
@@ -338,7 +337,7 @@ impl<K: ManagedKind> Actor for Manager<K> {
                 }
             }
         });
-        Ok(ManagerState { live, next, pump, since_snapshot: 0 })
+        Ok(ManagerState { live, next, pump, saved_at: next })
     }
 
     async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -353,34 +352,28 @@ impl<K: ManagedKind> Actor for Manager<K> {
     }
 
     async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        match msg {
-            ManagerMsg::Events(events, next, reply) => {
-                let prefix = format!("{}-", K::CATEGORY);
-                for event in &events {
-                    let Some(id) = event.stream.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) else { continue };
-                    if event.event_type == K::CREATED {
-                        if state.live.insert(id) {
-                            self.start_child(id).await;
-                        }
-                    } else if state.live.remove(&id) {
-                        self.registry.mark_gone(id);
-                        let _ = self.supervisor.send_message(SupervisorMsg::Stop(Self::child_key(id)));
-                    } else {
-                        self.registry.mark_gone(id);
-                    }
+        let ManagerMsg::Events(events, next, reply) = msg;
+        let prefix = format!("{}-", K::CATEGORY);
+        for event in &events {
+            let Some(id) = event.stream.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) else { continue };
+            if event.event_type == K::CREATED {
+                if state.live.insert(id) {
+                    self.start_child(id).await;
                 }
-                state.next = next;
-                state.since_snapshot += events.len() as u64;
-                if state.since_snapshot >= SNAPSHOT_EVERY_EVENTS {
-                    self.save(state);
-                    state.since_snapshot = 0;
+            } else {
+                self.registry.mark_gone(id);
+                if state.live.remove(&id) {
+                    let _ = self.supervisor.send_message(SupervisorMsg::Stop(Self::child_key(id)));
                 }
-                let _ = reply.send(());
-            }
-            ManagerMsg::Live(reply) => {
-                let _ = reply.send(state.live.iter().copied().collect());
             }
         }
+        state.next = next;
+        // The category also holds every event of every resource: save by distance read, so a
+        // restart never rescans much of it.
+        if next.saturating_sub(state.saved_at) >= SNAPSHOT_EVERY_POSITIONS {
+            self.save(state);
+        }
+        let _ = reply.send(());
         Ok(())
     }
 
