@@ -20,15 +20,32 @@ async fn one_event_fans_out_to_1000_endpoints() {
     let started = Instant::now();
     let mut secrets = Vec::new();
     for i in 0..1000 {
-        let created = h.endpoint(org, &receiver.url(&format!("/e/{i}")), json!({"events": ["release.*"]})).await;
+        let created = h
+            .endpoint(
+                org,
+                &receiver.url(&format!("/e/{i}")),
+                json!({"events": ["release.*"]}),
+            )
+            .await;
         secrets.push(created["secret"].as_str().unwrap().to_owned());
     }
-    eprintln!("created 1,000 endpoints through the API in {:?}", started.elapsed());
+    eprintln!(
+        "created 1,000 endpoints through the API in {:?}",
+        started.elapsed()
+    );
     let published_at = Instant::now();
-    let published = h.publish(org, "release.published", json!({"version": "1.2.3"})).await;
+    let published = h
+        .publish(org, "release.published", json!({"version": "1.2.3"}))
+        .await;
     assert_eq!(published["deliveries_scheduled"], 1000);
-    outbound_support::wait_until(Duration::from_secs(60), || receiver.received().len() >= 1000).await;
-    eprintln!("1,000 deliveries of one event received {:?} after the publish", published_at.elapsed());
+    outbound_support::wait_until(Duration::from_secs(60), || {
+        receiver.received().len() >= 1000
+    })
+    .await;
+    eprintln!(
+        "1,000 deliveries of one event received {:?} after the publish",
+        published_at.elapsed()
+    );
     let got = receiver.received();
     assert_eq!(got.len(), 1000);
     let paths: HashSet<&str> = got.iter().map(|r| r.path.as_str()).collect();
@@ -38,7 +55,11 @@ async fn one_event_fans_out_to_1000_endpoints() {
     for r in &got {
         let i: usize = r.path.trim_start_matches("/e/").parse().unwrap();
         let mac = hookforge::signing::hmac_sha256_hex(secrets[i].as_bytes(), &r.body);
-        assert_eq!(r.header("x-forge-signature"), format!("sha256={mac}"), "signed with endpoint {i}'s own secret");
+        assert_eq!(
+            r.header("x-forge-signature"),
+            format!("sha256={mac}"),
+            "signed with endpoint {i}'s own secret"
+        );
         assert_eq!(r.json()["payload"]["version"], "1.2.3");
     }
     h.server.shutdown().await;
@@ -84,7 +105,13 @@ async fn ten_thousand_endpoints_on_other_event_types_cost_nothing_per_event() {
     let h = Harness::start_with(true, |c| c.journal.sync = false).await;
     let org = h.organization("acme").await;
     let other_org = h.organization("other").await;
-    let subscriber = h.endpoint(org, &receiver.url("/hook"), json!({"events": ["build.done"]})).await;
+    let subscriber = h
+        .endpoint(
+            org,
+            &receiver.url("/hook"),
+            json!({"events": ["build.done"]}),
+        )
+        .await;
     let before = work_per_event(&h, org, 20).await;
 
     // 10,000 endpoints: most subscribed to other types of the same organization, some to
@@ -98,31 +125,64 @@ async fn ten_thousand_endpoints_on_other_event_types_cost_nothing_per_event() {
         let (organization, events) = if n % 10 == 0 {
             (other_org, vec!["*".to_owned()])
         } else {
-            (org, vec![format!("other.type{}", n % 500), format!("deploy.{}.*", n % 7)])
+            (
+                org,
+                vec![
+                    format!("other.type{}", n % 500),
+                    format!("deploy.{}.*", n % 7),
+                ],
+            )
         };
         let event = Event::from(EndpointCreated {
             id,
             organization,
             settings: settings(events),
             enabled: true,
-            secret: app.master_key.seal(&endpoint::secret_field(id), format!("secret-of-endpoint-{id}").as_bytes()),
+            secret: app.master_key.seal(
+                &endpoint::secret_field(id),
+                format!("secret-of-endpoint-{id}").as_bytes(),
+            ),
         });
         let encoded = vec![event.encode(Metadata::system("bulk"))];
-        tickets.push(app.journal.append(endpoint::stream(id), ExpectedRevision::NoStream, encoded));
+        tickets.push(
+            app.journal
+                .append(endpoint::stream(id), ExpectedRevision::NoStream, encoded),
+        );
     }
     let mut last = 0;
     for ticket in tickets {
         last = ticket.await.unwrap().last_position;
     }
     app.views.wait_for(last).await;
-    outbound_support::wait_until(Duration::from_secs(120), || app.outbound.endpoints.running().len() >= 10_001).await;
-    eprintln!("10,000 endpoints committed and their actors started in {:?}", started.elapsed());
+    outbound_support::wait_until(Duration::from_secs(120), || {
+        app.outbound.endpoints.running().len() >= 10_001
+    })
+    .await;
+    eprintln!(
+        "10,000 endpoints committed and their actors started in {:?}",
+        started.elapsed()
+    );
 
     let after = work_per_event(&h, org, 20).await;
-    eprintln!("dispatcher work per event: before {before:?}, after 10,000 other endpoints {after:?} (lookups, candidates)");
-    assert_eq!(before, (4.0, 1.0), "build.done: exact + one prefix + org + `*` lookups, one candidate");
-    assert_eq!(after, before, "unrelated endpoints add no lookups and no candidates");
-    let settled = h.settle(subscriber["id"].as_u64().unwrap(), 40, Duration::from_secs(60)).await;
+    eprintln!(
+        "dispatcher work per event: before {before:?}, after 10,000 other endpoints {after:?} (lookups, candidates)"
+    );
+    assert_eq!(
+        before,
+        (4.0, 1.0),
+        "build.done: exact + one prefix + org + `*` lookups, one candidate"
+    );
+    assert_eq!(
+        after, before,
+        "unrelated endpoints add no lookups and no candidates"
+    );
+    let settled = h
+        .settle(
+            subscriber["id"].as_u64().unwrap(),
+            40,
+            Duration::from_secs(60),
+        )
+        .await;
     assert!(settled.iter().all(|d| d["status"] == "delivered"));
     assert_eq!(receiver.received().len(), 40);
     h.server.shutdown().await;

@@ -33,15 +33,31 @@ fn outcome(status: u16, retry_after: Option<u64>) -> AttemptOutcome {
         duration_ms: 0,
         response_snippet: String::new(),
         retry_after: retry_after.map(Duration::from_secs),
-        error: (!ok).then(|| AttemptError { kind: FailureKind::HttpStatus, message: format!("HTTP {status}") }),
+        error: (!ok).then(|| AttemptError {
+            kind: FailureKind::HttpStatus,
+            message: format!("HTTP {status}"),
+        }),
     }
 }
 
 impl Transport for Scripted {
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>> {
-        let id = request.headers.iter().find(|(n, _)| n == "webhook-id").map(|(_, v)| v.to_str().unwrap().to_owned()).unwrap();
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>> {
+        let id = request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "webhook-id")
+            .map(|(_, v)| v.to_str().unwrap().to_owned())
+            .unwrap();
         let _ = self.seen.send((Instant::now(), id));
-        let answer = self.answers.lock().unwrap().pop_front().unwrap_or_else(|| outcome(204, None));
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| outcome(204, None));
         Box::pin(async move { answer })
     }
 }
@@ -61,18 +77,30 @@ fn watchdog() {
     });
 }
 
-async fn setup(answers: Vec<AttemptOutcome>, tweak: impl FnOnce(&mut Config), retry: RetrySettings) -> Setup {
+async fn setup(
+    answers: Vec<AttemptOutcome>,
+    tweak: impl FnOnce(&mut Config),
+    retry: RetrySettings,
+) -> Setup {
     watchdog();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.admin_token = Some("paused-admin-token-0123".into());
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some("paused-admin-token-0123".into()),
+        ..Config::default()
+    };
     config.journal.sync = false;
     tweak(&mut config);
     let (seen, attempts) = mpsc::unbounded_channel();
-    let transport = Arc::new(Scripted { answers: Mutex::new(answers.into()), seen });
+    let transport = Arc::new(Scripted {
+        answers: Mutex::new(answers.into()),
+        seen,
+    });
     // Jitter fixed at the top of its range: every delay is the full backoff ceiling.
-    let options = OutboundOptions { transport: Some(transport), jitter: Some(Arc::new(|| 1.0)) };
+    let options = OutboundOptions {
+        transport: Some(transport),
+        jitter: Some(Arc::new(|| 1.0)),
+    };
     let app = App::start_with(config, options).await.unwrap();
     let settings = EndpointSettings {
         name: "paused".into(),
@@ -87,9 +115,25 @@ async fn setup(answers: Vec<AttemptOutcome>, tweak: impl FnOnce(&mut Config), re
         max_in_flight: 4,
         ordered: false,
     };
-    let secret = app.master_key.seal(&endpoint::secret_field(1), b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let created = EndpointCreated { id: 1, organization: 1, settings, enabled: true, secret };
-    app.commit(&Metadata::system("test"), endpoint::stream(1), ExpectedRevision::NoStream, vec![created.into()]).await.unwrap();
+    let secret = app.master_key.seal(
+        &endpoint::secret_field(1),
+        b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let created = EndpointCreated {
+        id: 1,
+        organization: 1,
+        settings,
+        enabled: true,
+        secret,
+    };
+    app.commit(
+        &Metadata::system("test"),
+        endpoint::stream(1),
+        ExpectedRevision::NoStream,
+        vec![created.into()],
+    )
+    .await
+    .unwrap();
     let event = EventPublished {
         organization: 1,
         event_type: "build.done".into(),
@@ -98,11 +142,25 @@ async fn setup(answers: Vec<AttemptOutcome>, tweak: impl FnOnce(&mut Config), re
         payload: RawJson(b"{}".to_vec()),
         idempotency_key: None,
     };
-    app.commit(&Metadata::system("test"), published::stream(1), ExpectedRevision::Any, vec![event.into()]).await.unwrap();
-    Setup { app, attempts, _dir: dir }
+    app.commit(
+        &Metadata::system("test"),
+        published::stream(1),
+        ExpectedRevision::Any,
+        vec![event.into()],
+    )
+    .await
+    .unwrap();
+    Setup {
+        app,
+        attempts,
+        _dir: dir,
+    }
 }
 
-async fn gaps(attempts: &mut mpsc::UnboundedReceiver<(Instant, String)>, count: usize) -> Vec<Duration> {
+async fn gaps(
+    attempts: &mut mpsc::UnboundedReceiver<(Instant, String)>,
+    count: usize,
+) -> Vec<Duration> {
     let mut times = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..count {
@@ -110,7 +168,10 @@ async fn gaps(attempts: &mut mpsc::UnboundedReceiver<(Instant, String)>, count: 
         times.push(at);
         ids.push(id);
     }
-    assert!(ids.iter().all(|id| *id == ids[0]), "one webhook-id for every attempt");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one webhook-id for every attempt"
+    );
     times.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
@@ -121,13 +182,20 @@ async fn eventually(mut check: impl FnMut() -> bool) {
             return;
         }
         // A blocking task keeps the paused clock from jumping while the writer works.
-        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(10))).await.unwrap();
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(10)))
+            .await
+            .unwrap();
     }
     panic!("condition not met within 5 s of real time");
 }
 
 fn journal_types(app: &App) -> Vec<String> {
-    app.journal.read_all(0, 100_000).unwrap().into_iter().map(|e| e.event_type).collect()
+    app.journal
+        .read_all(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -135,44 +203,114 @@ async fn the_default_schedule_backs_off_exponentially_then_dead_letters() {
     let failures = (0..8).map(|_| outcome(500, None)).collect();
     let mut s = setup(failures, |_| {}, RetrySettings::default()).await;
     let gaps = gaps(&mut s.attempts, 8).await;
-    let expected: Vec<Duration> = [5, 10, 20, 40, 80, 160, 320].into_iter().map(Duration::from_secs).collect();
-    assert_eq!(gaps, expected, "initial 5 s, doubling, eight attempts in all");
+    let expected: Vec<Duration> = [5, 10, 20, 40, 80, 160, 320]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect();
+    assert_eq!(
+        gaps, expected,
+        "initial 5 s, doubling, eight attempts in all"
+    );
     // Nothing follows the eighth failure: the delivery is dead-lettered.
     tokio::time::sleep(Duration::from_secs(7200)).await;
     assert!(s.attempts.try_recv().is_err());
-    eventually(|| journal_types(&s.app).iter().any(|t| t == "delivery.dead_lettered")).await;
+    eventually(|| {
+        journal_types(&s.app)
+            .iter()
+            .any(|t| t == "delivery.dead_lettered")
+    })
+    .await;
     let types = journal_types(&s.app);
-    assert_eq!(types.iter().filter(|t| *t == "delivery.attempt_failed").count(), 8);
-    assert_eq!(types.iter().filter(|t| *t == "delivery.dead_lettered").count(), 1);
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "delivery.attempt_failed")
+            .count(),
+        8
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "delivery.dead_lettered")
+            .count(),
+        1
+    );
     s.app.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_up_to_the_maximum_delay() {
-    let answers = vec![outcome(429, Some(120)), outcome(503, Some(100_000)), outcome(500, None)];
-    let retry = RetrySettings { max_attempts: 8, initial_delay_seconds: 5.0, max_delay_seconds: 600.0, multiplier: 2.0 };
+    let answers = vec![
+        outcome(429, Some(120)),
+        outcome(503, Some(100_000)),
+        outcome(500, None),
+    ];
+    let retry = RetrySettings {
+        max_attempts: 8,
+        initial_delay_seconds: 5.0,
+        max_delay_seconds: 600.0,
+        multiplier: 2.0,
+    };
     let mut s = setup(answers, |_| {}, retry).await;
     let gaps = gaps(&mut s.attempts, 4).await;
-    assert_eq!(gaps[0], Duration::from_secs(120), "Retry-After: 120 on a 429");
-    assert_eq!(gaps[1], Duration::from_secs(600), "a huge Retry-After is capped at max_delay_seconds");
-    assert_eq!(gaps[2], Duration::from_secs(20), "then the backoff resumes (third failure: 5 × 2²)");
+    assert_eq!(
+        gaps[0],
+        Duration::from_secs(120),
+        "Retry-After: 120 on a 429"
+    );
+    assert_eq!(
+        gaps[1],
+        Duration::from_secs(600),
+        "a huge Retry-After is capped at max_delay_seconds"
+    );
+    assert_eq!(
+        gaps[2],
+        Duration::from_secs(20),
+        "then the backoff resumes (third failure: 5 × 2²)"
+    );
     s.app.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_failing_for_disable_after_failing_hours_is_disabled() {
     let failures = (0..50).map(|_| outcome(503, None)).collect();
-    let retry = RetrySettings { max_attempts: 50, initial_delay_seconds: 60.0, max_delay_seconds: 600.0, multiplier: 2.0 };
-    let mut s = setup(failures, |c| c.outbound.disable_after_failing_hours = 1, retry).await;
+    let retry = RetrySettings {
+        max_attempts: 50,
+        initial_delay_seconds: 60.0,
+        max_delay_seconds: 600.0,
+        multiplier: 2.0,
+    };
+    let mut s = setup(
+        failures,
+        |c| c.outbound.disable_after_failing_hours = 1,
+        retry,
+    )
+    .await;
     // Attempts at 0, 60, 180, 420, 900, 1500, 2100, 2700, 3300, 3900 s: the tenth is the first
     // to fail more than an hour after the first failure.
     let gaps = gaps(&mut s.attempts, 10).await;
     let total: Duration = gaps.iter().sum();
     assert_eq!(total, Duration::from_secs(3900));
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    assert!(s.attempts.try_recv().is_err(), "no attempt after the endpoint was disabled");
-    eventually(|| journal_types(&s.app).iter().any(|t| t == "endpoint.disabled")).await;
-    eventually(|| s.app.views.outbound.read().endpoint(1).is_some_and(|e| !e.enabled)).await;
+    assert!(
+        s.attempts.try_recv().is_err(),
+        "no attempt after the endpoint was disabled"
+    );
+    eventually(|| {
+        journal_types(&s.app)
+            .iter()
+            .any(|t| t == "endpoint.disabled")
+    })
+    .await;
+    eventually(|| {
+        s.app
+            .views
+            .outbound
+            .read()
+            .endpoint(1)
+            .is_some_and(|e| !e.enabled)
+    })
+    .await;
     let disabled: Vec<Event> = s
         .app
         .journal
@@ -182,12 +320,20 @@ async fn an_endpoint_failing_for_disable_after_failing_hours_is_disabled() {
         .filter_map(|r| Event::decode(r).ok().flatten())
         .filter(|e| matches!(e, Event::EndpointDisabled(_)))
         .collect();
-    let [Event::EndpointDisabled(d)] = disabled.as_slice() else { panic!("{disabled:?}") };
-    assert_eq!(d.reason, "failed continuously for 1 hours without a successful delivery");
-    let view = s.app.views.outbound.read();
-    let endpoint = view.endpoint(1).unwrap();
-    assert!(!endpoint.enabled);
-    assert_eq!(view.deliveries_of(1).next().unwrap().status, hookforge::projections::outbound::DeliveryStatus::Failed);
-    drop(view);
+    let [Event::EndpointDisabled(d)] = disabled.as_slice() else {
+        panic!("{disabled:?}")
+    };
+    assert_eq!(
+        d.reason,
+        "failed continuously for 1 hours without a successful delivery"
+    );
+    {
+        let view = s.app.views.outbound.read();
+        assert!(!view.endpoint(1).unwrap().enabled);
+        assert_eq!(
+            view.deliveries_of(1).next().unwrap().status,
+            hookforge::projections::outbound::DeliveryStatus::Failed
+        );
+    }
     s.app.shutdown().await;
 }

@@ -21,7 +21,10 @@ async fn every_blocked_range_is_refused_at_creation_with_a_clear_message() {
         ("http://172.16.0.1/hook", "private"),
         ("http://172.31.255.254/hook", "private"),
         ("http://192.168.1.10/hook", "private"),
-        ("http://169.254.169.254/latest/meta-data", "link-local (cloud metadata)"),
+        (
+            "http://169.254.169.254/latest/meta-data",
+            "link-local (cloud metadata)",
+        ),
         ("http://169.254.1.1/hook", "link-local"),
         ("http://100.64.0.1/hook", "shared (CGNAT 100.64.0.0/10)"),
         ("http://0.0.0.0/hook", "unspecified"),
@@ -38,16 +41,30 @@ async fn every_blocked_range_is_refused_at_creation_with_a_clear_message() {
         ("http://[2002:a00:1::]/hook", "private"),
     ];
     for (url, reason) in blocked {
-        let (status, body) =
-            h.post("/api/v2/outbound_webhooks/", json!({"name": "x", "organization": org, "url": url, "events": ["*"]})).await;
+        let (status, body) = h
+            .post(
+                "/api/v2/outbound_webhooks/",
+                json!({"name": "x", "organization": org, "url": url, "events": ["*"]}),
+            )
+            .await;
         assert_eq!(status, 400, "{url} accepted: {body}");
         let message = body["fields"]["url"][0].as_str().unwrap();
         assert!(message.contains(reason), "{url}: {message}");
-        assert!(message.contains("set outbound.allow_private_networks = true to allow it"), "{url}: {message}");
+        assert!(
+            message.contains("set outbound.allow_private_networks = true to allow it"),
+            "{url}: {message}"
+        );
     }
     // Public addresses are fine; so is an update away from them, but not towards a private one.
-    let ok = h.endpoint(org, "http://93.184.215.14/hook", json!({})).await;
-    let (status, body) = h.patch(&format!("/api/v2/outbound_webhooks/{}/", ok["id"]), json!({"url": "http://10.0.0.1/"})).await;
+    let ok = h
+        .endpoint(org, "http://93.184.215.14/hook", json!({}))
+        .await;
+    let (status, body) = h
+        .patch(
+            &format!("/api/v2/outbound_webhooks/{}/", ok["id"]),
+            json!({"url": "http://10.0.0.1/"}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     h.server.shutdown().await;
 }
@@ -60,18 +77,46 @@ async fn a_host_name_resolving_to_loopback_is_refused_when_connecting() {
     // `localhost` is a name, so creation accepts it; the resolver refuses its addresses.
     let url = format!("http://localhost:{}/hook", receiver.addr.port());
     let endpoint = h.endpoint(org, &url, json!({})).await;
-    let (_, ping) = h.post(&format!("/api/v2/outbound_webhooks/{}/test/", endpoint["id"]), json!({})).await;
+    let (_, ping) = h
+        .post(
+            &format!("/api/v2/outbound_webhooks/{}/test/", endpoint["id"]),
+            json!({}),
+        )
+        .await;
     assert_eq!(ping["delivered"], false);
-    assert!(ping["error"].as_str().unwrap().contains("resolves only to forbidden addresses"), "{ping}");
+    assert!(
+        ping["error"]
+            .as_str()
+            .unwrap()
+            .contains("resolves only to forbidden addresses"),
+        "{ping}"
+    );
     h.publish(org, "build.done", json!({})).await;
     let deliveries = h.settle(endpoint["id"].as_u64().unwrap(), 2, SETTLE).await;
-    let real = deliveries.iter().find(|d| d["kind"] == "dispatched").unwrap();
+    let real = deliveries
+        .iter()
+        .find(|d| d["kind"] == "dispatched")
+        .unwrap();
     assert_eq!(real["status"], "failed");
-    assert!(real["error_message"].as_str().unwrap().contains("127.0.0.1: loopback"), "{real}");
-    let (_, after) = h.get(&format!("/api/v2/outbound_webhooks/{}/", endpoint["id"])).await;
-    assert_eq!(after["enabled"], false, "an endpoint the guard refuses is disabled: every attempt would fail");
+    assert!(
+        real["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1: loopback"),
+        "{real}"
+    );
+    let (_, after) = h
+        .get(&format!("/api/v2/outbound_webhooks/{}/", endpoint["id"]))
+        .await;
+    assert_eq!(
+        after["enabled"], false,
+        "an endpoint the guard refuses is disabled: every attempt would fail"
+    );
     assert!(after["disabled_reason"].as_str().unwrap().contains("SSRF"));
-    assert!(receiver.received().is_empty(), "nothing reached the loopback receiver");
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the loopback receiver"
+    );
     h.server.shutdown().await;
 }
 
@@ -82,14 +127,18 @@ async fn redirects_to_private_addresses_are_never_followed() {
     let target = Receiver::start(|_, _| Reply::status(200)).await;
     let metadata_like = target.url("/latest/meta-data");
     let receiver = Receiver::start(move |path, _| match path {
-        "/to-metadata" => Reply::status(302).with_header("Location", "http://169.254.169.254/latest/meta-data"),
+        "/to-metadata" => {
+            Reply::status(302).with_header("Location", "http://169.254.169.254/latest/meta-data")
+        }
         _ => Reply::status(307).with_header("Location", &metadata_like),
     })
     .await;
     let h = Harness::start(true).await;
     let org = h.organization("acme").await;
     let retry = json!({"events": ["build.*"], "retry": {"max_attempts": 2, "initial_delay_seconds": 0.1, "max_delay_seconds": 0.1}});
-    let first = h.endpoint(org, &receiver.url("/to-metadata"), retry.clone()).await;
+    let first = h
+        .endpoint(org, &receiver.url("/to-metadata"), retry.clone())
+        .await;
     let second = h.endpoint(org, &receiver.url("/to-loopback"), retry).await;
     h.publish(org, "build.done", json!({})).await;
     for endpoint in [&first, &second] {
@@ -99,6 +148,9 @@ async fn redirects_to_private_addresses_are_never_followed() {
         assert!(error.contains("redirects are not followed"), "{error}");
     }
     assert_eq!(receiver.received().len(), 4);
-    assert!(target.received().is_empty(), "the redirect target was never contacted");
+    assert!(
+        target.received().is_empty(),
+        "the redirect target was never contacted"
+    );
     h.server.shutdown().await;
 }

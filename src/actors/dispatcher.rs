@@ -64,7 +64,10 @@ pub struct DispatchProgress {
 
 impl Default for DispatchProgress {
     fn default() -> Self {
-        Self { processed: Arc::new(watch::channel(0).0), recent: Arc::default() }
+        Self {
+            processed: Arc::new(watch::channel(0).0),
+            recent: Arc::default(),
+        }
     }
 }
 
@@ -98,8 +101,16 @@ impl DispatchProgress {
     /// (waiting at most `timeout`); `None` if it did not get there in time or forgot.
     pub async fn matched(&self, position: Position, timeout: Duration) -> Option<u32> {
         let mut rx = self.processed.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p > position)).await.ok()?.ok()?;
-        self.recent.lock().expect("recent counts poisoned").counts.get(&position).copied()
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p > position))
+            .await
+            .ok()?
+            .ok()?;
+        self.recent
+            .lock()
+            .expect("recent counts poisoned")
+            .counts
+            .get(&position)
+            .copied()
     }
 }
 
@@ -169,7 +180,11 @@ impl Dispatcher {
     fn save(&self, position: Position, endpoints: &[IndexedEndpoint]) {
         match postcard::to_stdvec(endpoints) {
             Ok(bytes) => {
-                if let Err(e) = self.app.journal.save_snapshot(&snapshot_tag(), position, &bytes) {
+                if let Err(e) = self
+                    .app
+                    .journal
+                    .save_snapshot(&snapshot_tag(), position, &bytes)
+                {
                     tracing::warn!(error = %e, "dispatcher snapshot not saved");
                 }
             }
@@ -185,7 +200,8 @@ impl Dispatcher {
             self.save(position, &endpoints);
         }
         if state.candidate.is_none()
-            && (state.since_candidate >= SNAPSHOT_EVERY_EVENTS || (state.since_candidate > 0 && state.last_candidate.elapsed() >= SNAPSHOT_EVERY))
+            && (state.since_candidate >= SNAPSHOT_EVERY_EVENTS
+                || (state.since_candidate > 0 && state.last_candidate.elapsed() >= SNAPSHOT_EVERY))
         {
             state.candidate = Some((state.next, state.index.snapshot()));
             state.since_candidate = 0;
@@ -193,10 +209,18 @@ impl Dispatcher {
         }
     }
 
-    async fn dispatch(&self, myself: &ActorRef<DispatcherMsg>, state: &mut DispatcherState, record: &RecordedEvent, event: Deliverable) {
+    async fn dispatch(
+        &self,
+        myself: &ActorRef<DispatcherMsg>,
+        state: &mut DispatcherState,
+        record: &RecordedEvent,
+        event: Deliverable,
+    ) {
         let metrics = &self.app.metrics.outbound;
         let mut stats = MatchStats::default();
-        let candidates = state.index.candidates(event.organization, &event.event_type, &mut stats);
+        let candidates = state
+            .index
+            .candidates(event.organization, &event.event_type, &mut stats);
         metrics.dispatched_events.inc();
         metrics.index_lookups.inc_by(stats.lookups);
         metrics.index_candidates.inc_by(stats.candidates);
@@ -219,13 +243,20 @@ impl Dispatcher {
         metrics.matched.inc_by(u64::from(count));
         state.inflight.insert(record.position, count);
         let event = Arc::new(event);
-        let source = EventRef { position: record.position, stream: record.stream.clone(), revision: record.revision };
+        let source = EventRef {
+            position: record.position,
+            stream: record.stream.clone(),
+            revision: record.revision,
+        };
         for id in matched {
             let request = ScheduleRequest {
                 source: source.clone(),
                 event: event.clone(),
                 correlation_id: record.metadata.correlation_id.clone(),
-                ack: DispatchAck { dispatcher: Some(myself.clone()), position: record.position },
+                ack: DispatchAck {
+                    dispatcher: Some(myself.clone()),
+                    position: record.position,
+                },
             };
             self.hand_off(id, request).await;
         }
@@ -237,11 +268,13 @@ impl Dispatcher {
         let mut warned = false;
         loop {
             match self.app.outbound.endpoints.get(id) {
-                Lookup::Running(actor) => match actor.send_message(EndpointMsg::Schedule(request)) {
-                    Ok(()) => return,
-                    Err(MessagingErr::SendErr(EndpointMsg::Schedule(back))) => request = back,
-                    Err(_) => return,
-                },
+                Lookup::Running(actor) => {
+                    match actor.send_message(EndpointMsg::Schedule(request)) {
+                        Ok(()) => return,
+                        Err(MessagingErr::SendErr(EndpointMsg::Schedule(back))) => request = back,
+                        Err(_) => return,
+                    }
+                }
                 Lookup::Gone => return request.ack.done(),
                 Lookup::Unavailable => {}
             }
@@ -274,15 +307,21 @@ impl Actor for Dispatcher {
     type State = DispatcherState;
     type Arguments = ();
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (next, index) = match self.app.journal.load_snapshot(&snapshot_tag()) {
-            Ok(Some((position, bytes))) => match postcard::from_bytes::<Vec<IndexedEndpoint>>(&bytes) {
-                Ok(endpoints) => (position, DispatchIndex::from_snapshot(endpoints)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher snapshot does not decode; rebuilding from the log");
-                    (0, DispatchIndex::default())
+            Ok(Some((position, bytes))) => {
+                match postcard::from_bytes::<Vec<IndexedEndpoint>>(&bytes) {
+                    Ok(endpoints) => (position, DispatchIndex::from_snapshot(endpoints)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dispatcher snapshot does not decode; rebuilding from the log");
+                        (0, DispatchIndex::default())
+                    }
                 }
-            },
+            }
             _ => (0, DispatchIndex::default()),
         };
         self.app.outbound.progress.advance(next);
@@ -315,7 +354,12 @@ impl Actor for Dispatcher {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             DispatcherMsg::Events(events, next, reply) => {
                 for record in &events {
@@ -348,7 +392,11 @@ impl Actor for Dispatcher {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
         if state.inflight.is_empty() {
             self.save(state.next, &state.index.snapshot());
@@ -372,7 +420,10 @@ pub async fn start(app: &Arc<App>) -> Result<(), String> {
             move |cell| {
                 let dispatcher = Dispatcher { app: app.clone() };
                 Box::pin(async move {
-                    Actor::spawn_linked(None, dispatcher, (), cell).await.map(|(actor, _)| actor.get_cell()).map_err(|e| e.to_string())
+                    Actor::spawn_linked(None, dispatcher, (), cell)
+                        .await
+                        .map(|(actor, _)| actor.get_cell())
+                        .map_err(|e| e.to_string())
                 })
             }
         }),

@@ -30,9 +30,14 @@ use crate::app::App;
 use crate::codec::Sealed;
 use crate::delivery::envelope::raw_payload;
 use crate::delivery::signing::signed_headers;
-use crate::delivery::{AttemptError, AttemptOutcome, Envelope, FailureKind, OutboundRequest, RetryPolicy};
+use crate::delivery::{
+    AttemptError, AttemptOutcome, Envelope, FailureKind, OutboundRequest, RetryPolicy,
+};
 use crate::domain::Event;
-use crate::domain::delivery::{AttemptContext, DeliveryKind, DeliveryScheduled, DeliverySource, EventRef, new_webhook_id, record_attempt};
+use crate::domain::delivery::{
+    AttemptContext, DeliveryKind, DeliveryScheduled, DeliverySource, EventRef, new_webhook_id,
+    record_attempt,
+};
 use crate::domain::endpoint::{self, EndpointSettings};
 use crate::domain::published::{Deliverable, deliverable};
 use crate::domain::rate_limit::TokenBucket;
@@ -101,7 +106,9 @@ struct SendSpec {
 
 impl std::fmt::Debug for SendSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendSpec").field("url", &self.url.host_str()).finish_non_exhaustive()
+        f.debug_struct("SendSpec")
+            .field("url", &self.url.host_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,12 +149,17 @@ impl EndpointActor {
         let now = self.now();
         let open = |sealed: &Sealed| key.open_string(&field, sealed);
         let result = (|| {
-            let secrets = state.signing_secrets(now).into_iter().map(open).collect::<Result<Vec<_>, _>>()?;
+            let secrets = state
+                .signing_secrets(now)
+                .into_iter()
+                .map(open)
+                .collect::<Result<Vec<_>, _>>()?;
             let custom_headers = match &settings.custom_headers {
                 None => Vec::new(),
                 Some(sealed) => {
                     let bytes = key.open(&endpoint::headers_field(self.id), sealed)?;
-                    serde_json::from_slice(&bytes).map_err(|_| crate::secrets::SecretError::Unseal)?
+                    serde_json::from_slice(&bytes)
+                        .map_err(|_| crate::secrets::SecretError::Unseal)?
                 }
             };
             Ok::<_, crate::secrets::SecretError>((secrets, custom_headers))
@@ -166,11 +178,21 @@ impl EndpointActor {
                 return None;
             }
         };
-        let disable_after = Duration::from_secs(self.app.config.outbound.disable_after_failing_hours.saturating_mul(3600));
+        let disable_after = Duration::from_secs(
+            self.app
+                .config
+                .outbound
+                .disable_after_failing_hours
+                .saturating_mul(3600),
+        );
         Some(Arc::new(SendSpec {
             url,
             secrets,
-            refresh_at: state.previous_secret.as_ref().map(|(_, until)| *until).filter(|until| *until > now),
+            refresh_at: state
+                .previous_secret
+                .as_ref()
+                .map(|(_, until)| *until)
+                .filter(|until| *until > now),
             custom_headers,
             timeout: Duration::from_secs(u64::from(settings.timeout_seconds)),
             ssl_verify: settings.ssl_verify,
@@ -181,7 +203,11 @@ impl EndpointActor {
 
     fn reconfigure(&self, run: &mut EndpointRun) {
         run.spec = self.build_spec(&run.state);
-        let rate = run.state.settings.as_ref().and_then(|s| s.rate_limit_per_second);
+        let rate = run
+            .state
+            .settings
+            .as_ref()
+            .and_then(|s| s.rate_limit_per_second);
         run.bucket = match (rate, run.bucket.take()) {
             (None, _) => None,
             (Some(rate), Some(bucket)) if bucket.rate() == f64::from(rate) => Some(bucket),
@@ -196,7 +222,11 @@ impl EndpointActor {
     fn append(&self, myself: &ActorRef<EndpointMsg>, events: &[Event], correlation_id: String) {
         let metadata = Metadata::system(correlation_id);
         let encoded = events.iter().map(|e| e.encode(metadata.clone())).collect();
-        let ticket = self.app.journal.append(self.stream(), crate::journal::ExpectedRevision::Any, encoded);
+        let ticket = self.app.journal.append(
+            self.stream(),
+            crate::journal::ExpectedRevision::Any,
+            encoded,
+        );
         let me = myself.clone();
         tokio::spawn(async move {
             if let Err(e) = ticket.await {
@@ -248,7 +278,12 @@ impl EndpointActor {
         self.adjust_gauge(run, before);
         run.folded_since_snapshot += events.len() as u64;
         if run.folded_since_snapshot >= SNAPSHOT_EVERY_EVENTS {
-            save_state(&self.app.journal, &self.tag(), run.state.next_revision, &run.state);
+            save_state(
+                &self.app.journal,
+                &self.tag(),
+                run.state.next_revision,
+                &run.state,
+            );
             run.folded_since_snapshot = 0;
         }
     }
@@ -262,7 +297,12 @@ impl EndpointActor {
         }
     }
 
-    fn schedule(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun, request: ScheduleRequest) {
+    fn schedule(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        run: &mut EndpointRun,
+        request: ScheduleRequest,
+    ) {
         let position = request.source.position;
         if !run.state.is_active() || run.state.already_dispatched(position) {
             return request.ack.done();
@@ -301,11 +341,19 @@ impl EndpointActor {
         }
         // An attempt occupies its slot until its outcome is durable, so a crash can strand at
         // most `max_in_flight` attempts (sent, outcome unrecorded).
-        let max = run.state.settings.as_ref().map_or(1, |s| s.max_in_flight as usize);
+        let max = run
+            .state
+            .settings
+            .as_ref()
+            .map_or(1, |s| s.max_in_flight as usize);
         let free = max.saturating_sub(run.in_flight.len() + run.awaiting_record.len());
         let due = {
             let (in_flight, awaiting) = (&run.in_flight, &run.awaiting_record);
-            run.state.due(now, |id| in_flight.contains_key(&id) || awaiting.contains(&id), free)
+            run.state.due(
+                now,
+                |id| in_flight.contains_key(&id) || awaiting.contains(&id),
+                free,
+            )
         };
         for id in due {
             if let Some(bucket) = run.bucket.as_mut()
@@ -319,7 +367,8 @@ impl EndpointActor {
         }
         let next = {
             let (in_flight, awaiting) = (&run.in_flight, &run.awaiting_record);
-            run.state.next_due(|id| in_flight.contains_key(&id) || awaiting.contains(&id))
+            run.state
+                .next_due(|id| in_flight.contains_key(&id) || awaiting.contains(&id))
         };
         if let Some(at) = next
             && at > now
@@ -337,8 +386,17 @@ impl EndpointActor {
         myself.send_after(delay, || EndpointMsg::Wake);
     }
 
-    fn start_attempt(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun, spec: &Arc<SendSpec>, id: u64, now: i64) {
-        let Some(pending) = run.state.pending.get(&id) else { return };
+    fn start_attempt(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        run: &mut EndpointRun,
+        spec: &Arc<SendSpec>,
+        id: u64,
+        now: i64,
+    ) {
+        let Some(pending) = run.state.pending.get(&id) else {
+            return;
+        };
         let attempt = pending.attempts + 1;
         let job = AttemptJob {
             delivery: id,
@@ -358,21 +416,33 @@ impl EndpointActor {
         run.in_flight.insert(id, task.abort_handle());
     }
 
-    fn attempted(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun, report: AttemptReport) {
+    fn attempted(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        run: &mut EndpointRun,
+        report: AttemptReport,
+    ) {
         run.in_flight.remove(&report.delivery);
         let metrics = &self.app.metrics.outbound;
-        metrics.attempt_seconds.observe(report.outcome.duration_ms as f64 / 1000.0);
+        metrics
+            .attempt_seconds
+            .observe(report.outcome.duration_ms as f64 / 1000.0);
         if report.outcome.is_success() {
             metrics.succeeded.inc();
             if let Some(occurred) = report.occurred_at {
-                let end = report.started_at + i64::try_from(report.outcome.duration_ms).unwrap_or(0) * 1000;
-                metrics.publish_to_delivery_seconds.observe((end - occurred).max(0) as f64 / 1e6);
+                let end = report.started_at
+                    + i64::try_from(report.outcome.duration_ms).unwrap_or(0) * 1000;
+                metrics
+                    .publish_to_delivery_seconds
+                    .observe((end - occurred).max(0) as f64 / 1e6);
             }
         } else {
             metrics.failed.inc();
         }
         let Some(spec) = run.spec.clone() else { return };
-        let Some(pending) = run.state.pending.get(&report.delivery) else { return };
+        let Some(pending) = run.state.pending.get(&report.delivery) else {
+            return;
+        };
         if pending.attempts + 1 != report.attempt {
             return;
         }
@@ -419,7 +489,10 @@ struct AttemptJob {
 impl AttemptJob {
     async fn run(self, started_at: i64) -> AttemptReport {
         let (occurred_at, outcome) = match self.request(started_at).await {
-            Ok((request, occurred_at)) => (Some(occurred_at), self.app.outbound.transport.send(&request).await),
+            Ok((request, occurred_at)) => (
+                Some(occurred_at),
+                self.app.outbound.transport.send(&request).await,
+            ),
             Err(message) => (
                 None,
                 AttemptOutcome {
@@ -427,11 +500,20 @@ impl AttemptJob {
                     duration_ms: 0,
                     response_snippet: String::new(),
                     retry_after: None,
-                    error: Some(AttemptError { kind: FailureKind::Other, message }),
+                    error: Some(AttemptError {
+                        kind: FailureKind::Other,
+                        message,
+                    }),
                 },
             ),
         };
-        AttemptReport { delivery: self.delivery, attempt: self.attempt, started_at, occurred_at, outcome }
+        AttemptReport {
+            delivery: self.delivery,
+            attempt: self.attempt,
+            started_at,
+            occurred_at,
+            outcome,
+        }
     }
 
     async fn event(&self) -> Result<Arc<Deliverable>, String> {
@@ -449,15 +531,19 @@ impl AttemptJob {
             })),
             DeliverySource::Journal(source) => {
                 let (journal, source) = (self.app.journal.clone(), source.clone());
-                let records = tokio::task::spawn_blocking(move || journal.read_stream(&source.stream, source.revision, 1))
-                    .await
-                    .map_err(|e| format!("reading the event failed: {e}"))?
-                    .map_err(|e| format!("reading the event failed: {e}"))?;
+                let records = tokio::task::spawn_blocking(move || {
+                    journal.read_stream(&source.stream, source.revision, 1)
+                })
+                .await
+                .map_err(|e| format!("reading the event failed: {e}"))?
+                .map_err(|e| format!("reading the event failed: {e}"))?;
                 records
                     .first()
                     .and_then(deliverable)
                     .map(Arc::new)
-                    .ok_or_else(|| "the event to deliver is no longer readable from the journal".to_owned())
+                    .ok_or_else(|| {
+                        "the event to deliver is no longer readable from the journal".to_owned()
+                    })
             }
         }
     }
@@ -471,7 +557,8 @@ impl AttemptJob {
             resource_type: event.resource_type.clone(),
             resource_id: event.resource_id.clone(),
             payload: raw_payload(&event.payload.0).map_err(|e| e.to_string())?,
-            occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default(),
+            occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at)
+                .unwrap_or_default(),
         };
         let body = envelope.to_body().map_err(|e| e.to_string())?;
         let secrets: Vec<&str> = self.spec.secrets.iter().map(String::as_str).collect();
@@ -500,15 +587,26 @@ impl Actor for EndpointActor {
     type State = EndpointRun;
     type Arguments = ();
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
         let stream = self.stream();
-        let mut state: EndpointState = load_state(&self.app.journal, &self.tag()).unwrap_or_default();
+        let mut state: EndpointState =
+            load_state(&self.app.journal, &self.tag()).unwrap_or_default();
         let next = catch_up(&self.app.journal, &stream, state.next_revision, |event| {
             state.apply(event);
         })
         .await?;
         state.next_revision = next;
-        let pump = follow(&self.app.journal, &stream, next, myself, EndpointMsg::Events);
+        let pump = follow(
+            &self.app.journal,
+            &stream,
+            next,
+            myself,
+            EndpointMsg::Events,
+        );
         let mut run = EndpointRun {
             state,
             spec: None,
@@ -529,12 +627,21 @@ impl Actor for EndpointActor {
         Ok(run)
     }
 
-    async fn post_start(&self, myself: ActorRef<Self::Msg>, run: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        run: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         self.pump(&myself, run);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, run: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        run: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             EndpointMsg::Events(events, reply) => {
                 self.fold(run, &events);
@@ -551,13 +658,21 @@ impl Actor for EndpointActor {
                 self.pump(&myself, run);
             }
             EndpointMsg::AppendFailed(reason) => {
-                return Err(format!("endpoint {}: an append was refused ({reason}); rebuilding from the stream", self.id).into());
+                return Err(format!(
+                    "endpoint {}: an append was refused ({reason}); rebuilding from the stream",
+                    self.id
+                )
+                .into());
             }
         }
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, run: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        run: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         run.pump.abort();
         for (_, task) in run.in_flight.drain() {
             task.abort();
@@ -570,7 +685,12 @@ impl Actor for EndpointActor {
             }
         }
         if run.folded_since_snapshot > 0 {
-            save_state(&self.app.journal, &self.tag(), run.state.next_revision, &run.state);
+            save_state(
+                &self.app.journal,
+                &self.tag(),
+                run.state.next_revision,
+                &run.state,
+            );
         }
         Ok(())
     }

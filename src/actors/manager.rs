@@ -106,13 +106,20 @@ pub struct Registry<M> {
 
 impl<M> Clone for Registry<M> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 }
 
 impl<M> Default for Registry<M> {
     fn default() -> Self {
-        Self { inner: Arc::new(RwLock::new(RegistryInner { running: HashMap::new(), gone: HashSet::new() })) }
+        Self {
+            inner: Arc::new(RwLock::new(RegistryInner {
+                running: HashMap::new(),
+                gone: HashSet::new(),
+            })),
+        }
     }
 }
 
@@ -131,7 +138,11 @@ impl<M> Registry<M> {
 
     /// Whether resource `id` was deleted.
     pub fn is_gone(&self, id: u64) -> bool {
-        self.inner.read().expect("registry poisoned").gone.contains(&id)
+        self.inner
+            .read()
+            .expect("registry poisoned")
+            .gone
+            .contains(&id)
     }
 
     /// Records the (re)started actor of `id`, unless the resource is gone.
@@ -151,7 +162,14 @@ impl<M> Registry<M> {
 
     /// Ids with a registered actor, ascending.
     pub fn running(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self.inner.read().expect("registry poisoned").running.keys().copied().collect();
+        let mut ids: Vec<u64> = self
+            .inner
+            .read()
+            .expect("registry poisoned")
+            .running
+            .keys()
+            .copied()
+            .collect();
         ids.sort_unstable();
         ids
     }
@@ -200,7 +218,9 @@ pub async fn catch_up(
         let batch = tokio::task::spawn_blocking(move || journal.read_stream(&name, from, BATCH))
             .await
             .map_err(|e| JournalError::Io(std::io::Error::other(e)))??;
-        let Some(last) = batch.last() else { return Ok(from) };
+        let Some(last) = batch.last() else {
+            return Ok(from);
+        };
         from = last.revision + 1;
         batch.iter().for_each(&mut apply);
     }
@@ -287,8 +307,12 @@ impl<K: ManagedKind> Manager<K> {
     async fn start_child(&self, id: u64) {
         match ractor::call!(self.supervisor, SupervisorMsg::Start, self.spec(id)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(category = K::CATEGORY, id, error = %e, "child did not start; the supervisor retries"),
-            Err(e) => tracing::error!(category = K::CATEGORY, id, error = %e, "supervisor unreachable"),
+            Ok(Err(e)) => {
+                tracing::error!(category = K::CATEGORY, id, error = %e, "child did not start; the supervisor retries")
+            }
+            Err(e) => {
+                tracing::error!(category = K::CATEGORY, id, error = %e, "supervisor unreachable")
+            }
         }
     }
 
@@ -297,11 +321,16 @@ impl<K: ManagedKind> Manager<K> {
         let ids: Vec<u64> = state.live.iter().copied().collect();
         match postcard::to_stdvec(&ids) {
             Ok(bytes) => {
-                if let Err(e) = self.journal.save_snapshot(&snapshot_tag::<K>(), state.next, &bytes) {
+                if let Err(e) = self
+                    .journal
+                    .save_snapshot(&snapshot_tag::<K>(), state.next, &bytes)
+                {
                     tracing::warn!(category = K::CATEGORY, error = %e, "manager snapshot not saved");
                 }
             }
-            Err(e) => tracing::warn!(category = K::CATEGORY, error = %e, "manager snapshot not encoded"),
+            Err(e) => {
+                tracing::warn!(category = K::CATEGORY, error = %e, "manager snapshot not encoded")
+            }
         }
     }
 }
@@ -311,7 +340,11 @@ impl<K: ManagedKind> Actor for Manager<K> {
     type State = ManagerState;
     type Arguments = ();
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, _: ()) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (live, next) = match self.journal.load_snapshot(&snapshot_tag::<K>()) {
             Ok(Some((position, bytes))) => match postcard::from_bytes::<Vec<u64>>(&bytes) {
                 Ok(ids) => (ids.into_iter().collect(), position),
@@ -319,7 +352,9 @@ impl<K: ManagedKind> Actor for Manager<K> {
             },
             _ => (BTreeSet::new(), 0),
         };
-        let mut subscription = self.journal.subscribe(next, EventFilter::category(K::CATEGORY));
+        let mut subscription = self
+            .journal
+            .subscribe(next, EventFilter::category(K::CATEGORY));
         let pump = tokio::spawn(async move {
             loop {
                 let batch = match subscription.next_batch(BATCH).await {
@@ -331,16 +366,28 @@ impl<K: ManagedKind> Actor for Manager<K> {
                     }
                 };
                 let next = subscription.position();
-                let lifecycle = batch.into_iter().filter(|e| e.event_type == K::CREATED || e.event_type == K::DELETED).collect();
+                let lifecycle = batch
+                    .into_iter()
+                    .filter(|e| e.event_type == K::CREATED || e.event_type == K::DELETED)
+                    .collect();
                 if ractor::call!(myself, ManagerMsg::Events, lifecycle, next).is_err() {
                     break;
                 }
             }
         });
-        Ok(ManagerState { live, next, pump, saved_at: next })
+        Ok(ManagerState {
+            live,
+            next,
+            pump,
+            saved_at: next,
+        })
     }
 
-    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
         for id in &state.live {
             self.start_child(*id).await;
@@ -351,11 +398,22 @@ impl<K: ManagedKind> Actor for Manager<K> {
         Ok(())
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let ManagerMsg::Events(events, next, reply) = msg;
         let prefix = format!("{}-", K::CATEGORY);
         for event in &events {
-            let Some(id) = event.stream.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) else { continue };
+            let Some(id) = event
+                .stream
+                .strip_prefix(&prefix)
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
             if event.event_type == K::CREATED {
                 if state.live.insert(id) {
                     self.start_child(id).await;
@@ -363,7 +421,9 @@ impl<K: ManagedKind> Actor for Manager<K> {
             } else {
                 self.registry.mark_gone(id);
                 if state.live.remove(&id) {
-                    let _ = self.supervisor.send_message(SupervisorMsg::Stop(Self::child_key(id)));
+                    let _ = self
+                        .supervisor
+                        .send_message(SupervisorMsg::Stop(Self::child_key(id)));
                 }
             }
         }
@@ -377,7 +437,11 @@ impl<K: ManagedKind> Actor for Manager<K> {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
         self.save(state);
         Ok(())
@@ -386,16 +450,28 @@ impl<K: ManagedKind> Actor for Manager<K> {
 
 /// Starts the manager of kind `K` under the application's supervisor; it then starts the
 /// children. `registry` is where other actors find them.
-pub async fn start_manager<K: ManagedKind>(app: &App, kind: Arc<K>, registry: Registry<K::Msg>) -> Result<(), String> {
+pub async fn start_manager<K: ManagedKind>(
+    app: &App,
+    kind: Arc<K>,
+    registry: Registry<K::Msg>,
+) -> Result<(), String> {
     let journal = app.journal.clone();
     let supervisor = app.supervisor.clone();
     let spec = ChildSpec {
         key: format!("manager:{}", K::CATEGORY),
         kind: "manager",
         start: Arc::new(move |cell| {
-            let manager = Manager { journal: journal.clone(), supervisor: supervisor.clone(), kind: kind.clone(), registry: registry.clone() };
+            let manager = Manager {
+                journal: journal.clone(),
+                supervisor: supervisor.clone(),
+                kind: kind.clone(),
+                registry: registry.clone(),
+            };
             Box::pin(async move {
-                Actor::spawn_linked(None, manager, (), cell).await.map(|(actor, _)| actor.get_cell()).map_err(|e| e.to_string())
+                Actor::spawn_linked(None, manager, (), cell)
+                    .await
+                    .map(|(actor, _)| actor.get_cell())
+                    .map_err(|e| e.to_string())
             })
         }),
     };

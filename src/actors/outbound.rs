@@ -12,19 +12,25 @@ use super::dispatcher::{self, DispatchProgress};
 use super::endpoint::{EndpointActor, EndpointMsg};
 use super::manager::{ManagedKind, Registry, start_manager};
 use crate::app::App;
+use crate::codec::EventBody;
 use crate::delivery::{AttemptOutcome, ClientConfig, DeliveryClient, OutboundRequest};
 use crate::domain::endpoint::{CATEGORY, EndpointCreated, EndpointDeleted};
-use crate::codec::EventBody;
 
 /// Performs one delivery attempt. [`DeliveryClient`] in production; tests substitute a scripted
 /// transport to drive the endpoint actors under paused time.
 pub trait Transport: Send + Sync + 'static {
     /// Sends `request` once and reports how it went (never fails).
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>>;
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>>;
 }
 
 impl Transport for DeliveryClient {
-    fn send<'a>(&'a self, request: &'a OutboundRequest) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        request: &'a OutboundRequest,
+    ) -> Pin<Box<dyn Future<Output = AttemptOutcome> + Send + 'a>> {
         Box::pin(DeliveryClient::send(self, request))
     }
 }
@@ -40,8 +46,13 @@ pub struct Clock {
 impl Clock {
     /// A clock anchored at the current wall time. Call inside the runtime.
     pub fn start() -> Self {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Self { wall, anchor: tokio::time::Instant::now() }
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Self {
+            wall,
+            anchor: tokio::time::Instant::now(),
+        }
     }
 
     /// Now, in µs since the Unix epoch.
@@ -85,10 +96,16 @@ impl Outbound {
         let transport: Arc<dyn Transport> = match options.transport {
             Some(t) => t,
             None => Arc::new(
-                DeliveryClient::new(&ClientConfig { allow_private_networks, ..ClientConfig::default() }).map_err(|e| e.to_string())?,
+                DeliveryClient::new(&ClientConfig {
+                    allow_private_networks,
+                    ..ClientConfig::default()
+                })
+                .map_err(|e| e.to_string())?,
             ),
         };
-        let jitter = options.jitter.unwrap_or_else(|| Arc::new(rand::random::<f64>));
+        let jitter = options
+            .jitter
+            .unwrap_or_else(|| Arc::new(rand::random::<f64>));
         Ok(Self {
             transport,
             clock: Clock::start(),
@@ -108,7 +125,9 @@ pub struct KeyLocks {
 
 impl Default for KeyLocks {
     fn default() -> Self {
-        Self { stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect() }
+        Self {
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
     }
 }
 
@@ -133,14 +152,30 @@ impl ManagedKind for Endpoints {
     const CREATED: &'static str = EndpointCreated::TYPE;
     const DELETED: &'static str = EndpointDeleted::TYPE;
 
-    async fn spawn(self: Arc<Self>, id: u64, _registry: Registry<EndpointMsg>, supervisor: ActorCell) -> Result<ActorRef<EndpointMsg>, String> {
-        let actor = EndpointActor { app: self.app.clone(), id };
-        ractor::Actor::spawn_linked(None, actor, (), supervisor).await.map(|(actor, _)| actor).map_err(|e| e.to_string())
+    async fn spawn(
+        self: Arc<Self>,
+        id: u64,
+        _registry: Registry<EndpointMsg>,
+        supervisor: ActorCell,
+    ) -> Result<ActorRef<EndpointMsg>, String> {
+        let actor = EndpointActor {
+            app: self.app.clone(),
+            id,
+        };
+        ractor::Actor::spawn_linked(None, actor, (), supervisor)
+            .await
+            .map(|(actor, _)| actor)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// Starts the dispatcher and the endpoint manager (which starts one actor per endpoint).
 pub async fn start(app: &Arc<App>) -> Result<(), String> {
-    start_manager(app, Arc::new(Endpoints { app: app.clone() }), app.outbound.endpoints.clone()).await?;
+    start_manager(
+        app,
+        Arc::new(Endpoints { app: app.clone() }),
+        app.outbound.endpoints.clone(),
+    )
+    .await?;
     dispatcher::start(app).await
 }

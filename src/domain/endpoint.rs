@@ -353,12 +353,15 @@ pub struct EndpointInput {
     pub secret: Option<String>,
 }
 
+/// Seals an endpoint's custom headers (name, value) for storage.
+pub type HeaderSealer<'a> = &'a dyn Fn(&[(String, String)]) -> Sealed;
+
 /// What validation needs from outside the domain.
 pub struct Checks<'a> {
     /// `outbound.allow_private_networks`.
     pub allow_private_networks: bool,
     /// Seals the custom headers of the endpoint being validated.
-    pub seal_headers: &'a dyn Fn(&[(String, String)]) -> Sealed,
+    pub seal_headers: HeaderSealer<'a>,
 }
 
 /// Validated input: the new settings, plus the secret and enabled flag if they were given.

@@ -92,7 +92,8 @@ impl DispatchIndex {
 
     /// The snapshot form: every known endpoint, ascending by id.
     pub fn snapshot(&self) -> Vec<IndexedEndpoint> {
-        let mut all: Vec<IndexedEndpoint> = self.endpoints.values().map(|(e, _)| e.clone()).collect();
+        let mut all: Vec<IndexedEndpoint> =
+            self.endpoints.values().map(|(e, _)| e.clone()).collect();
         all.sort_by_key(|e| e.id);
         all
     }
@@ -129,7 +130,10 @@ impl DispatchIndex {
         }
         // Filters were validated when the endpoint was saved; one that no longer compiles (a
         // CEL upgrade) matches nothing rather than everything.
-        let filter = endpoint.filter.as_deref().map(|source| EndpointFilter::compile(source).ok());
+        let filter = endpoint
+            .filter
+            .as_deref()
+            .map(|source| EndpointFilter::compile(source).ok());
         let filter = match filter {
             None => None,
             Some(Some(compiled)) => Some(compiled),
@@ -143,7 +147,9 @@ impl DispatchIndex {
         if !record.event_type.starts_with("endpoint.") {
             return false;
         }
-        let Ok(Some(event)) = Event::decode(record) else { return false };
+        let Ok(Some(event)) = Event::decode(record) else {
+            return false;
+        };
         let set_enabled = |index: &mut Self, id: u64, enabled: bool| {
             if let Some((current, _)) = index.endpoints.get(&id) {
                 let mut updated = current.clone();
@@ -180,9 +186,16 @@ impl DispatchIndex {
     }
 
     /// Enabled endpoints of `organization` subscribed to `event_type`, ascending and unique.
-    pub fn candidates(&self, organization: u64, event_type: &str, stats: &mut MatchStats) -> Vec<u64> {
+    pub fn candidates(
+        &self,
+        organization: u64,
+        event_type: &str,
+        stats: &mut MatchStats,
+    ) -> Vec<u64> {
         stats.lookups += 1;
-        let Some(org) = self.orgs.get(&organization) else { return Vec::new() };
+        let Some(org) = self.orgs.get(&organization) else {
+            return Vec::new();
+        };
         let mut found: Vec<u64> = Vec::new();
         let mut take = |set: Option<&BTreeSet<u64>>, stats: &mut MatchStats| {
             stats.lookups += 1;
@@ -212,7 +225,8 @@ mod tests {
     use super::*;
     use crate::codec::Sealed;
     use crate::domain::endpoint::{
-        EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSettings, EndpointUpdated, RetrySettings,
+        EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSettings,
+        EndpointUpdated, RetrySettings,
     };
     use crate::journal::Metadata;
 
@@ -247,7 +261,13 @@ mod tests {
     }
 
     fn create(index: &mut DispatchIndex, id: u64, org: u64, events: &[&str]) {
-        let e = EndpointCreated { id, organization: org, settings: settings(events, None), enabled: true, secret: Sealed::default() };
+        let e = EndpointCreated {
+            id,
+            organization: org,
+            settings: settings(events, None),
+            enabled: true,
+            secret: Sealed::default(),
+        };
         assert!(index.apply(&record(e.into())));
     }
 
@@ -267,7 +287,11 @@ mod tests {
         assert_eq!(matches(&index, 1, "job.started"), [2, 3]);
         assert_eq!(matches(&index, 1, "job"), [3]);
         assert_eq!(matches(&index, 1, "workflow.node.completed"), [3, 4]);
-        assert_eq!(matches(&index, 2, "job.failed"), [5], "organizations are isolated");
+        assert_eq!(
+            matches(&index, 2, "job.failed"),
+            [5],
+            "organizations are isolated"
+        );
         assert_eq!(matches(&index, 3, "job.failed"), Vec::<u64>::new());
     }
 
@@ -286,25 +310,59 @@ mod tests {
         let mut after = MatchStats::default();
         assert_eq!(index.candidates(1, "build.done", &mut after), [1]);
         assert_eq!(after, before);
-        assert_eq!(after, MatchStats { lookups: 4, candidates: 1 });
+        assert_eq!(
+            after,
+            MatchStats {
+                lookups: 4,
+                candidates: 1
+            }
+        );
     }
 
     #[test]
     fn updates_disables_and_deletes_move_endpoints_in_and_out() {
         let mut index = DispatchIndex::default();
         create(&mut index, 1, 1, &["a.b"]);
-        index.apply(&record(EndpointUpdated { id: 1, organization: 1, settings: settings(&["c.*"], Some("event.x == 1")) }.into()));
+        index.apply(&record(
+            EndpointUpdated {
+                id: 1,
+                organization: 1,
+                settings: settings(&["c.*"], Some("event.x == 1")),
+            }
+            .into(),
+        ));
         assert_eq!(matches(&index, 1, "a.b"), Vec::<u64>::new());
         assert_eq!(matches(&index, 1, "c.d"), [1]);
         assert_eq!(index.filter(1).unwrap().source(), "event.x == 1");
-        index.apply(&record(EndpointDisabled { id: 1, organization: 1, name: "e".into(), reason: "r".into(), failing_since: None }.into()));
+        index.apply(&record(
+            EndpointDisabled {
+                id: 1,
+                organization: 1,
+                name: "e".into(),
+                reason: "r".into(),
+                failing_since: None,
+            }
+            .into(),
+        ));
         assert_eq!(matches(&index, 1, "c.d"), Vec::<u64>::new());
-        index.apply(&record(EndpointEnabled { id: 1, organization: 1 }.into()));
+        index.apply(&record(
+            EndpointEnabled {
+                id: 1,
+                organization: 1,
+            }
+            .into(),
+        ));
         assert_eq!(matches(&index, 1, "c.d"), [1]);
         let restored = DispatchIndex::from_snapshot(index.snapshot());
         assert_eq!(matches(&restored, 1, "c.d"), [1]);
         assert_eq!(restored.snapshot(), index.snapshot());
-        index.apply(&record(EndpointDeleted { id: 1, organization: 1 }.into()));
+        index.apply(&record(
+            EndpointDeleted {
+                id: 1,
+                organization: 1,
+            }
+            .into(),
+        ));
         assert_eq!(matches(&index, 1, "c.d"), Vec::<u64>::new());
         assert!(index.is_empty());
     }

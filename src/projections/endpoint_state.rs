@@ -118,7 +118,9 @@ impl EndpointState {
     /// Folds one event of the stream.
     pub fn apply(&mut self, record: &RecordedEvent) -> Change {
         self.next_revision = record.revision + 1;
-        let Ok(Some(event)) = Event::decode(record) else { return Change::None };
+        let Ok(Some(event)) = Event::decode(record) else {
+            return Change::None;
+        };
         match event {
             Event::EndpointCreated(e) => {
                 self.id = e.id;
@@ -260,9 +262,17 @@ impl EndpointState {
             return None;
         }
         if self.ordered() {
-            return self.pending.iter().next().filter(|(id, _)| !busy(**id)).map(|(_, p)| p.next_attempt_at);
+            return self
+                .pending
+                .iter()
+                .next()
+                .filter(|(id, _)| !busy(**id))
+                .map(|(_, p)| p.next_attempt_at);
         }
-        self.schedule.iter().find(|(_, id)| !busy(*id)).map(|(at, _)| *at)
+        self.schedule
+            .iter()
+            .find(|(_, id)| !busy(*id))
+            .map(|(at, _)| *at)
     }
 }
 
@@ -270,7 +280,9 @@ impl EndpointState {
 mod tests {
     use super::*;
     use crate::domain::delivery::{AttemptFailed, AttemptSucceeded, DeliveryScheduled, EventRef};
-    use crate::domain::endpoint::{EndpointCreated, EndpointDisabled, EndpointEnabled, EndpointSecretRotated, RetrySettings};
+    use crate::domain::endpoint::{
+        EndpointCreated, EndpointDisabled, EndpointEnabled, EndpointSecretRotated, RetrySettings,
+    };
     use crate::journal::Metadata;
 
     struct Stream {
@@ -298,8 +310,22 @@ mod tests {
 
     impl Stream {
         fn new(ordered: bool) -> Self {
-            let mut s = Stream { state: EndpointState::default(), position: 100, revision: 0, at: 0 };
-            s.push(EndpointCreated { id: 7, organization: 1, settings: settings(ordered), enabled: true, secret: Sealed(vec![1]) }.into());
+            let mut s = Stream {
+                state: EndpointState::default(),
+                position: 100,
+                revision: 0,
+                at: 0,
+            };
+            s.push(
+                EndpointCreated {
+                    id: 7,
+                    organization: 1,
+                    settings: settings(ordered),
+                    enabled: true,
+                    secret: Sealed(vec![1]),
+                }
+                .into(),
+            );
             s
         }
 
@@ -328,7 +354,11 @@ mod tests {
                     webhook_id: format!("msg_{source}"),
                     event_type: "build.done".into(),
                     kind: DeliveryKind::Dispatched,
-                    source: DeliverySource::Journal(EventRef { position: source, stream: "published-1".into(), revision: source }),
+                    source: DeliverySource::Journal(EventRef {
+                        position: source,
+                        stream: "published-1".into(),
+                        revision: source,
+                    }),
                 }
                 .into(),
             )
@@ -353,18 +383,52 @@ mod tests {
         }
 
         fn succeed(&mut self, delivery: u64, attempt: u32) -> Change {
-            self.push(AttemptSucceeded { endpoint: 7, delivery, attempt, at: 0, status: 200, duration_ms: 1, snippet: String::new() }.into())
+            self.push(
+                AttemptSucceeded {
+                    endpoint: 7,
+                    delivery,
+                    attempt,
+                    at: 0,
+                    status: 200,
+                    duration_ms: 1,
+                    snippet: String::new(),
+                }
+                .into(),
+            )
         }
     }
 
     #[test]
     fn dispatched_deliveries_are_recorded_once_per_source_position() {
         let mut s = Stream::new(false);
-        assert_eq!(s.dispatch(10), Change::Scheduled { id: 101, source: Some(10) });
-        assert_eq!(s.dispatch(10), Change::Skipped { source: Some(10) }, "a repeat is ignored");
-        assert_eq!(s.dispatch(9), Change::Skipped { source: Some(9) }, "so is anything older");
-        assert_eq!(s.dispatch(11), Change::Scheduled { id: 104, source: Some(11) });
-        assert_eq!(s.state.pending.keys().copied().collect::<Vec<_>>(), [101, 104]);
+        assert_eq!(
+            s.dispatch(10),
+            Change::Scheduled {
+                id: 101,
+                source: Some(10)
+            }
+        );
+        assert_eq!(
+            s.dispatch(10),
+            Change::Skipped { source: Some(10) },
+            "a repeat is ignored"
+        );
+        assert_eq!(
+            s.dispatch(9),
+            Change::Skipped { source: Some(9) },
+            "so is anything older"
+        );
+        assert_eq!(
+            s.dispatch(11),
+            Change::Scheduled {
+                id: 104,
+                source: Some(11)
+            }
+        );
+        assert_eq!(
+            s.state.pending.keys().copied().collect::<Vec<_>>(),
+            [101, 104]
+        );
         assert_eq!(s.state.next_revision, 5);
     }
 
@@ -384,7 +448,10 @@ mod tests {
         assert_eq!(s.state.due(1_000, |_| false, 10), [102, 101]);
         assert_eq!(s.state.next_due(|id| id == 102), Some(1_000));
         s.succeed(102, 1);
-        assert_eq!(s.state.failing_since, None, "a success ends the failure streak");
+        assert_eq!(
+            s.state.failing_since, None,
+            "a success ends the failure streak"
+        );
         s.fail(101, 2, 2_000, None);
         assert!(s.state.pending.is_empty());
         assert_eq!(s.state.next_due(|_| false), None);
@@ -408,9 +475,17 @@ mod tests {
         s.dispatch(10);
         s.dispatch(11);
         assert_eq!(s.state.due(0, |_| false, 4), [101]);
-        assert_eq!(s.state.due(0, |id| id == 101, 4), Vec::<u64>::new(), "the head in flight holds the rest back");
+        assert_eq!(
+            s.state.due(0, |id| id == 101, 4),
+            Vec::<u64>::new(),
+            "the head in flight holds the rest back"
+        );
         s.fail(101, 1, 0, Some(500));
-        assert_eq!(s.state.due(100, |_| false, 4), Vec::<u64>::new(), "a failing head holds the rest back");
+        assert_eq!(
+            s.state.due(100, |_| false, 4),
+            Vec::<u64>::new(),
+            "a failing head holds the rest back"
+        );
         assert_eq!(s.state.next_due(|_| false), Some(500));
         assert_eq!(s.state.due(500, |_| false, 4), [101]);
         s.succeed(101, 2);
@@ -421,21 +496,51 @@ mod tests {
     fn disabling_abandons_pending_deliveries_and_inactive_endpoints_schedule_nothing() {
         let mut s = Stream::new(false);
         s.dispatch(10);
-        s.push(EndpointDisabled { id: 7, organization: 1, name: "ci".into(), reason: "gone".into(), failing_since: None }.into());
+        s.push(
+            EndpointDisabled {
+                id: 7,
+                organization: 1,
+                name: "ci".into(),
+                reason: "gone".into(),
+                failing_since: None,
+            }
+            .into(),
+        );
         assert!(s.state.pending.is_empty() && !s.state.is_active());
         assert_eq!(s.state.disabled_reason.as_deref(), Some("gone"));
         assert_eq!(s.dispatch(11), Change::Skipped { source: Some(11) });
         assert_eq!(s.state.due(0, |_| false, 4), Vec::<u64>::new());
-        s.push(EndpointEnabled { id: 7, organization: 1 }.into());
-        assert_eq!(s.dispatch(11), Change::Skipped { source: Some(11) }, "still a repeat");
+        s.push(
+            EndpointEnabled {
+                id: 7,
+                organization: 1,
+            }
+            .into(),
+        );
+        assert_eq!(
+            s.dispatch(11),
+            Change::Skipped { source: Some(11) },
+            "still a repeat"
+        );
         assert!(matches!(s.dispatch(12), Change::Scheduled { .. }));
     }
 
     #[test]
     fn the_previous_secret_signs_until_its_grace_ends() {
         let mut s = Stream::new(false);
-        s.push(EndpointSecretRotated { id: 7, organization: 1, secret: Sealed(vec![2]), previous_expires_at: 1_000 }.into());
-        assert_eq!(s.state.signing_secrets(999), [&Sealed(vec![2]), &Sealed(vec![1])]);
+        s.push(
+            EndpointSecretRotated {
+                id: 7,
+                organization: 1,
+                secret: Sealed(vec![2]),
+                previous_expires_at: 1_000,
+            }
+            .into(),
+        );
+        assert_eq!(
+            s.state.signing_secrets(999),
+            [&Sealed(vec![2]), &Sealed(vec![1])]
+        );
         assert_eq!(s.state.signing_secrets(1_000), [&Sealed(vec![2])]);
     }
 

@@ -223,18 +223,24 @@ impl OutboundView {
     }
 
     fn abandon_pending(&mut self, endpoint: u64, reason: &str) {
-        let Some(e) = self.endpoints.get_mut(&endpoint) else { return };
+        let Some(e) = self.endpoints.get_mut(&endpoint) else {
+            return;
+        };
         for id in std::mem::take(&mut e.pending) {
             if let Some(d) = self.deliveries.get_mut(&id) {
                 d.status = DeliveryStatus::Failed;
                 d.next_retry_at = None;
-                d.error_message = Some(format!("not delivered: the endpoint was disabled ({reason})"));
+                d.error_message = Some(format!(
+                    "not delivered: the endpoint was disabled ({reason})"
+                ));
             }
         }
     }
 
     fn schedule(&mut self, record: &RecordedEvent, e: crate::domain::delivery::DeliveryScheduled) {
-        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else { return };
+        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else {
+            return;
+        };
         if e.kind == DeliveryKind::Dispatched
             && let Some(p) = e.source.position()
         {
@@ -254,10 +260,15 @@ impl OutboundView {
         {
             original.redelivered_by = Some(id);
         }
-        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else { return };
+        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else {
+            return;
+        };
         let inactive = !endpoint.enabled && e.kind != DeliveryKind::Test;
         let (status, error_message) = if inactive {
-            (DeliveryStatus::Failed, Some("not delivered: the endpoint is disabled".to_owned()))
+            (
+                DeliveryStatus::Failed,
+                Some("not delivered: the endpoint is disabled".to_owned()),
+            )
         } else {
             endpoint.pending.insert(id);
             (DeliveryStatus::Pending, None)
@@ -265,7 +276,11 @@ impl OutboundView {
         endpoint.delivery_count += 1;
         endpoint.history.insert(id);
         if endpoint.history.len() > MAX_HISTORY_PER_ENDPOINT
-            && let Some(oldest) = endpoint.history.iter().find(|id| !endpoint.pending.contains(id)).copied()
+            && let Some(oldest) = endpoint
+                .history
+                .iter()
+                .find(|id| !endpoint.pending.contains(id))
+                .copied()
         {
             endpoint.history.remove(&oldest);
             self.deliveries.remove(&oldest);
@@ -295,7 +310,12 @@ impl OutboundView {
     }
 
     /// Records an attempt on delivery `id` if it is the next one; returns the record if so.
-    fn attempt(&mut self, id: u64, attempt: AttemptRecord, snippet: String) -> Option<&mut DeliveryRecord> {
+    fn attempt(
+        &mut self,
+        id: u64,
+        attempt: AttemptRecord,
+        snippet: String,
+    ) -> Option<&mut DeliveryRecord> {
         let d = self.deliveries.get_mut(&id)?;
         if attempt.attempt as usize != d.attempts.len() + 1 || d.status != DeliveryStatus::Pending {
             return None;
@@ -310,13 +330,16 @@ impl OutboundView {
 
     fn published(&mut self, record: &RecordedEvent, e: crate::domain::published::EventPublished) {
         let at = record.recorded_at;
-        let seen = self.custom_types.entry((e.organization, e.event_type.clone())).or_insert_with(|| CustomType {
-            organization: e.organization,
-            name: e.event_type.clone(),
-            first_seen: at,
-            last_seen: at,
-            count: 0,
-        });
+        let seen = self
+            .custom_types
+            .entry((e.organization, e.event_type.clone()))
+            .or_insert_with(|| CustomType {
+                organization: e.organization,
+                name: e.event_type.clone(),
+                first_seen: at,
+                last_seen: at,
+                count: 0,
+            });
         seen.last_seen = at;
         seen.count += 1;
         let horizon = at - IDEMPOTENCY_WINDOW_SECONDS * 1_000_000;
@@ -335,10 +358,19 @@ impl OutboundView {
         }
         if let Some(key) = e.idempotency_key {
             let map_key = (e.organization, key.clone());
-            if self.idempotency.get(&map_key).is_none_or(|r| r.at < horizon) {
+            if self
+                .idempotency
+                .get(&map_key)
+                .is_none_or(|r| r.at < horizon)
+            {
                 self.idempotency.insert(
                     map_key.clone(),
-                    PublishedRecord { id: record.position, event_type: e.event_type, at, deliveries: 0 },
+                    PublishedRecord {
+                        id: record.position,
+                        event_type: e.event_type,
+                        at,
+                        deliveries: 0,
+                    },
                 );
                 self.keyed_sources.insert(record.position, map_key);
                 self.idempotency_order.push_back((at, e.organization, key));
@@ -355,7 +387,9 @@ impl View for OutboundView {
     }
 
     fn apply(&mut self, record: &RecordedEvent) {
-        let Ok(Some(event)) = Event::decode(record) else { return };
+        let Ok(Some(event)) = Event::decode(record) else {
+            return;
+        };
         let at = record.recorded_at;
         match event {
             Event::EndpointCreated(e) => {
@@ -406,7 +440,13 @@ impl View for OutboundView {
             }
             Event::DeliveryScheduled(e) => self.schedule(record, e),
             Event::AttemptSucceeded(e) => {
-                let attempt = AttemptRecord { attempt: e.attempt, at: e.at, status: Some(e.status), duration_ms: e.duration_ms, error: None };
+                let attempt = AttemptRecord {
+                    attempt: e.attempt,
+                    at: e.at,
+                    status: Some(e.status),
+                    duration_ms: e.duration_ms,
+                    error: None,
+                };
                 let done = self.attempt(e.delivery, attempt, e.snippet).map(|d| {
                     d.status = DeliveryStatus::Delivered;
                     d.next_retry_at = None;
@@ -420,8 +460,18 @@ impl View for OutboundView {
                 }
             }
             Event::AttemptFailed(e) => {
-                let error = if e.error.is_empty() { None } else { Some(e.error) };
-                let attempt = AttemptRecord { attempt: e.attempt, at: e.at, status: e.status, duration_ms: e.duration_ms, error };
+                let error = if e.error.is_empty() {
+                    None
+                } else {
+                    Some(e.error)
+                };
+                let attempt = AttemptRecord {
+                    attempt: e.attempt,
+                    at: e.at,
+                    status: e.status,
+                    duration_ms: e.duration_ms,
+                    error,
+                };
                 let mut test = false;
                 let recorded = self.attempt(e.delivery, attempt, e.snippet).map(|d| {
                     test = d.kind == DeliveryKind::Test;
@@ -456,7 +506,9 @@ impl View for OutboundView {
 mod tests {
     use super::*;
     use crate::codec::RawJson;
-    use crate::domain::delivery::{AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled, EventRef};
+    use crate::domain::delivery::{
+        AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled, EventRef,
+    };
     use crate::domain::endpoint::{EndpointCreated, EndpointDisabled, RetrySettings};
     use crate::domain::published::EventPublished;
     use crate::journal::Metadata;
@@ -493,7 +545,11 @@ mod tests {
                     webhook_id: format!("msg_{source}"),
                     event_type: "build.done".into(),
                     kind: DeliveryKind::Dispatched,
-                    source: DeliverySource::Journal(EventRef { position: source, stream: "published-1".into(), revision: 0 }),
+                    source: DeliverySource::Journal(EventRef {
+                        position: source,
+                        stream: "published-1".into(),
+                        revision: 0,
+                    }),
                 }
                 .into(),
             )
@@ -519,7 +575,11 @@ mod tests {
     }
 
     fn log() -> Log {
-        let mut log = Log { view: OutboundView::default(), position: 10, at: 1_000 };
+        let mut log = Log {
+            view: OutboundView::default(),
+            position: 10,
+            at: 1_000,
+        };
         let settings = EndpointSettings {
             name: "ci".into(),
             url: "https://example.com".into(),
@@ -533,7 +593,16 @@ mod tests {
             max_in_flight: 4,
             ordered: false,
         };
-        log.push(EndpointCreated { id: 1, organization: 1, settings, enabled: true, secret: Sealed::default() }.into());
+        log.push(
+            EndpointCreated {
+                id: 1,
+                organization: 1,
+                settings,
+                enabled: true,
+                secret: Sealed::default(),
+            }
+            .into(),
+        );
         log
     }
 
@@ -545,13 +614,43 @@ mod tests {
         assert_eq!(log.view.delivery(12), None);
         log.fail(id, 1, Some(9_000));
         let d = log.view.delivery(id).unwrap();
-        assert_eq!((d.status, d.next_retry_at, d.response_status, d.attempts.len()), (DeliveryStatus::Pending, Some(9_000), Some(503), 1));
+        assert_eq!(
+            (
+                d.status,
+                d.next_retry_at,
+                d.response_status,
+                d.attempts.len()
+            ),
+            (DeliveryStatus::Pending, Some(9_000), Some(503), 1)
+        );
         assert_eq!(d.error_message.as_deref(), Some("HTTP 503"));
-        log.push(AttemptSucceeded { endpoint: 1, delivery: id, attempt: 2, at: 9_000, status: 204, duration_ms: 3, snippet: String::new() }.into());
+        log.push(
+            AttemptSucceeded {
+                endpoint: 1,
+                delivery: id,
+                attempt: 2,
+                at: 9_000,
+                status: 204,
+                duration_ms: 3,
+                snippet: String::new(),
+            }
+            .into(),
+        );
         let d = log.view.delivery(id).unwrap();
-        assert_eq!((d.status, d.next_retry_at, d.delivered_at, d.error_message.clone()), (DeliveryStatus::Delivered, None, Some(12_000), None));
+        assert_eq!(
+            (
+                d.status,
+                d.next_retry_at,
+                d.delivered_at,
+                d.error_message.clone()
+            ),
+            (DeliveryStatus::Delivered, None, Some(12_000), None)
+        );
         let e = log.view.endpoint(1).unwrap();
-        assert_eq!((e.delivery_count, e.failure_count, e.last_delivery_at), (1, 1, Some(9_000)));
+        assert_eq!(
+            (e.delivery_count, e.failure_count, e.last_delivery_at),
+            (1, 1, Some(9_000))
+        );
         assert_eq!(log.view.pending_count(1), 0);
     }
 
@@ -574,13 +673,28 @@ mod tests {
             }
             .into(),
         );
-        assert_eq!(log.view.delivery(dead).unwrap().status, DeliveryStatus::Dead);
-        log.push(EndpointDisabled { id: 1, organization: 1, name: "ci".into(), reason: "endpoint answered 410".into(), failing_since: None }.into());
+        assert_eq!(
+            log.view.delivery(dead).unwrap().status,
+            DeliveryStatus::Dead
+        );
+        log.push(
+            EndpointDisabled {
+                id: 1,
+                organization: 1,
+                name: "ci".into(),
+                reason: "endpoint answered 410".into(),
+                failing_since: None,
+            }
+            .into(),
+        );
         let d = log.view.delivery(other).unwrap();
         assert_eq!(d.status, DeliveryStatus::Failed);
         assert!(d.error_message.as_deref().unwrap().contains("410"));
         let late = log.schedule(5);
-        assert_eq!(log.view.delivery(late).unwrap().status, DeliveryStatus::Failed);
+        assert_eq!(
+            log.view.delivery(late).unwrap().status,
+            DeliveryStatus::Failed
+        );
         let ids: Vec<u64> = log.view.deliveries_of(1).map(|d| d.id).collect();
         assert_eq!(ids, [late, other, dead], "newest first");
     }
@@ -600,13 +714,21 @@ mod tests {
         log.schedule(first);
         let record = log.view.idempotent(1, "k", log.at).unwrap();
         assert_eq!((record.id, record.deliveries), (first, 1));
-        assert_eq!(log.view.idempotent(2, "k", log.at), None, "keys are per organization");
+        assert_eq!(
+            log.view.idempotent(2, "k", log.at),
+            None,
+            "keys are per organization"
+        );
         let day = IDEMPOTENCY_WINDOW_SECONDS * 1_000_000;
         assert_eq!(log.view.idempotent(1, "k", log.at + day), None);
         log.at += day + 1;
         let second = log.push(publish("k").into());
         assert_eq!(log.view.idempotent(1, "k", log.at).unwrap().id, second);
-        let types: Vec<(String, u64)> = log.view.custom_types().map(|t| (t.name.clone(), t.count)).collect();
+        let types: Vec<(String, u64)> = log
+            .view
+            .custom_types()
+            .map(|t| (t.name.clone(), t.count))
+            .collect();
         assert_eq!(types, [("build.done".to_owned(), 2)]);
     }
 
@@ -615,12 +737,27 @@ mod tests {
         let mut log = log();
         let first = log.schedule(1);
         let second = log.schedule(2);
-        log.push(AttemptSucceeded { endpoint: 1, delivery: second, attempt: 1, at: 1, status: 200, duration_ms: 1, snippet: String::new() }.into());
+        log.push(
+            AttemptSucceeded {
+                endpoint: 1,
+                delivery: second,
+                attempt: 1,
+                at: 1,
+                status: 200,
+                duration_ms: 1,
+                snippet: String::new(),
+            }
+            .into(),
+        );
         for source in 3..(MAX_HISTORY_PER_ENDPOINT as u64 + 2) {
             log.schedule(source);
         }
         assert!(log.view.delivery(first).is_some(), "still pending");
-        assert_eq!(log.view.delivery(second), None, "oldest finished delivery dropped");
+        assert_eq!(
+            log.view.delivery(second),
+            None,
+            "oldest finished delivery dropped"
+        );
         assert_eq!(log.view.deliveries_of(1).count(), MAX_HISTORY_PER_ENDPOINT);
     }
 }

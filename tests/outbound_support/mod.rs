@@ -32,7 +32,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     pub fn webhook_id(&self) -> &str {
@@ -55,7 +58,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), delay: Duration::ZERO, body: String::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            body: String::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
@@ -98,19 +106,27 @@ impl Receiver {
             in_flight: Arc::default(),
         };
         let handle = receiver.clone();
-        let filter = warp::any().and(warp::path::full()).and(warp::header::headers_cloned()).and(warp::body::bytes()).then(
-            move |path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
-                let r = handle.clone();
-                async move { r.answer(path.as_str().to_owned(), headers, body).await }
-            },
-        );
+        let filter = warp::any()
+            .and(warp::path::full())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(
+                move |path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
+                    let r = handle.clone();
+                    async move { r.answer(path.as_str().to_owned(), headers, body).await }
+                },
+            );
         tokio::spawn(warp::serve(filter).incoming(listener).run());
         receiver
     }
 
     async fn answer(&self, path: String, headers: HeaderMap, body: Bytes) -> warp::reply::Response {
         let at = Instant::now();
-        let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let nth = {
             let mut seen = self.seen.lock().unwrap();
             let n = seen.entry(format!("{path}#{id}")).or_default();
@@ -127,7 +143,14 @@ impl Receiver {
         // Logged on arrival: a sender that dies while we answer still counts as having sent.
         let index = {
             let mut log = self.log.lock().unwrap();
-            log.push(Received { path, headers, body, at, done: at, nth });
+            log.push(Received {
+                path,
+                headers,
+                body,
+                at,
+                done: at,
+                nth,
+            });
             log.len() - 1
         };
         if !reply.delay.is_zero() {
@@ -159,7 +182,10 @@ impl Receiver {
     }
 
     pub fn received_at(&self, path: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.path == path).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Most requests that were being answered at the same moment.
@@ -177,17 +203,22 @@ impl Receiver {
 pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
-        assert!(started.elapsed() < timeout, "condition not met within {timeout:?}");
+        assert!(
+            started.elapsed() < timeout,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 pub fn config(dir: &std::path::Path, allow_private: bool) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
-    config.admin_token = Some(ADMIN_TOKEN.into());
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        log_level: "warn".into(),
+        ..Config::default()
+    };
     config.outbound.allow_private_networks = allow_private;
-    config.log_level = "warn".into();
     config
 }
 
@@ -209,15 +240,28 @@ impl Harness {
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::start(config, listener).await.unwrap();
-        Harness { server, client: reqwest::Client::new(), dir }
+        Harness {
+            server,
+            client: reqwest::Client::new(),
+            dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.addr)
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -228,25 +272,35 @@ impl Harness {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, ADMIN_TOKEN, None).await
+        self.call(reqwest::Method::GET, path, ADMIN_TOKEN, None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, ADMIN_TOKEN, Some(body)).await
+        self.call(reqwest::Method::POST, path, ADMIN_TOKEN, Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PATCH, path, ADMIN_TOKEN, Some(body)).await
+        self.call(reqwest::Method::PATCH, path, ADMIN_TOKEN, Some(body))
+            .await
     }
 
     pub async fn organization(&self, name: &str) -> u64 {
-        let (status, body) = self.post("/api/v2/organizations/", json!({"name": name})).await;
+        let (status, body) = self
+            .post("/api/v2/organizations/", json!({"name": name}))
+            .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_u64().unwrap()
     }
 
     pub async fn token(&self, organization: u64, role: &str) -> String {
-        let (status, body) = self.post("/api/v2/tokens/", json!({"organization": organization, "role": role})).await;
+        let (status, body) = self
+            .post(
+                "/api/v2/tokens/",
+                json!({"organization": organization, "role": role}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -269,8 +323,12 @@ impl Harness {
     }
 
     pub async fn publish(&self, organization: u64, event_type: &str, payload: Value) -> Value {
-        let (status, body) =
-            self.post("/api/v2/events/", json!({"organization": organization, "event_type": event_type, "payload": payload})).await;
+        let (status, body) = self
+            .post(
+                "/api/v2/events/",
+                json!({"organization": organization, "event_type": event_type, "payload": payload}),
+            )
+            .await;
         assert_eq!(status, 202, "{body}");
         body
     }
@@ -280,7 +338,11 @@ impl Harness {
         let mut all = Vec::new();
         let mut page = 1;
         loop {
-            let (status, body) = self.get(&format!("/api/v2/outbound_webhooks/{endpoint}/deliveries/?page_size=200&page={page}")).await;
+            let (status, body) = self
+                .get(&format!(
+                    "/api/v2/outbound_webhooks/{endpoint}/deliveries/?page_size=200&page={page}"
+                ))
+                .await;
             assert_eq!(status, 200, "{body}");
             all.extend(body["results"].as_array().unwrap().iter().cloned());
             if body["next"].is_null() {
@@ -298,7 +360,10 @@ impl Harness {
             if deliveries.len() >= count && deliveries.iter().all(|d| d["status"] != "pending") {
                 return deliveries;
             }
-            assert!(started.elapsed() < timeout, "deliveries of endpoint {endpoint} did not settle: {deliveries:#?}");
+            assert!(
+                started.elapsed() < timeout,
+                "deliveries of endpoint {endpoint} did not settle: {deliveries:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -314,13 +379,24 @@ impl Harness {
             {
                 return d.clone();
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "no pending retry: {deliveries:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no pending retry: {deliveries:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().nth(1))

@@ -70,7 +70,10 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let status = match req.query("status").filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
-            ApiError::from(FieldErrors::one("status", format!("{text:?} is not one of pending, delivered, failed, dead.")))
+            ApiError::from(FieldErrors::one(
+                "status",
+                format!("{text:?} is not one of pending, delivered, failed, dead."),
+            ))
         })?),
     };
     let event_type = req.query("event_type").filter(|t| !t.is_empty());
@@ -85,10 +88,19 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     paginate_iter(&req, items)
 }
 
-fn find_delivery(app: &App, req: &Request) -> Result<(DeliveryRecord, crate::domain::access::Principal), ApiError> {
+fn find_delivery(
+    app: &App,
+    req: &Request,
+) -> Result<(DeliveryRecord, crate::domain::access::Principal), ApiError> {
     let principal = authenticate(app, req)?;
     let id = req.id("id")?;
-    let delivery = app.views.outbound.read().delivery(id).cloned().ok_or_else(ApiError::not_found)?;
+    let delivery = app
+        .views
+        .outbound
+        .read()
+        .delivery(id)
+        .cloned()
+        .ok_or_else(ApiError::not_found)?;
     require_read(&principal, delivery.organization)?;
     Ok((delivery, principal))
 }
@@ -106,18 +118,41 @@ pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError
     let (delivery, principal) = find_delivery(&app, &req)?;
     require_manage(&principal, delivery.organization)?;
     if delivery.status == DeliveryStatus::Pending {
-        return Err(ApiError::conflict("The delivery is still pending; it can be redelivered once it is delivered, failed or dead."));
+        return Err(ApiError::conflict(
+            "The delivery is still pending; it can be redelivered once it is delivered, failed or dead.",
+        ));
     }
     let _serial = app.commands.lock().await;
-    let enabled = app.views.outbound.read().endpoint(delivery.endpoint).map(|e| e.enabled).ok_or_else(ApiError::not_found)?;
+    let enabled = app
+        .views
+        .outbound
+        .read()
+        .endpoint(delivery.endpoint)
+        .map(|e| e.enabled)
+        .ok_or_else(ApiError::not_found)?;
     if !enabled {
-        return Err(ApiError::conflict("The endpoint is disabled; enable it before redelivering."));
+        return Err(ApiError::conflict(
+            "The endpoint is disabled; enable it before redelivering.",
+        ));
     }
-    let event = redelivery(delivery.endpoint, delivery.organization, delivery.id, &delivery.event_type, &delivery.source);
+    let event = redelivery(
+        delivery.endpoint,
+        delivery.organization,
+        delivery.id,
+        &delivery.event_type,
+        &delivery.source,
+    );
     let appended = app
-        .commit(&metadata(&principal, &req), endpoint::stream(delivery.endpoint), ExpectedRevision::StreamExists, vec![event.into()])
+        .commit(
+            &metadata(&principal, &req),
+            endpoint::stream(delivery.endpoint),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
         .await?;
     let view = app.views.outbound.read();
-    let new = view.delivery(appended.first_position).ok_or_else(|| ApiError::internal("redelivery missing after commit", delivery.id))?;
+    let new = view
+        .delivery(appended.first_position)
+        .ok_or_else(|| ApiError::internal("redelivery missing after commit", delivery.id))?;
     Ok(json(StatusCode::ACCEPTED, &render(new, true)))
 }

@@ -21,7 +21,10 @@ use crate::journal::ExpectedRevision;
 const MATCH_WAIT: Duration = Duration::from_secs(10);
 
 fn accepted(id: u64, event_type: &str, deliveries: Option<u32>) -> Response {
-    json(StatusCode::ACCEPTED, &json!({"id": id, "event_type": event_type, "deliveries_scheduled": deliveries}))
+    json(
+        StatusCode::ACCEPTED,
+        &json!({"id": id, "event_type": event_type, "deliveries_scheduled": deliveries}),
+    )
 }
 
 /// `POST`: appends the event and answers 202 once it is durable, with the number of endpoints it
@@ -41,15 +44,38 @@ pub async fn publish(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         None => None,
     };
     if let Some((org, key)) = &key {
-        let first = app.views.outbound.read().idempotent(*org, key, app.outbound.clock.now()).cloned();
+        let first = app
+            .views
+            .outbound
+            .read()
+            .idempotent(*org, key, app.outbound.clock.now())
+            .cloned();
         if let Some(first) = first {
-            let counted = app.outbound.progress.matched(first.id, Duration::ZERO).await;
-            let mut response = accepted(first.id, &first.event_type, Some(counted.unwrap_or(first.deliveries)));
-            response.headers_mut().insert("idempotent-replayed", warp::http::HeaderValue::from_static("true"));
+            let counted = app
+                .outbound
+                .progress
+                .matched(first.id, Duration::ZERO)
+                .await;
+            let mut response = accepted(
+                first.id,
+                &first.event_type,
+                Some(counted.unwrap_or(first.deliveries)),
+            );
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                warp::http::HeaderValue::from_static("true"),
+            );
             return Ok(response);
         }
     }
-    let appended = app.commit(&metadata(&principal, &req), published::stream(organization), ExpectedRevision::Any, vec![event.into()]).await?;
+    let appended = app
+        .commit(
+            &metadata(&principal, &req),
+            published::stream(organization),
+            ExpectedRevision::Any,
+            vec![event.into()],
+        )
+        .await?;
     let id = appended.first_position;
     let deliveries = app.outbound.progress.matched(id, MATCH_WAIT).await;
     Ok(accepted(id, &event_type, deliveries))
@@ -70,18 +96,23 @@ pub async fn event_types(app: Arc<App>, req: Request) -> Result<Response, ApiErr
             "organization": null,
         })
     });
-    let custom = view.custom_types().filter(|t| principal.can_read(t.organization)).map(|t| {
-        json!({
-            "name": t.name,
-            "builtin": false,
-            "description": "Published through POST /api/v2/events/.",
-            "example_payload": null,
-            "organization": t.organization,
-            "first_seen": rfc3339(t.first_seen),
-            "last_seen": rfc3339(t.last_seen),
-            "count": t.count,
-        })
-    });
-    let items = builtin.chain(custom).filter(|t| name.is_none_or(|n| t["name"] == n));
+    let custom = view
+        .custom_types()
+        .filter(|t| principal.can_read(t.organization))
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "builtin": false,
+                "description": "Published through POST /api/v2/events/.",
+                "example_payload": null,
+                "organization": t.organization,
+                "first_seen": rfc3339(t.first_seen),
+                "last_seen": rfc3339(t.last_seen),
+                "count": t.count,
+            })
+        });
+    let items = builtin
+        .chain(custom)
+        .filter(|t| name.is_none_or(|n| t["name"] == n));
     paginate_iter(&req, items)
 }

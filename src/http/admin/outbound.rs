@@ -16,11 +16,13 @@ use crate::delivery::signing::signed_headers;
 use crate::delivery::{Envelope, OutboundRequest};
 use crate::domain::access::Principal;
 use crate::domain::delivery::{
-    AttemptContext, DeliveryKind, DeliveryScheduled, DeliverySource, InlineEvent, new_webhook_id, record_test_attempt,
+    AttemptContext, DeliveryKind, DeliveryScheduled, DeliverySource, InlineEvent, new_webhook_id,
+    record_test_attempt,
 };
 use crate::domain::endpoint::{
-    self, Checks, EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointInput, EndpointSecretRotated,
-    EndpointUpdated, check_secret, valid_event_type,
+    self, Checks, EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled,
+    EndpointInput, EndpointSecretRotated, EndpointUpdated, HeaderSealer, check_secret,
+    valid_event_type,
 };
 use crate::domain::published::PING;
 use crate::domain::{Event, FieldErrors, rfc3339};
@@ -41,7 +43,9 @@ pub fn generate_secret() -> String {
 }
 
 fn open_secret(app: &App, id: u64, sealed: &Sealed) -> Result<String, ApiError> {
-    app.master_key.open_string(&endpoint::secret_field(id), sealed).map_err(|e| ApiError::internal("endpoint secret does not open", e))
+    app.master_key
+        .open_string(&endpoint::secret_field(id), sealed)
+        .map_err(|e| ApiError::internal("endpoint secret does not open", e))
 }
 
 fn open_headers(app: &App, id: u64, sealed: Option<&Sealed>) -> Vec<(String, String)> {
@@ -55,8 +59,15 @@ fn open_headers(app: &App, id: u64, sealed: Option<&Sealed>) -> Vec<(String, Str
 pub fn render(app: &App, e: &EndpointRecord) -> Value {
     let s = &e.settings;
     let headers: serde_json::Map<String, Value> =
-        open_headers(app, e.id, s.custom_headers.as_ref()).into_iter().map(|(name, value)| (name, json!(mask(&value)))).collect();
-    let secret_masked = app.master_key.open_string(&endpoint::secret_field(e.id), &e.secret).map(|s| mask(&s)).unwrap_or_default();
+        open_headers(app, e.id, s.custom_headers.as_ref())
+            .into_iter()
+            .map(|(name, value)| (name, json!(mask(&value))))
+            .collect();
+    let secret_masked = app
+        .master_key
+        .open_string(&endpoint::secret_field(e.id), &e.secret)
+        .map(|s| mask(&s))
+        .unwrap_or_default();
     json!({
         "id": e.id,
         "type": "outbound_webhook",
@@ -110,35 +121,62 @@ pub fn find_managed(app: &App, principal: &Principal, id: u64) -> Result<Endpoin
 
 fn rendered(app: &App, id: u64) -> Result<Value, ApiError> {
     let view = app.views.outbound.read();
-    view.endpoint(id).map(|e| render(app, e)).ok_or_else(|| ApiError::internal("endpoint missing after commit", id))
+    view.endpoint(id)
+        .map(|e| render(app, e))
+        .ok_or_else(|| ApiError::internal("endpoint missing after commit", id))
 }
 
 /// Resolves the organization a new resource belongs to: the one given, or the caller's.
 /// Unknown or invisible organizations are a 400 naming `organization`; members get 403.
-pub fn target_organization(app: &App, principal: &Principal, given: Option<u64>) -> Result<u64, ApiError> {
-    let org = given.or(principal.organization).ok_or_else(|| ApiError::from(FieldErrors::one("organization", "This field is required.")))?;
+pub fn target_organization(
+    app: &App,
+    principal: &Principal,
+    given: Option<u64>,
+) -> Result<u64, ApiError> {
+    let org = given.or(principal.organization).ok_or_else(|| {
+        ApiError::from(FieldErrors::one("organization", "This field is required."))
+    })?;
     if app.views.organizations.read().get(org).is_none() || !principal.can_read(org) {
-        return Err(FieldErrors::one("organization", format!("Organization {org} does not exist.")).into());
+        return Err(FieldErrors::one(
+            "organization",
+            format!("Organization {org} does not exist."),
+        )
+        .into());
     }
     require_manage(principal, org)?;
     Ok(org)
 }
 
-fn checks<'a>(app: &'a App, seal: &'a dyn Fn(&[(String, String)]) -> Sealed) -> Checks<'a> {
-    Checks { allow_private_networks: app.config.outbound.allow_private_networks, seal_headers: seal }
+fn checks<'a>(app: &'a App, seal: HeaderSealer<'a>) -> Checks<'a> {
+    Checks {
+        allow_private_networks: app.config.outbound.allow_private_networks,
+        seal_headers: seal,
+    }
 }
 
 fn sealer(app: &App, id: u64) -> impl Fn(&[(String, String)]) -> Sealed + '_ {
-    move |pairs| app.master_key.seal(&endpoint::headers_field(id), &serde_json::to_vec(pairs).expect("string pairs serialise"))
+    move |pairs| {
+        app.master_key.seal(
+            &endpoint::headers_field(id),
+            &serde_json::to_vec(pairs).expect("string pairs serialise"),
+        )
+    }
 }
 
 fn rotation(app: &App, id: u64, organization: u64, secret: &str) -> EndpointSecretRotated {
-    let grace = i64::try_from(app.config.outbound.secret_rotation_grace_seconds).unwrap_or(i64::MAX / 2_000_000);
+    let grace = i64::try_from(app.config.outbound.secret_rotation_grace_seconds)
+        .unwrap_or(i64::MAX / 2_000_000);
     EndpointSecretRotated {
         id,
         organization,
-        secret: app.master_key.seal(&endpoint::secret_field(id), secret.as_bytes()),
-        previous_expires_at: app.outbound.clock.now().saturating_add(grace.saturating_mul(1_000_000)),
+        secret: app
+            .master_key
+            .seal(&endpoint::secret_field(id), secret.as_bytes()),
+        previous_expires_at: app
+            .outbound
+            .clock
+            .now()
+            .saturating_add(grace.saturating_mul(1_000_000)),
     }
 }
 
@@ -176,9 +214,17 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         organization,
         settings: validated.settings,
         enabled: validated.enabled.unwrap_or(true),
-        secret: app.master_key.seal(&endpoint::secret_field(id), secret.as_bytes()),
+        secret: app
+            .master_key
+            .seal(&endpoint::secret_field(id), secret.as_bytes()),
     };
-    app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::NoStream, vec![event.into()]).await?;
+    app.commit(
+        &metadata(&principal, &req),
+        endpoint::stream(id),
+        ExpectedRevision::NoStream,
+        vec![event.into()],
+    )
+    .await?;
     let mut body = rendered(&app, id)?;
     body["secret"] = json!(secret);
     Ok(created(&body))
@@ -199,20 +245,40 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let input: EndpointInput = req.json()?;
     let _serial = app.commands.lock().await;
     let current = find_managed(&app, &principal, id)?;
-    if input.organization.is_some_and(|org| org != current.organization) {
-        return Err(FieldErrors::one("organization", "The organization of an endpoint cannot be changed.").into());
+    if input
+        .organization
+        .is_some_and(|org| org != current.organization)
+    {
+        return Err(FieldErrors::one(
+            "organization",
+            "The organization of an endpoint cannot be changed.",
+        )
+        .into());
     }
     let seal = sealer(&app, id);
     let validated = endpoint::validate(input, Some(&current.settings), &checks(&app, &seal))?;
     let mut events: Vec<Event> = Vec::new();
     if validated.settings != current.settings {
-        events.push(EndpointUpdated { id, organization: current.organization, settings: validated.settings.clone() }.into());
+        events.push(
+            EndpointUpdated {
+                id,
+                organization: current.organization,
+                settings: validated.settings.clone(),
+            }
+            .into(),
+        );
     }
     if let Some(secret) = &validated.secret {
         events.push(rotation(&app, id, current.organization, secret).into());
     }
     match validated.enabled {
-        Some(true) if !current.enabled => events.push(EndpointEnabled { id, organization: current.organization }.into()),
+        Some(true) if !current.enabled => events.push(
+            EndpointEnabled {
+                id,
+                organization: current.organization,
+            }
+            .into(),
+        ),
         Some(false) if current.enabled => events.push(
             EndpointDisabled {
                 id,
@@ -226,7 +292,13 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         _ => {}
     }
     if !events.is_empty() {
-        app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::StreamExists, events).await?;
+        app.commit(
+            &metadata(&principal, &req),
+            endpoint::stream(id),
+            ExpectedRevision::StreamExists,
+            events,
+        )
+        .await?;
     }
     Ok(ok(&rendered(&app, id)?))
 }
@@ -237,8 +309,17 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let id = req.id("id")?;
     let _serial = app.commands.lock().await;
     let current = find_managed(&app, &principal, id)?;
-    let event = EndpointDeleted { id, organization: current.organization };
-    app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::StreamExists, vec![event.into()]).await?;
+    let event = EndpointDeleted {
+        id,
+        organization: current.organization,
+    };
+    app.commit(
+        &metadata(&principal, &req),
+        endpoint::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
     Ok(no_content())
 }
 
@@ -256,7 +337,10 @@ pub async fn secret(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let id = req.id("id")?;
     let endpoint = find_managed(&app, &principal, id)?;
     let secret = open_secret(&app, id, &endpoint.secret)?;
-    let previous = endpoint.previous_secret.map(|(_, until)| until).filter(|until| *until > app.outbound.clock.now());
+    let previous = endpoint
+        .previous_secret
+        .map(|(_, until)| until)
+        .filter(|until| *until > app.outbound.clock.now());
     Ok(ok(&secret_body(id, &secret, previous)))
 }
 
@@ -283,7 +367,13 @@ pub async fn rotate_secret(app: Arc<App>, req: Request) -> Result<Response, ApiE
     let secret = input.secret.unwrap_or_else(generate_secret);
     let event = rotation(&app, id, endpoint.organization, &secret);
     let previous_expires_at = event.previous_expires_at;
-    app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::StreamExists, vec![event.into()]).await?;
+    app.commit(
+        &metadata(&principal, &req),
+        endpoint::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
     Ok(ok(&secret_body(id, &secret, Some(previous_expires_at))))
 }
 
@@ -303,23 +393,36 @@ pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let input: TestInput = req.json_or_default()?;
     let event_type = input.event_type.unwrap_or_else(|| PING.to_owned());
     if !valid_event_type(&event_type) {
-        return Err(FieldErrors::one("event_type", "Use dot-separated letters, digits, _ and -, at most 128 characters.").into());
+        return Err(FieldErrors::one(
+            "event_type",
+            "Use dot-separated letters, digits, _ and -, at most 128 characters.",
+        )
+        .into());
     }
     let endpoint = find_managed(&app, &principal, id)?;
     let metadata = metadata(&principal, &req);
     let task = tokio::spawn(run_test(app.clone(), endpoint, event_type, metadata));
-    let body = task.await.map_err(|e| ApiError::internal("test delivery task failed", e))??;
+    let body = task
+        .await
+        .map_err(|e| ApiError::internal("test delivery task failed", e))??;
     Ok(ok(&body))
 }
 
-async fn run_test(app: Arc<App>, endpoint: EndpointRecord, event_type: String, metadata: crate::journal::Metadata) -> Result<Value, ApiError> {
+async fn run_test(
+    app: Arc<App>,
+    endpoint: EndpointRecord,
+    event_type: String,
+    metadata: crate::journal::Metadata,
+) -> Result<Value, ApiError> {
     let id = endpoint.id;
     let now = app.outbound.clock.now();
     let webhook_id = new_webhook_id();
     let inline = InlineEvent {
         resource_type: "outbound_webhook".into(),
         resource_id: id.to_string(),
-        payload: RawJson::from_value(&json!({"message": "This is a test delivery from hookforge.", "endpoint_id": id})),
+        payload: RawJson::from_value(
+            &json!({"message": "This is a test delivery from hookforge.", "endpoint_id": id}),
+        ),
         occurred_at: now,
     };
     let scheduled = DeliveryScheduled {
@@ -330,11 +433,22 @@ async fn run_test(app: Arc<App>, endpoint: EndpointRecord, event_type: String, m
         kind: DeliveryKind::Test,
         source: DeliverySource::Inline(inline.clone()),
     };
-    let appended = app.commit(&metadata, endpoint::stream(id), ExpectedRevision::StreamExists, vec![scheduled.into()]).await?;
+    let appended = app
+        .commit(
+            &metadata,
+            endpoint::stream(id),
+            ExpectedRevision::StreamExists,
+            vec![scheduled.into()],
+        )
+        .await?;
     let delivery = appended.first_position;
 
     let mut secrets = vec![open_secret(&app, id, &endpoint.secret)?];
-    if let Some((previous, _)) = endpoint.previous_secret.as_ref().filter(|(_, until)| *until > now) {
+    if let Some((previous, _)) = endpoint
+        .previous_secret
+        .as_ref()
+        .filter(|(_, until)| *until > now)
+    {
         secrets.push(open_secret(&app, id, previous)?);
     }
     let custom = open_headers(&app, id, endpoint.settings.custom_headers.as_ref());
@@ -344,14 +458,25 @@ async fn run_test(app: Arc<App>, endpoint: EndpointRecord, event_type: String, m
         organization_id: endpoint.organization.to_string(),
         resource_type: inline.resource_type.clone(),
         resource_id: inline.resource_id.clone(),
-        payload: raw_payload(&inline.payload.0).map_err(|e| ApiError::internal("ping payload", e))?,
+        payload: raw_payload(&inline.payload.0)
+            .map_err(|e| ApiError::internal("ping payload", e))?,
         occurred_at: chrono::DateTime::from_timestamp_micros(now).unwrap_or_default(),
     };
-    let body = envelope.to_body().map_err(|e| ApiError::internal("ping body", e))?;
+    let body = envelope
+        .to_body()
+        .map_err(|e| ApiError::internal("ping body", e))?;
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let headers = signed_headers(&event_type, &webhook_id, now.div_euclid(1_000_000), &body, &secret_refs, &custom)
-        .map_err(|e| ApiError::internal("ping headers", e))?;
-    let url = url::Url::parse(&endpoint.settings.url).map_err(|e| ApiError::internal("stored URL", e))?;
+    let headers = signed_headers(
+        &event_type,
+        &webhook_id,
+        now.div_euclid(1_000_000),
+        &body,
+        &secret_refs,
+        &custom,
+    )
+    .map_err(|e| ApiError::internal("ping headers", e))?;
+    let url =
+        url::Url::parse(&endpoint.settings.url).map_err(|e| ApiError::internal("stored URL", e))?;
     let request = OutboundRequest {
         url,
         headers,
@@ -376,7 +501,13 @@ async fn run_test(app: Arc<App>, endpoint: EndpointRecord, event_type: String, m
         jitter: 0.0,
     };
     let event = record_test_attempt(&ctx, &outcome);
-    app.commit(&metadata, endpoint::stream(id), ExpectedRevision::StreamExists, vec![event]).await?;
+    app.commit(
+        &metadata,
+        endpoint::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event],
+    )
+    .await?;
     Ok(json!({
         "delivered": outcome.is_success(),
         "response_status": outcome.status,
@@ -402,19 +533,28 @@ pub async fn recover(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     let id = req.id("id")?;
     let input: RecoverInput = req.json()?;
     let since = chrono::DateTime::parse_from_rfc3339(&input.since)
-        .map_err(|_| ApiError::from(FieldErrors::one("since", "Expected an RFC 3339 time such as 2026-01-31T12:00:00Z.")))?
+        .map_err(|_| {
+            ApiError::from(FieldErrors::one(
+                "since",
+                "Expected an RFC 3339 time such as 2026-01-31T12:00:00Z.",
+            ))
+        })?
         .timestamp_micros();
     let _serial = app.commands.lock().await;
     let endpoint = find_managed(&app, &principal, id)?;
     if !endpoint.enabled {
-        return Err(ApiError::conflict("The endpoint is disabled; enable it before recovering deliveries."));
+        return Err(ApiError::conflict(
+            "The endpoint is disabled; enable it before recovering deliveries.",
+        ));
     }
     let (events, truncated): (Vec<Event>, bool) = {
         let view = app.views.outbound.read();
         let mut candidates: Vec<_> = view
             .deliveries_of(id)
             .filter(|d| matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Dead))
-            .filter(|d| d.kind != DeliveryKind::Test && d.redelivered_by.is_none() && d.created_at >= since)
+            .filter(|d| {
+                d.kind != DeliveryKind::Test && d.redelivered_by.is_none() && d.created_at >= since
+            })
             .collect();
         candidates.reverse();
         let truncated = candidates.len() > MAX_RECOVER;
@@ -427,13 +567,28 @@ pub async fn recover(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     };
     let count = events.len();
     if count > 0 {
-        app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::StreamExists, events).await?;
+        app.commit(
+            &metadata(&principal, &req),
+            endpoint::stream(id),
+            ExpectedRevision::StreamExists,
+            events,
+        )
+        .await?;
     }
-    Ok(json(warp::http::StatusCode::ACCEPTED, &json!({"redelivered": count, "truncated": truncated})))
+    Ok(json(
+        warp::http::StatusCode::ACCEPTED,
+        &json!({"redelivered": count, "truncated": truncated}),
+    ))
 }
 
 /// A new delivery that sends delivery `of` again, with a new `webhook-id`.
-pub fn redelivery(endpoint: u64, organization: u64, of: u64, event_type: &str, source: &DeliverySource) -> DeliveryScheduled {
+pub fn redelivery(
+    endpoint: u64,
+    organization: u64,
+    of: u64,
+    event_type: &str,
+    source: &DeliverySource,
+) -> DeliveryScheduled {
     DeliveryScheduled {
         endpoint,
         organization,
@@ -451,8 +606,17 @@ pub async fn enable(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let _serial = app.commands.lock().await;
     let endpoint = find_managed(&app, &principal, id)?;
     if !endpoint.enabled {
-        let event = EndpointEnabled { id, organization: endpoint.organization };
-        app.commit(&metadata(&principal, &req), endpoint::stream(id), ExpectedRevision::StreamExists, vec![event.into()]).await?;
+        let event = EndpointEnabled {
+            id,
+            organization: endpoint.organization,
+        };
+        app.commit(
+            &metadata(&principal, &req),
+            endpoint::stream(id),
+            ExpectedRevision::StreamExists,
+            vec![event.into()],
+        )
+        .await?;
     }
     Ok(ok(&rendered(&app, id)?))
 }
