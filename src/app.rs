@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
+use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
 use crate::actors::runner::{Runner, RunnerSettings};
 use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
@@ -21,7 +22,7 @@ use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metada
 use crate::metrics::Metrics;
 use crate::projections::{
     AuditView, DedupView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
-    Projection, RulesView, TokensView, View, WorkflowsView,
+    OutboundView, Projection, RulesView, TokensView, View, WorkflowsView,
 };
 use crate::secrets::{self, MasterKey};
 use crate::verify::sns::CertCache;
@@ -89,6 +90,7 @@ views! {
     jobs: JobsView => "Job templates and jobs.",
     workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
     notifications: NotificationsView => "Notification templates.",
+    outbound: OutboundView => "Outbound endpoints, deliveries, idempotency keys, custom event types.",
 }
 
 /// The running application, shared by every request handler and actor.
@@ -118,6 +120,8 @@ pub struct App {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// Serialises admin commands, so checks against read models (unique names) hold at append.
     pub commands: tokio::sync::Mutex<()>,
+    /// Outbound delivery services (transport, clock, endpoint actors, dispatcher progress).
+    pub outbound: Outbound,
     admin_digest: [u8; 32],
     /// Journal head when the server started: ready once every view has caught up to it.
     pub start_position: Position,
@@ -126,6 +130,14 @@ pub struct App {
 impl App {
     /// Opens the data directory and starts the journal, the supervisor and the projectors.
     pub async fn start(config: Config) -> Result<Arc<App>, StartError> {
+        Self::start_with(config, OutboundOptions::default()).await
+    }
+
+    /// [`App::start`] with substitutes for the outbound transport and jitter (tests).
+    pub async fn start_with(
+        config: Config,
+        outbound: OutboundOptions,
+    ) -> Result<Arc<App>, StartError> {
         let data_dir = config.data_dir.clone();
         let dir_error = |source| StartError::DataDir {
             path: data_dir.display().to_string(),
@@ -153,6 +165,8 @@ impl App {
             );
         }
         let start_position = journal.next_position();
+        let outbound = Outbound::new(config.outbound.allow_private_networks, outbound)
+            .map_err(StartError::Actors)?;
         let supervisor_actor = Supervisor {
             restarts: metrics.actor_restarts.clone(),
         };
@@ -193,6 +207,7 @@ impl App {
             rule_actors: Arc::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
+            outbound,
             admin_digest,
             start_position,
         });
@@ -212,6 +227,9 @@ impl App {
         for id in rules {
             app.start_rule(id).await.map_err(StartError::Actors)?;
         }
+        crate::actors::outbound::start(&app)
+            .await
+            .map_err(StartError::Actors)?;
         Ok(app)
     }
 

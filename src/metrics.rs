@@ -1,7 +1,8 @@
 //! Prometheus metrics: one registry, collectors grouped by subsystem.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::journal::JournalMetrics;
@@ -21,6 +22,115 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     /// Inbound webhooks and rule decisions.
     pub inbound: InboundMetrics,
+    /// Outbound delivery.
+    pub outbound: OutboundMetrics,
+}
+
+/// Outbound delivery collectors.
+#[derive(Clone)]
+pub struct OutboundMetrics {
+    /// Delivery attempts started.
+    pub attempted: IntCounter,
+    /// Attempts answered with a 2xx.
+    pub succeeded: IntCounter,
+    /// Attempts that failed.
+    pub failed: IntCounter,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: IntCounter,
+    /// Endpoints disabled by delivery outcomes.
+    pub endpoints_disabled: IntCounter,
+    /// Duration of one attempt.
+    pub attempt_seconds: Histogram,
+    /// From the event's commit to its successful delivery.
+    pub publish_to_delivery_seconds: Histogram,
+    /// Deliveries waiting for an attempt or a retry.
+    pub pending: IntGauge,
+    /// Deliverable events the dispatcher matched.
+    pub dispatched_events: IntCounter,
+    /// Index lookups the dispatcher made (constant per event, whatever the number of endpoints).
+    pub index_lookups: IntCounter,
+    /// Endpoints those lookups returned, before filters.
+    pub index_candidates: IntCounter,
+    /// Deliveries handed to endpoint actors.
+    pub matched: IntCounter,
+}
+
+impl OutboundMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registers once");
+            c
+        };
+        let histogram = |name: &str, help: &str| {
+            let buckets = vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registers once");
+            h
+        };
+        let pending = IntGauge::new(
+            "hookforge_outbound_pending_deliveries",
+            "Deliveries waiting for an attempt or a retry",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pending.clone()))
+            .expect("registers once");
+        Self {
+            attempted: counter(
+                "hookforge_outbound_attempts_total",
+                "Outbound delivery attempts started",
+            ),
+            succeeded: counter(
+                "hookforge_outbound_attempts_succeeded_total",
+                "Outbound attempts answered with a 2xx",
+            ),
+            failed: counter(
+                "hookforge_outbound_attempts_failed_total",
+                "Outbound attempts that failed",
+            ),
+            dead_lettered: counter(
+                "hookforge_outbound_dead_lettered_total",
+                "Outbound deliveries dead-lettered",
+            ),
+            endpoints_disabled: counter(
+                "hookforge_outbound_endpoints_disabled_total",
+                "Endpoints disabled by delivery outcomes",
+            ),
+            attempt_seconds: histogram(
+                "hookforge_outbound_attempt_seconds",
+                "Duration of one outbound attempt",
+            ),
+            publish_to_delivery_seconds: histogram(
+                "hookforge_outbound_publish_to_delivery_seconds",
+                "From an event's commit to its successful delivery",
+            ),
+            pending,
+            dispatched_events: counter(
+                "hookforge_outbound_dispatched_events_total",
+                "Deliverable events the dispatcher matched",
+            ),
+            index_lookups: counter(
+                "hookforge_outbound_index_lookups_total",
+                "Dispatcher index lookups",
+            ),
+            index_candidates: counter(
+                "hookforge_outbound_index_candidates_total",
+                "Endpoints returned by dispatcher index lookups",
+            ),
+            matched: counter(
+                "hookforge_outbound_matched_total",
+                "Deliveries handed to endpoint actors",
+            ),
+        }
+    }
 }
 
 /// Inbound webhook counters.
@@ -129,6 +239,7 @@ impl Metrics {
             actor_restarts.with_label_values(&[kind]);
         }
         let inbound = InboundMetrics::new(&registry);
+        let outbound = OutboundMetrics::new(&registry);
         Self {
             registry,
             journal,
@@ -136,6 +247,7 @@ impl Metrics {
             http_seconds,
             actor_restarts,
             inbound,
+            outbound,
         }
     }
 

@@ -1,6 +1,10 @@
 //! The actor runtime (ractor): a supervisor that restarts failed children by replaying their
 //! streams, and the projector that feeds read models from the journal.
 
+pub mod dispatcher;
+pub mod endpoint;
+pub mod manager;
+pub mod outbound;
 pub mod projector;
 pub mod rule;
 pub mod runner;

@@ -40,9 +40,6 @@ use crate::journal::{
 };
 use crate::secrets::MasterKey;
 
-/// How often the runner reconciles on its own (workflow alerts, stuck states).
-const TICK: Duration = Duration::from_secs(1);
-
 /// Operator settings the runner obeys.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -77,7 +74,7 @@ pub enum RunnerMsg {
     /// A job task ended; this is the `job.finished` it appended (folded at once, so the job is
     /// never mistaken for one orphaned by a previous process).
     JobEnded(Box<JobFinished>),
-    /// Periodic reconciliation.
+    /// A workflow's duration alert may be due.
     Tick,
 }
 
@@ -88,6 +85,8 @@ struct Active {
 
 /// The runner's state.
 pub struct RunnerActorState {
+    /// When the next workflow duration alert falls due (µs), if a timer is set for it.
+    alarm: Option<i64>,
     state: RunnerState,
     active: HashMap<u64, Active>,
     pump: Option<JoinHandle<()>>,
@@ -125,6 +124,30 @@ impl Runner {
     fn reconcile(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
         self.reconcile_jobs(myself, actor);
         self.reconcile_workflows(actor);
+        self.set_alarm(myself, actor);
+    }
+
+    /// Sets a timer for the earliest workflow duration alert still to come (the runner has no
+    /// periodic tick: an idle runner wakes no one).
+    fn set_alarm(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
+        let next = actor
+            .state
+            .workflows
+            .values()
+            .filter(|w| !w.alerted)
+            .filter_map(|w| {
+                w.launched
+                    .alert_after_seconds
+                    .map(|s| w.launched_at + s as i64 * 1_000_000)
+            })
+            .min();
+        let Some(due) = next else { return };
+        if actor.alarm.is_some_and(|set| set <= due) {
+            return;
+        }
+        actor.alarm = Some(due);
+        let wait = (due - chrono::Utc::now().timestamp_micros()).max(0) as u64;
+        myself.send_after(Duration::from_micros(wait), || RunnerMsg::Tick);
     }
 
     fn reconcile_jobs(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
@@ -535,8 +558,8 @@ impl Actor for Runner {
                 }
             }
         });
-        myself.send_interval(TICK, || RunnerMsg::Tick);
         Ok(RunnerActorState {
+            alarm: None,
             state,
             active: HashMap::new(),
             pump: Some(pump),
@@ -573,7 +596,7 @@ impl Actor for Runner {
                     .state
                     .apply((*finished).into(), chrono::Utc::now().timestamp_micros());
             }
-            RunnerMsg::Tick => {}
+            RunnerMsg::Tick => actor.alarm = None,
         }
         self.reconcile(&myself, actor);
         Ok(())

@@ -6,6 +6,11 @@ use serde::Serialize;
 use crate::codec::{self, CodecError, EventBody};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
+use super::delivery::{AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled};
+use super::endpoint::{
+    EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSecretRotated,
+    EndpointUpdated,
+};
 use super::job::{JobCancelRequested, JobDurationExceeded, JobFinished, JobLaunched, JobStarted};
 use super::job_template::{JobTemplateCreated, JobTemplateDeleted, JobTemplateUpdated};
 use super::notification::{
@@ -13,6 +18,7 @@ use super::notification::{
     NotificationTemplateUpdated,
 };
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use super::published::EventPublished;
 use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
 use super::token::{TokenCreated, TokenRevoked};
 use super::webhook::{ActionsFired, EventEvaluated, WebhookReceived, WebhookRejected};
@@ -143,6 +149,17 @@ event_registry! {
     NotificationTemplateUpdated(NotificationTemplateUpdated),
     NotificationTemplateDeleted(NotificationTemplateDeleted),
     NotificationSent(NotificationSent),
+    EndpointCreated(EndpointCreated),
+    EndpointUpdated(EndpointUpdated),
+    EndpointDeleted(EndpointDeleted),
+    EndpointEnabled(EndpointEnabled),
+    EndpointDisabled(EndpointDisabled),
+    EndpointSecretRotated(EndpointSecretRotated),
+    EventPublished(EventPublished),
+    DeliveryScheduled(DeliveryScheduled),
+    AttemptSucceeded(AttemptSucceeded),
+    AttemptFailed(AttemptFailed),
+    DeliveryDeadLettered(DeliveryDeadLettered),
 }
 
 #[cfg(test)]

@@ -2,11 +2,16 @@
 //! Nothing here does I/O; the HTTP layer and the actors call in with state and get events back.
 
 pub mod access;
+pub mod delivery;
+pub mod endpoint;
 pub mod event;
+pub mod filter;
 pub mod job;
 pub mod job_template;
 pub mod notification;
 pub mod organization;
+pub mod published;
+pub mod rate_limit;
 pub mod rule;
 pub mod rule_state;
 pub mod token;

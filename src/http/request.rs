@@ -130,11 +130,15 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
             .strip_prefix("unknown field `")
             .and_then(|m| m.split('`').next())
         {
-            // The path already ends with the unknown field's name.
-            let field = if path == "." || path.is_empty() {
-                name.to_owned()
+            // serde_path_to_error's path already ends with the unknown key itself.
+            let field = if path == "." || path == name || path.ends_with(&format!(".{name}")) {
+                if path == "." {
+                    name.to_owned()
+                } else {
+                    path.clone()
+                }
             } else {
-                path
+                format!("{path}.{name}")
             };
             fields.add(field, "Unknown field.");
         } else if path == "." {

@@ -5,10 +5,13 @@
 
 mod audit;
 mod dedup;
+pub mod dispatch_index;
+pub mod endpoint_state;
 mod event_logs;
 mod jobs;
 mod notifications;
 mod organizations;
+pub mod outbound;
 mod rules;
 mod tokens;
 mod workflows;
@@ -25,6 +28,7 @@ pub use self::event_logs::{EventLogEntry, EventLogsView, Status};
 pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};
 pub use self::notifications::{NotificationRecord, NotificationsView};
 pub use self::organizations::{Organization, OrganizationsView};
+pub use self::outbound::OutboundView;
 pub use self::rules::{RuleRecord, RulesView};
 pub use self::tokens::{TokenRecord, TokensView};
 pub use self::workflows::{WorkflowJobRecord, WorkflowTemplateRecord, WorkflowsView};

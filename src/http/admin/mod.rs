@@ -2,11 +2,14 @@
 
 pub mod audit;
 pub mod common;
+pub mod deliveries;
 pub mod event_logs;
+pub mod events;
 pub mod job_templates;
 pub mod jobs;
 pub mod notifications;
 pub mod organizations;
+pub mod outbound;
 pub mod rules;
 pub mod tokens;
 pub mod workflows;
@@ -36,6 +39,9 @@ pub async fn root(_app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
         "workflow_job_templates": "/api/v2/workflow_job_templates/",
         "workflow_jobs": "/api/v2/workflow_jobs/",
         "notification_templates": "/api/v2/notification_templates/",
+        "outbound_webhooks": "/api/v2/outbound_webhooks/",
+        "events": "/api/v2/events/",
+        "event_types": "/api/v2/event_types/",
         "me": "/api/v2/me/",
     })))
 }

@@ -1,0 +1,190 @@
+//! An outbound endpoint's optional CEL `filter`: which matching events it actually receives.
+//!
+//! Stand-in until `crate::conditions` is merged: the lead switches [`EndpointFilter`] to
+//! `conditions::OutboundFilter` (same shape: compile once, `matches(envelope)`), so nothing else
+//! in the outbound code names the `cel` crate. One shared [`cel::Env`] serves every evaluation
+//! (`Context::default()` would rebuild the standard library each time, ~19 µs).
+//!
+//! The expression sees one variable, `event`: the delivery envelope
+//! `{"event", "delivery_id", "organization_id", "resource_type", "resource_id", "payload",
+//! "occurred_at"}` (`delivery_id` is empty: filters run before a delivery exists). JSON integers
+//! become CEL `int` (so `event.payload.elapsed > 600` compares as written); a filter that errors at
+//! run time (a missing field not guarded by `has()`) or is not a bool does not match.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use cel::{Context, Env, Program, Value};
+
+/// Longest filter expression accepted, in bytes.
+pub const MAX_FILTER_LEN: usize = 4096;
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
+/// Why a filter does not compile; the message ends up in a 400 naming `filter`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// Blank expression.
+    #[error("A filter may not be blank; omit it or send null to receive every matching event.")]
+    Blank,
+    /// Over [`MAX_FILTER_LEN`].
+    #[error("Ensure the filter has no more than {MAX_FILTER_LEN} characters.")]
+    TooLong,
+    /// The CEL parser refused it.
+    #[error("Invalid CEL expression: {0}")]
+    Syntax(String),
+    /// It reads a variable other than `event`.
+    #[error("Unknown variable {0:?}; a filter can only read `event` (the delivery envelope).")]
+    UnknownVariable(String),
+}
+
+/// A compiled filter; cheap to clone.
+#[derive(Clone)]
+pub struct EndpointFilter {
+    source: Arc<str>,
+    program: Arc<Program>,
+}
+
+impl std::fmt::Debug for EndpointFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EndpointFilter").field(&self.source).finish()
+    }
+}
+
+impl EndpointFilter {
+    /// Compiles `source` (at endpoint creation or update, and when a snapshot is loaded).
+    pub fn compile(source: &str) -> Result<Self, FilterError> {
+        if source.trim().is_empty() {
+            return Err(FilterError::Blank);
+        }
+        if source.len() > MAX_FILTER_LEN {
+            return Err(FilterError::TooLong);
+        }
+        let program = ENV
+            .compile(source)
+            .map_err(|e| FilterError::Syntax(e.to_string().trim().replace('\n', " ")))?;
+        // A trial run against an empty envelope catches the common mistake of a top-level name
+        // other than `event` (the parser's reference list would also flag comprehension
+        // variables such as `t` in `tags.exists(t, ...)`, so it is not used).
+        let mut context = Context::with_env(ENV.clone());
+        context.add_variable_from_value("event", Value::from(HashMap::<String, Value>::new()));
+        if let Err(cel::ExecutionError::UndeclaredReference(name)) = program.execute(&context)
+            && name.as_str() != "event"
+        {
+            return Err(FilterError::UnknownVariable(name.to_string()));
+        }
+        Ok(Self {
+            source: source.into(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the envelope (already converted with [`envelope_value`]) passes the filter.
+    pub fn matches(&self, envelope: &Value) -> bool {
+        let mut context = Context::with_env(ENV.clone());
+        context.add_variable_from_value("event", envelope.clone());
+        matches!(self.program.execute(&context), Ok(Value::Bool(true)))
+    }
+}
+
+/// Converts an envelope (or any JSON document) to a CEL value once, so that every filter of
+/// one event evaluates against the same conversion. Integers that fit `i64` become `int`.
+pub fn envelope_value(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(envelope_value).collect()))
+        }
+        serde_json::Value::Object(map) => {
+            let entries: HashMap<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), envelope_value(v)))
+                .collect();
+            Value::from(entries)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope() -> Value {
+        envelope_value(&json!({
+            "event": "job.failed",
+            "delivery_id": "",
+            "organization_id": "1",
+            "resource_type": "workflow",
+            "resource_id": "7",
+            "payload": {"elapsed": 720, "name": "deploy", "tags": ["prod"], "ratio": 0.5},
+            "occurred_at": "2025-01-01T00:00:00Z",
+        }))
+    }
+
+    fn check(source: &str) -> bool {
+        EndpointFilter::compile(source)
+            .unwrap()
+            .matches(&envelope())
+    }
+
+    #[test]
+    fn the_issue_examples_evaluate_against_the_envelope() {
+        assert!(check("event.payload.elapsed > 600"));
+        assert!(!check("event.payload.elapsed > 800"));
+        assert!(check(r#"event.resource_id == "7""#));
+        assert!(check(
+            r#"event.event.startsWith("job.") && "prod" in event.payload.tags"#
+        ));
+        assert!(check("event.payload.ratio < 1.0"));
+        // Comprehension variables are not mistaken for unknown top-level variables.
+        assert!(check(r#"event.payload.tags.exists(t, t == "prod")"#));
+    }
+
+    #[test]
+    fn runtime_errors_and_non_booleans_do_not_match() {
+        // A missing field is an error in CEL; `has()` guards it.
+        assert!(!check("event.payload.missing > 1"));
+        assert!(!check(
+            "has(event.payload.missing) && event.payload.missing > 1"
+        ));
+        assert!(check("!has(event.payload.missing)"));
+        assert!(!check("event.payload.elapsed"));
+        assert!(!check(r#"event.payload.name + 1 == 2"#));
+    }
+
+    #[test]
+    fn compile_errors_are_reported() {
+        assert_eq!(
+            EndpointFilter::compile("  ").unwrap_err(),
+            FilterError::Blank
+        );
+        assert!(matches!(
+            EndpointFilter::compile("event.payload.x >"),
+            Err(FilterError::Syntax(_))
+        ));
+        assert_eq!(
+            EndpointFilter::compile("payload.x > 1").unwrap_err(),
+            FilterError::UnknownVariable("payload".into())
+        );
+        let long = format!("event.x == \"{}\"", "a".repeat(MAX_FILTER_LEN));
+        assert_eq!(
+            EndpointFilter::compile(&long).unwrap_err(),
+            FilterError::TooLong
+        );
+        let ok = EndpointFilter::compile("event.payload.elapsed > 1").unwrap();
+        assert_eq!(ok.source(), "event.payload.elapsed > 1");
+    }
+}
