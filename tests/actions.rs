@@ -939,3 +939,154 @@ fn a_job_running_during_a_crash_ends_in_error_after_restart() {
         "{last}"
     );
 }
+
+/// The whole chain: a signed webhook fires a rule, the rule launches a job, the job's lifecycle
+/// reaches outbound endpoints, filtered by CEL over the envelope.
+#[tokio::test]
+async fn job_and_workflow_lifecycle_events_reach_outbound_endpoints() {
+    use warp::Filter;
+    let received = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
+    let sink = received.clone();
+    let route = warp::post()
+        .and(warp::path::full())
+        .and(warp::body::json())
+        .map(move |path: warp::path::FullPath, body: Value| {
+            sink.lock().unwrap().push((path.as_str().to_owned(), body));
+            warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT)
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let failing = command_template(&t, org, "fails", &["/bin/sh", "-c", "exit 3"], json!({})).await;
+    let ok = command_template(&t, org, "ok", &["/bin/true"], json!({})).await;
+    let (_, wf) = t
+        .post(
+            "/api/v2/workflow_job_templates/",
+            ADMIN,
+            json!({"name": "pipeline", "organization": org, "nodes": [{"job_template": ok}]}),
+        )
+        .await;
+    let wf_id = wf["id"].as_u64().unwrap();
+    let endpoint = |name: &str, path: &str, events: Value, filter: Option<String>| {
+        let mut body = json!({"name": name, "organization": org, "url": format!("{base}{path}"), "events": events});
+        if let Some(filter) = filter {
+            body["filter"] = json!(filter);
+        }
+        body
+    };
+    for body in [
+        endpoint(
+            "job failures",
+            "/failures",
+            json!(["job.failed"]),
+            Some("event.payload.elapsed >= 0.0 && event.payload.exit_code == 3".into()),
+        ),
+        endpoint(
+            "this workflow",
+            "/workflow",
+            json!(["workflow.*"]),
+            Some(format!("event.resource_id == {wf_id}")),
+        ),
+        endpoint(
+            "other workflow",
+            "/other",
+            json!(["workflow.*"]),
+            Some(format!("event.resource_id == {}", wf_id + 100)),
+        ),
+    ] {
+        let (status, created) = t.post("/api/v2/outbound_webhooks/", ADMIN, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let (status, _) = t
+        .post("/api/v2/event_rules/", ADMIN, json!({"name": "r", "organization": org, "webhook_path": "chain", "webhook_key": KEY,
+            "actions": [{"action_type": "launch_job_template", "target_id": failing}, {"action_type": "launch_workflow", "target_id": wf_id}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body = br#"{"event_type": "deploy.requested"}"#;
+    let response = t
+        .client
+        .post(format!("{}/api/v2/eda_webhooks/chain/", t.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-forge-signature",
+            format!(
+                "sha256={}",
+                hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+            ),
+        )
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mut events = Vec::new();
+    for _ in 0..500 {
+        events = received.lock().unwrap().clone();
+        let workflow_done = events
+            .iter()
+            .any(|(p, b)| p == "/workflow" && b["event"] == "workflow.succeeded");
+        if workflow_done && events.iter().any(|(p, _)| p == "/failures") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failure = events
+        .iter()
+        .find(|(p, _)| p == "/failures")
+        .map(|(_, b)| b.clone())
+        .expect("job.failed delivered");
+    assert_eq!(failure["event"], "job.failed");
+    assert_eq!(
+        (
+            failure["resource_type"].as_str(),
+            failure["resource_id"].as_u64()
+        ),
+        (Some("job_template"), Some(failing))
+    );
+    assert_eq!(failure["payload"]["exit_code"], 3);
+    assert_eq!(failure["payload"]["status"], "failed");
+    let workflow: Vec<&str> = events
+        .iter()
+        .filter(|(p, _)| p == "/workflow")
+        .map(|(_, b)| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        workflow,
+        [
+            "workflow.started",
+            "workflow.node_completed",
+            "workflow.succeeded"
+        ],
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|(p, _)| p == "/other"),
+        "the per-workflow filter holds"
+    );
+    let (_, types) = t.get("/api/v2/event_types/", ADMIN).await;
+    let names: Vec<&str> = types["results"]
+        .as_array()
+        .or(types.as_array())
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for name in [
+        "job.started",
+        "job.succeeded",
+        "job.failed",
+        "job.canceled",
+        "job.duration_exceeded",
+        "workflow.node_completed",
+        "workflow.duration_exceeded",
+    ] {
+        assert!(
+            names.contains(&name),
+            "{name} missing from event_types: {names:?}"
+        );
+    }
+    t.shutdown().await;
+}

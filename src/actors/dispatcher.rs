@@ -30,7 +30,6 @@ use crate::app::App;
 use crate::delivery::Envelope;
 use crate::delivery::envelope::raw_payload;
 use crate::domain::delivery::EventRef;
-use crate::domain::filter::envelope_value;
 use crate::domain::published::{Deliverable, deliverable};
 use crate::journal::{EventFilter, JournalError, Position, RecordedEvent};
 use crate::projections::dispatch_index::{DispatchIndex, IndexedEndpoint, MatchStats};
@@ -287,8 +286,8 @@ impl Dispatcher {
     }
 }
 
-/// The envelope a filter sees, as a CEL value (`None` if the payload is not JSON).
-fn filter_envelope(event: &Deliverable) -> Option<cel::Value> {
+/// The envelope a filter sees, parsed once per event (`None` if the payload is not JSON).
+fn filter_envelope(event: &Deliverable) -> Option<serde_json::Value> {
     let envelope = Envelope {
         event: event.event_type.clone(),
         delivery_id: String::new(),
@@ -298,8 +297,7 @@ fn filter_envelope(event: &Deliverable) -> Option<cel::Value> {
         payload: raw_payload(&event.payload.0).ok()?,
         occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default(),
     };
-    let json: serde_json::Value = serde_json::from_slice(&envelope.to_body().ok()?).ok()?;
-    Some(envelope_value(&json))
+    serde_json::from_slice(&envelope.to_body().ok()?).ok()
 }
 
 impl Actor for Dispatcher {

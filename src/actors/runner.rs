@@ -221,13 +221,19 @@ impl Runner {
                 continue;
             };
             let organization = workflow.launched.organization;
+            let template = workflow.launched.template;
             let correlation = format!("workflow_job-{id}");
             let stream = workflow::job_stream(id);
             if !workflow.started {
                 self.record(
                     actor,
                     stream.clone(),
-                    WorkflowStarted { id, organization }.into(),
+                    WorkflowStarted {
+                        id,
+                        organization,
+                        template,
+                    }
+                    .into(),
                     &correlation,
                 );
             }
@@ -239,6 +245,7 @@ impl Runner {
                     let event = WorkflowNodeCompleted {
                         id,
                         organization,
+                        template,
                         node: node.clone(),
                         job: *job,
                         status: *status,
@@ -301,6 +308,7 @@ impl Runner {
                 let event = WorkflowDurationExceeded {
                     id,
                     organization,
+                    template,
                     alert_after_seconds: alert,
                 };
                 self.record(actor, stream.clone(), event.into(), &correlation);
@@ -312,6 +320,7 @@ impl Runner {
                 let event = WorkflowFinished {
                     id,
                     organization,
+                    template,
                     status,
                     elapsed_ms,
                     explanation,
@@ -335,6 +344,7 @@ impl Runner {
             return;
         };
         let organization = workflow.launched.organization;
+        let template = workflow.launched.template;
         let overrides = workflow.launched.extra_vars.to_value();
         let launcher = self.launcher.clone();
         let journal = self.journal.clone();
@@ -363,6 +373,7 @@ impl Runner {
                 let completed = WorkflowNodeCompleted {
                     id: workflow_job,
                     organization,
+                    template,
                     node,
                     job,
                     status: JobStatus::Error,

@@ -30,11 +30,14 @@ pub struct Envelope<P = Box<RawValue>> {
     pub event: String,
     /// The delivery id, as in `X-Forge-Delivery` and `webhook-id`.
     pub delivery_id: String,
-    /// The organization that owns the endpoint.
+    /// The organization that owns the endpoint (a JSON number).
+    #[serde(serialize_with = "id_json", deserialize_with = "id_text")]
     pub organization_id: String,
     /// What kind of resource produced the event (for example a source or a rule).
     pub resource_type: String,
-    /// The id of that resource.
+    /// The id of that resource: a JSON number when it is a canonical integer (hookforge's own
+    /// ids, so that a filter can say `event.resource_id == 7`), a string otherwise.
+    #[serde(serialize_with = "id_json", deserialize_with = "id_text")]
     pub resource_id: String,
     /// The event's JSON payload, verbatim.
     pub payload: P,
@@ -48,6 +51,28 @@ pub struct Envelope<P = Box<RawValue>> {
 /// around it is dropped.
 pub fn raw_payload(bytes: &[u8]) -> Result<&RawValue, EnvelopeError> {
     serde_json::from_slice(bytes).map_err(EnvelopeError::InvalidPayload)
+}
+
+/// Writes an id as a number when it is a canonical unsigned integer, else as a string.
+fn id_json<S: serde::Serializer>(id: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match id.parse::<u64>() {
+        Ok(n) if n.to_string() == id => serializer.serialize_u64(n),
+        _ => serializer.serialize_str(id),
+    }
+}
+
+/// Reads an id written by [`id_json`] back as text.
+fn id_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Number(n) => n.to_string(),
+        Id::Text(s) => s,
+    })
 }
 
 impl<P: Serialize> Envelope<P> {

@@ -11,15 +11,12 @@
 //! become CEL `int` (so `event.payload.elapsed > 600` compares as written); a filter that errors at
 //! run time (a missing field not guarded by `has()`) or is not a bool does not match.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use cel::{Context, Env, Program, Value};
+use crate::conditions::{ConditionError, Json, OutboundFilter};
 
 /// Longest filter expression accepted, in bytes.
 pub const MAX_FILTER_LEN: usize = 4096;
-
-static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 /// Why a filter does not compile; the message ends up in a 400 naming `filter`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +39,7 @@ pub enum FilterError {
 #[derive(Clone)]
 pub struct EndpointFilter {
     source: Arc<str>,
-    program: Arc<Program>,
+    filter: OutboundFilter,
 }
 
 impl std::fmt::Debug for EndpointFilter {
@@ -60,22 +57,18 @@ impl EndpointFilter {
         if source.len() > MAX_FILTER_LEN {
             return Err(FilterError::TooLong);
         }
-        let program = ENV
-            .compile(source)
-            .map_err(|e| FilterError::Syntax(e.to_string().trim().replace('\n', " ")))?;
-        // A trial run against an empty envelope catches the common mistake of a top-level name
-        // other than `event` (the parser's reference list would also flag comprehension
-        // variables such as `t` in `tags.exists(t, ...)`, so it is not used).
-        let mut context = Context::with_env(ENV.clone());
-        context.add_variable_from_value("event", Value::from(HashMap::<String, Value>::new()));
-        if let Err(cel::ExecutionError::UndeclaredReference(name)) = program.execute(&context)
-            && name.as_str() != "event"
-        {
-            return Err(FilterError::UnknownVariable(name.to_string()));
-        }
+        let filter = OutboundFilter::compile(source).map_err(|e| match e {
+            ConditionError::At { source, .. } => match *source {
+                ConditionError::UndeclaredVariable { name, .. } => {
+                    FilterError::UnknownVariable(name)
+                }
+                other => FilterError::Syntax(other.to_string()),
+            },
+            other => FilterError::Syntax(other.to_string()),
+        })?;
         Ok(Self {
             source: source.into(),
-            program: Arc::new(program),
+            filter,
         })
     }
 
@@ -84,36 +77,10 @@ impl EndpointFilter {
         &self.source
     }
 
-    /// Whether the envelope (already converted with [`envelope_value`]) passes the filter.
-    pub fn matches(&self, envelope: &Value) -> bool {
-        let mut context = Context::with_env(ENV.clone());
-        context.add_variable_from_value("event", envelope.clone());
-        matches!(self.program.execute(&context), Ok(Value::Bool(true)))
-    }
-}
-
-/// Converts an envelope (or any JSON document) to a CEL value once, so that every filter of
-/// one event evaluates against the same conversion. Integers that fit `i64` become `int`.
-pub fn envelope_value(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => {
-            Value::List(Arc::new(items.iter().map(envelope_value).collect()))
-        }
-        serde_json::Value::Object(map) => {
-            let entries: HashMap<String, Value> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), envelope_value(v)))
-                .collect();
-            Value::from(entries)
-        }
+    /// Whether the envelope passes the filter. A filter that errors at run time (a missing
+    /// field not guarded by `has()`) or is not a bool does not match.
+    pub fn matches(&self, envelope: &serde_json::Value) -> bool {
+        self.filter.matches(Json::Value(envelope)).unwrap_or(false)
     }
 }
 
@@ -122,8 +89,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn envelope() -> Value {
-        envelope_value(&json!({
+    fn envelope() -> serde_json::Value {
+        json!({
             "event": "job.failed",
             "delivery_id": "",
             "organization_id": "1",
@@ -131,7 +98,7 @@ mod tests {
             "resource_id": "7",
             "payload": {"elapsed": 720, "name": "deploy", "tags": ["prod"], "ratio": 0.5},
             "occurred_at": "2025-01-01T00:00:00Z",
-        }))
+        })
     }
 
     fn check(source: &str) -> bool {

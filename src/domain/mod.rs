@@ -8,6 +8,7 @@ pub mod event;
 pub mod filter;
 pub mod job;
 pub mod job_template;
+pub mod lifecycle;
 pub mod notification;
 pub mod organization;
 pub mod published;

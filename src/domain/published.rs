@@ -92,7 +92,10 @@ pub const DELIVERABLE_TYPES: &[&str] = &[
 /// `endpoint.disabled`) is not delivered: two failing endpoints subscribed to each other's
 /// dead-letters would otherwise feed each other forever.
 pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
-    if !DELIVERABLE_TYPES.contains(&record.event_type.as_str()) {
+    let event_type = record.event_type.as_str();
+    if !DELIVERABLE_TYPES.contains(&event_type)
+        && !super::lifecycle::JOURNAL_TYPES.contains(&event_type)
+    {
         return None;
     }
     let at = record.recorded_at;
@@ -134,7 +137,7 @@ pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
             })),
             occurred_at: at,
         }),
-        _ => None,
+        other => super::lifecycle::deliverable(other, at),
     }
 }
 
@@ -156,7 +159,8 @@ pub struct BuiltinType {
     pub example: &'static str,
 }
 
-/// Every built-in deliverable event type. The actions issue adds `job.*` and `workflow.*` here.
+/// The built-in operational event types (the job and workflow lifecycle types are in
+/// [`super::lifecycle::BUILTIN_TYPES`]).
 pub const BUILTIN_TYPES: &[BuiltinType] = &[
     BuiltinType {
         name: "endpoint.disabled",

@@ -129,6 +129,8 @@ workflow_event!(
         id: u64,
         /// Organization.
         organization: u64,
+        /// The workflow job template it runs.
+        template: u64,
     }
 );
 workflow_event!(
@@ -151,6 +153,8 @@ workflow_event!(
         id: u64,
         /// Organization.
         organization: u64,
+        /// The workflow job template it runs.
+        template: u64,
         /// Node id.
         node: String,
         /// Its job.
@@ -166,6 +170,8 @@ workflow_event!(
         id: u64,
         /// Organization.
         organization: u64,
+        /// The workflow job template it runs.
+        template: u64,
         /// Successful, failed or canceled.
         status: JobStatus,
         /// Milliseconds from launch to finish.
@@ -190,6 +196,8 @@ workflow_event!(
         id: u64,
         /// Organization.
         organization: u64,
+        /// The workflow job template it runs.
+        template: u64,
         /// The threshold crossed.
         alert_after_seconds: u64,
     }

@@ -256,6 +256,7 @@ mod tests {
         let completed = WorkflowNodeCompleted {
             id: 3,
             organization: 1,
+            template: 1,
             node: "a".into(),
             job: 7,
             status: JobStatus::Failed,

@@ -87,15 +87,18 @@ pub async fn event_types(app: Arc<App>, req: Request) -> Result<Response, ApiErr
     let principal = authenticate(&app, &req)?;
     let name = req.query("name").filter(|n| !n.is_empty());
     let view = app.views.outbound.read();
-    let builtin = BUILTIN_TYPES.iter().map(|t| {
-        json!({
-            "name": t.name,
-            "builtin": true,
-            "description": t.description,
-            "example_payload": serde_json::from_str::<Value>(t.example).unwrap_or(Value::Null),
-            "organization": null,
-        })
-    });
+    let builtin = BUILTIN_TYPES
+        .iter()
+        .chain(crate::domain::lifecycle::BUILTIN_TYPES)
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "builtin": true,
+                "description": t.description,
+                "example_payload": serde_json::from_str::<Value>(t.example).unwrap_or(Value::Null),
+                "organization": null,
+            })
+        });
     let custom = view
         .custom_types()
         .filter(|t| principal.can_read(t.organization))
