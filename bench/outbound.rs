@@ -11,7 +11,7 @@
 //!    endpoints whose receiver answers 500, next retry an hour away).
 //!
 //! Run: `cargo bench --bench outbound` (env: BENCH_EVENTS, default 400, i.e. 40,000 deliveries;
-//! BENCH_PENDING_EVENTS, default 1000).
+//! BENCH_PENDING_EVENTS, default 1000; BENCH_PUBLISHERS, concurrent publishing clients, default 16).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -32,7 +32,10 @@ const ENDPOINTS: usize = 100;
 const MAX_IN_FLIGHT: usize = 4;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -57,22 +60,27 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let me = self.clone();
-        let filter = warp::path::full().and(warp::body::bytes()).map(move |path: warp::path::FullPath, body: Bytes| {
-            let status = if path.as_str() == "/fail" {
-                me.failed.fetch_add(1, Ordering::Relaxed);
-                500
-            } else {
-                if me.track.load(Ordering::Relaxed)
-                    && let Ok(v) = serde_json::from_slice::<Value>(&body)
-                    && let Some(seq) = v["payload"]["seq"].as_u64()
-                {
-                    me.arrivals.lock().unwrap().push((seq, Instant::now()));
-                }
-                me.ok.fetch_add(1, Ordering::Relaxed);
-                204
-            };
-            warp::reply::with_status(warp::reply(), warp::http::StatusCode::from_u16(status).unwrap())
-        });
+        let filter = warp::path::full().and(warp::body::bytes()).map(
+            move |path: warp::path::FullPath, body: Bytes| {
+                let status = if path.as_str() == "/fail" {
+                    me.failed.fetch_add(1, Ordering::Relaxed);
+                    500
+                } else {
+                    if me.track.load(Ordering::Relaxed)
+                        && let Ok(v) = serde_json::from_slice::<Value>(&body)
+                        && let Some(seq) = v["payload"]["seq"].as_u64()
+                    {
+                        me.arrivals.lock().unwrap().push((seq, Instant::now()));
+                    }
+                    me.ok.fetch_add(1, Ordering::Relaxed);
+                    204
+                };
+                warp::reply::with_status(
+                    warp::reply(),
+                    warp::http::StatusCode::from_u16(status).unwrap(),
+                )
+            },
+        );
         tokio::spawn(warp::serve(filter).incoming(listener).run());
         format!("http://{addr}")
     }
@@ -88,7 +96,8 @@ impl Server {
     async fn start(dir: &std::path::Path) -> Server {
         // OUTBOUND_BENCH_BIN overrides the binary (a target directory shared by several
         // checkouts may hold another checkout's build).
-        let binary = std::env::var("OUTBOUND_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookforge").to_owned());
+        let binary = std::env::var("OUTBOUND_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookforge").to_owned());
         let mut child = tokio::process::Command::new(binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
@@ -102,19 +111,47 @@ impl Server {
             .expect("hookforge starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = lines.next_line().await.unwrap().expect("start-up line");
-        let base = line.trim_start_matches("hookforge listening on ").to_owned();
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-        Server { child, base, client }
+        let base = line
+            .trim_start_matches("hookforge listening on ")
+            .to_owned();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        Server {
+            child,
+            base,
+            client,
+        }
     }
 
     async fn call(&self, path: &str, body: Value) -> Value {
-        let response = self.client.post(format!("{}{path}", self.base)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 
     async fn metric(&self, name: &str) -> f64 {
-        let text = self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -125,12 +162,24 @@ impl Server {
     fn rss_mib(&self) -> f64 {
         let pid = self.child.id().unwrap();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         kb / 1024.0
     }
 
     async fn setup(&self, url: &str, retry: Value) -> u64 {
-        let org = self.call("/api/v2/organizations/", json!({"name": "bench"})).await["id"].as_u64().unwrap();
+        let org = self
+            .call("/api/v2/organizations/", json!({"name": "bench"}))
+            .await["id"]
+            .as_u64()
+            .unwrap();
         for i in 0..ENDPOINTS {
             self.call(
                 "/api/v2/outbound_webhooks/",
@@ -150,7 +199,11 @@ impl Server {
 async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) -> Instant {
     let started = Instant::now();
     while counter.load(Ordering::Relaxed) < target {
-        assert!(started.elapsed() < limit, "only {} of {target} after {limit:?}", counter.load(Ordering::Relaxed));
+        assert!(
+            started.elapsed() < limit,
+            "only {} of {target} after {limit:?}",
+            counter.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Instant::now()
@@ -158,7 +211,11 @@ async fn wait_for(counter: &AtomicU64, target: u64, limit: Duration) -> Instant 
 
 /// The direct baseline: the same receiver, the same client, `MAX_IN_FLIGHT * ENDPOINTS` in flight.
 async fn baseline(url: &str, requests: usize) -> f64 {
-    let client = DeliveryClient::new(&ClientConfig { allow_private_networks: true, ..ClientConfig::default() }).unwrap();
+    let client = DeliveryClient::new(&ClientConfig {
+        allow_private_networks: true,
+        ..ClientConfig::default()
+    })
+    .unwrap();
     let url = url::Url::parse(url).unwrap();
     let body = Bytes::from(json!({"event": "bench.event", "delivery_id": "msg_x", "organization_id": "1", "resource_type": "",
         "resource_id": "", "payload": {"seq": 0, "pad": "x".repeat(200)}, "occurred_at": "2025-01-01T00:00:00Z"}).to_string());
@@ -166,12 +223,27 @@ async fn baseline(url: &str, requests: usize) -> f64 {
     let started = Instant::now();
     let workers: Vec<_> = (0..ENDPOINTS * MAX_IN_FLIGHT)
         .map(|_| {
-            let (client, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
+            let (client, url, body, next) =
+                (client.clone(), url.clone(), body.clone(), next.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < requests as u64 {
                     let now = chrono::Utc::now().timestamp();
-                    let headers = signed_headers("bench.event", "msg_x", now, &body, &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], &[]).unwrap();
-                    let request = OutboundRequest { url: url.clone(), headers, body: body.clone(), timeout: Duration::from_secs(10), ssl_verify: true };
+                    let headers = signed_headers(
+                        "bench.event",
+                        "msg_x",
+                        now,
+                        &body,
+                        &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                        &[],
+                    )
+                    .unwrap();
+                    let request = OutboundRequest {
+                        url: url.clone(),
+                        headers,
+                        body: body.clone(),
+                        timeout: Duration::from_secs(10),
+                        ssl_verify: true,
+                    };
                     assert!(client.send(&request).await.is_success());
                 }
             })
@@ -199,7 +271,7 @@ async fn run() {
     let before = receiver.ok.load(Ordering::Relaxed);
     let started = Instant::now();
     let seq = Arc::new(AtomicU64::new(0));
-    let publishers: Vec<_> = (0..8)
+    let publishers: Vec<_> = (0..env_usize("BENCH_PUBLISHERS", 16))
         .map(|_| {
             let (server, seq) = (&server, seq.clone());
             async move {
@@ -221,11 +293,19 @@ async fn run() {
     let loaded_rss = server.rss_mib();
     let direct = baseline(&ok_url, deliveries as usize).await;
     println!("Throughput: {events} events x {ENDPOINTS} endpoints = {deliveries} deliveries");
-    println!("  published in {published:.2?} ({:.0} events/s accepted)", events as f64 / published.as_secs_f64());
+    println!(
+        "  published in {published:.2?} ({:.0} events/s accepted)",
+        events as f64 / published.as_secs_f64()
+    );
     println!("  delivered in {elapsed:.2?}: {e2e:.0} deliveries/s end to end");
-    println!("  direct baseline (same receiver, same client, {} in flight): {direct:.0} requests/s", ENDPOINTS * MAX_IN_FLIGHT);
+    println!(
+        "  direct baseline (same receiver, same client, {} in flight): {direct:.0} requests/s",
+        ENDPOINTS * MAX_IN_FLIGHT
+    );
     println!("  ratio end-to-end / direct: {:.2}", e2e / direct);
-    println!("  server RSS: {idle_rss:.0} MiB idle with {ENDPOINTS} endpoints, {loaded_rss:.0} MiB after the run");
+    println!(
+        "  server RSS: {idle_rss:.0} MiB idle with {ENDPOINTS} endpoints, {loaded_rss:.0} MiB after the run"
+    );
 
     // 2. Latency when not saturated.
     receiver.arrivals.lock().unwrap().clear();
@@ -239,10 +319,20 @@ async fn run() {
         server.publish(org, seq).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_for(&receiver.ok, before + latency_events * ENDPOINTS as u64, Duration::from_secs(60)).await;
+    wait_for(
+        &receiver.ok,
+        before + latency_events * ENDPOINTS as u64,
+        Duration::from_secs(60),
+    )
+    .await;
     receiver.track.store(false, Ordering::Relaxed);
-    let mut latencies: Vec<Duration> =
-        receiver.arrivals.lock().unwrap().iter().filter_map(|(seq, at)| sent.get(seq).map(|s| *at - *s)).collect();
+    let mut latencies: Vec<Duration> = receiver
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(seq, at)| sent.get(seq).map(|s| *at - *s))
+        .collect();
     latencies.sort();
     println!(
         "Latency (1 event / 50 ms to {ENDPOINTS} endpoints = {} deliveries/s): publish-to-delivery p50 {:.1?}, p99 {:.1?}, max {:.1?} over {} deliveries",
@@ -257,7 +347,12 @@ async fn run() {
     // 3. Memory with 100,000 pending retries.
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
-    let org = server.setup(&format!("{base}/fail"), json!({"initial_delay_seconds": 3600, "max_delay_seconds": 3600})).await;
+    let org = server
+        .setup(
+            &format!("{base}/fail"),
+            json!({"initial_delay_seconds": 3600, "max_delay_seconds": 3600}),
+        )
+        .await;
     let idle_rss = server.rss_mib();
     let started = Instant::now();
     for n in 0..pending_events {
@@ -266,7 +361,11 @@ async fn run() {
     let target = pending_events * ENDPOINTS as u64;
     wait_for(&receiver.failed, target, Duration::from_secs(900)).await;
     loop {
-        if server.metric("hookforge_outbound_attempts_failed_total").await as u64 >= target {
+        if server
+            .metric("hookforge_outbound_attempts_failed_total")
+            .await as u64
+            >= target
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -278,9 +377,47 @@ async fn run() {
         "Memory: {pending:.0} pending retries (first attempt failed, next in 1 h) after {:.1?}: server RSS {rss:.0} MiB ({idle_rss:.0} MiB before)",
         started.elapsed()
     );
+
+    // The same state after a clean restart: rebuilt from snapshots, without what the run itself
+    // left in the allocator.
+    let mut server = server;
+    let pid = server.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    server.child.wait().await.unwrap();
+    let restarted = Server::start(dir.path()).await;
+    let started = Instant::now();
+    loop {
+        if restarted
+            .metric("hookforge_outbound_pending_deliveries")
+            .await
+            >= pending
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "pending retries not restored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  after a clean restart: {} pending retries restored in {:.1?}, server RSS {:.0} MiB",
+        restarted
+            .metric("hookforge_outbound_pending_deliveries")
+            .await,
+        started.elapsed(),
+        restarted.rss_mib()
+    );
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(run());
 }
