@@ -11,7 +11,7 @@
 //!    endpoints whose receiver answers 500, next retry an hour away).
 //!
 //! Run: `cargo bench --bench outbound` (env: BENCH_EVENTS, default 400, i.e. 40,000 deliveries;
-//! BENCH_PENDING_EVENTS, default 1000).
+//! BENCH_PENDING_EVENTS, default 1000; BENCH_PUBLISHERS, concurrent publishing clients, default 16).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -271,7 +271,7 @@ async fn run() {
     let before = receiver.ok.load(Ordering::Relaxed);
     let started = Instant::now();
     let seq = Arc::new(AtomicU64::new(0));
-    let publishers: Vec<_> = (0..8)
+    let publishers: Vec<_> = (0..env_usize("BENCH_PUBLISHERS", 16))
         .map(|_| {
             let (server, seq) = (&server, seq.clone());
             async move {
@@ -376,6 +376,40 @@ async fn run() {
     println!(
         "Memory: {pending:.0} pending retries (first attempt failed, next in 1 h) after {:.1?}: server RSS {rss:.0} MiB ({idle_rss:.0} MiB before)",
         started.elapsed()
+    );
+
+    // The same state after a clean restart: rebuilt from snapshots, without what the run itself
+    // left in the allocator.
+    let mut server = server;
+    let pid = server.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    server.child.wait().await.unwrap();
+    let restarted = Server::start(dir.path()).await;
+    let started = Instant::now();
+    loop {
+        if restarted
+            .metric("hookforge_outbound_pending_deliveries")
+            .await
+            >= pending
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "pending retries not restored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  after a clean restart: {} pending retries restored in {:.1?}, server RSS {:.0} MiB",
+        restarted
+            .metric("hookforge_outbound_pending_deliveries")
+            .await,
+        started.elapsed(),
+        restarted.rss_mib()
     );
 }
 

@@ -23,7 +23,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::endpoint::{EndpointMsg, ScheduleRequest};
+use super::endpoint::{Dispatched, EndpointMsg, ScheduleRequest};
 use super::manager::{Lookup, RETRY_LOOKUP};
 use super::supervisor::ChildSpec;
 use crate::app::App;
@@ -241,17 +241,18 @@ impl Dispatcher {
         }
         metrics.matched.inc_by(u64::from(count));
         state.inflight.insert(record.position, count);
-        let event = Arc::new(event);
-        let source = EventRef {
-            position: record.position,
-            stream: record.stream.clone(),
-            revision: record.revision,
-        };
+        let dispatched = Arc::new(Dispatched {
+            source: EventRef {
+                position: record.position,
+                stream: record.stream.clone(),
+                revision: record.revision,
+            },
+            event,
+            correlation_id: record.metadata.correlation_id.clone(),
+        });
         for id in matched {
             let request = ScheduleRequest {
-                source: source.clone(),
-                event: event.clone(),
-                correlation_id: record.metadata.correlation_id.clone(),
+                dispatched: dispatched.clone(),
                 ack: DispatchAck {
                     dispatcher: Some(myself.clone()),
                     position: record.position,

@@ -16,6 +16,7 @@
 //! A crash between sending and recording leaves the attempt unrecorded: after the restart the
 //! delivery is sent again with the same `webhook-id`, which receivers use to deduplicate.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,21 +43,27 @@ use crate::domain::endpoint::{self, EndpointSettings};
 use crate::domain::published::{Deliverable, deliverable};
 use crate::domain::rate_limit::TokenBucket;
 use crate::journal::{Metadata, Position, RecordedEvent};
-use crate::projections::endpoint_state::{Change, EndpointState, PendingDelivery};
+use crate::projections::endpoint_state::{Change, EndpointState};
 
 /// Folded events between snapshots of the state (at most).
 const SNAPSHOT_EVERY_EVENTS: u64 = 2_000;
 /// Event payloads kept in memory for deliveries not yet attempted; beyond, they are read back.
 const PAYLOAD_CACHE: usize = 1024;
 
-/// A delivery the dispatcher asks the endpoint to make.
-pub struct ScheduleRequest {
-    /// The source event.
+/// An event the dispatcher hands to every endpoint it matched, shared by all of them.
+pub struct Dispatched {
+    /// Where it is in the journal.
     pub source: EventRef,
     /// Its envelope content (kept for the first attempt, to avoid reading it back).
-    pub event: Arc<Deliverable>,
-    /// The source event's correlation id, carried onto the delivery.
+    pub event: Deliverable,
+    /// Its correlation id, carried onto the deliveries.
     pub correlation_id: String,
+}
+
+/// A delivery the dispatcher asks the endpoint to make.
+pub struct ScheduleRequest {
+    /// The event.
+    pub dispatched: Arc<Dispatched>,
     /// Completed once the delivery is durably recorded (or not needed).
     pub ack: DispatchAck,
 }
@@ -120,8 +127,8 @@ pub struct EndpointRun {
     in_flight: HashMap<u64, AbortHandle>,
     awaiting_record: HashSet<u64>,
     submitted_source: Option<Position>,
-    incoming: HashMap<Position, Arc<Deliverable>>,
-    payloads: HashMap<u64, Arc<Deliverable>>,
+    incoming: HashMap<Position, Arc<Dispatched>>,
+    payloads: HashMap<u64, Arc<Dispatched>>,
     acks: VecDeque<DispatchAck>,
     bucket: Option<TokenBucket>,
     timer_at: Option<i64>,
@@ -227,12 +234,7 @@ impl EndpointActor {
             crate::journal::ExpectedRevision::Any,
             encoded,
         );
-        let me = myself.clone();
-        tokio::spawn(async move {
-            if let Err(e) = ticket.await {
-                let _ = me.send_message(EndpointMsg::AppendFailed(e.to_string()));
-            }
-        });
+        self.app.outbound.tickets.watch(ticket, myself.clone());
     }
 
     fn release_acks(run: &mut EndpointRun, up_to: Position) {
@@ -265,6 +267,9 @@ impl EndpointActor {
                 Change::Skipped { source: None } | Change::None => {}
                 Change::Attempted { id } => {
                     run.awaiting_record.remove(&id);
+                    if !run.state.pending.contains_key(&id) {
+                        run.payloads.remove(&id);
+                    }
                 }
                 Change::Config => reconfigure = true,
             }
@@ -272,9 +277,12 @@ impl EndpointActor {
         if reconfigure {
             self.reconfigure(run);
         }
-        let pending = &run.state.pending;
-        run.awaiting_record.retain(|id| pending.contains_key(id));
-        run.payloads.retain(|id, _| pending.contains_key(id));
+        // Deliveries leave `pending` through their attempts (handled above) or all at once when
+        // the endpoint is disabled or deleted.
+        if run.state.pending.is_empty() {
+            run.awaiting_record.clear();
+            run.payloads.clear();
+        }
         self.adjust_gauge(run, before);
         run.folded_since_snapshot += events.len() as u64;
         if run.folded_since_snapshot >= SNAPSHOT_EVERY_EVENTS {
@@ -303,7 +311,7 @@ impl EndpointActor {
         run: &mut EndpointRun,
         request: ScheduleRequest,
     ) {
-        let position = request.source.position;
+        let position = request.dispatched.source.position;
         if !run.state.is_active() || run.state.already_dispatched(position) {
             return request.ack.done();
         }
@@ -316,14 +324,18 @@ impl EndpointActor {
             endpoint: self.id,
             organization: run.state.organization,
             webhook_id: new_webhook_id(),
-            event_type: request.event.event_type.clone(),
+            event_type: request.dispatched.event.event_type.clone(),
             kind: DeliveryKind::Dispatched,
-            source: DeliverySource::Journal(request.source),
+            source: DeliverySource::Journal(request.dispatched.source.clone()),
         };
-        self.append(myself, &[event.into()], request.correlation_id);
+        self.append(
+            myself,
+            &[event.into()],
+            request.dispatched.correlation_id.clone(),
+        );
         run.submitted_source = Some(position);
         if run.incoming.len() < PAYLOAD_CACHE {
-            run.incoming.insert(position, request.event);
+            run.incoming.insert(position, request.dispatched);
         }
         run.acks.push_back(request.ack);
     }
@@ -401,7 +413,9 @@ impl EndpointActor {
         let job = AttemptJob {
             delivery: id,
             attempt,
-            pending: pending.clone(),
+            webhook_id: pending.webhook_id.to_string(),
+            event_type: run.state.event_type(pending).to_owned(),
+            source: run.state.source(pending),
             organization: run.state.organization,
             cached: run.payloads.remove(&id),
             spec: spec.clone(),
@@ -446,13 +460,17 @@ impl EndpointActor {
         if pending.attempts + 1 != report.attempt {
             return;
         }
+        let (webhook_id, event_type) = (
+            pending.webhook_id.to_string(),
+            run.state.event_type(pending).to_owned(),
+        );
         let ctx = AttemptContext {
             endpoint: self.id,
             organization: run.state.organization,
             endpoint_name: &spec.name,
             delivery: report.delivery,
-            webhook_id: &pending.webhook_id,
-            event_type: &pending.event_type,
+            webhook_id: &webhook_id,
+            event_type: &event_type,
             attempt: report.attempt,
             started_at: report.started_at,
             failing_since: run.state.failing_since,
@@ -479,9 +497,11 @@ impl EndpointActor {
 struct AttemptJob {
     delivery: u64,
     attempt: u32,
-    pending: PendingDelivery,
+    webhook_id: String,
+    event_type: String,
+    source: DeliverySource,
     organization: u64,
-    cached: Option<Arc<Deliverable>>,
+    cached: Option<Arc<Dispatched>>,
     spec: Arc<SendSpec>,
     app: Arc<App>,
 }
@@ -516,14 +536,14 @@ impl AttemptJob {
         }
     }
 
-    async fn event(&self) -> Result<Arc<Deliverable>, String> {
-        if let Some(event) = &self.cached {
-            return Ok(event.clone());
+    async fn event(&self) -> Result<Cow<'_, Deliverable>, String> {
+        if let Some(dispatched) = &self.cached {
+            return Ok(Cow::Borrowed(&dispatched.event));
         }
-        match &self.pending.source {
-            DeliverySource::Inline(inline) => Ok(Arc::new(Deliverable {
+        match &self.source {
+            DeliverySource::Inline(inline) => Ok(Cow::Owned(Deliverable {
                 organization: self.organization,
-                event_type: self.pending.event_type.clone(),
+                event_type: self.event_type.clone(),
                 resource_type: inline.resource_type.clone(),
                 resource_id: inline.resource_id.clone(),
                 payload: inline.payload.clone(),
@@ -540,7 +560,7 @@ impl AttemptJob {
                 records
                     .first()
                     .and_then(deliverable)
-                    .map(Arc::new)
+                    .map(Cow::Owned)
                     .ok_or_else(|| {
                         "the event to deliver is no longer readable from the journal".to_owned()
                     })
@@ -551,8 +571,8 @@ impl AttemptJob {
     async fn request(&self, started_at: i64) -> Result<(OutboundRequest, i64), String> {
         let event = self.event().await?;
         let envelope = Envelope {
-            event: self.pending.event_type.clone(),
-            delivery_id: self.pending.webhook_id.clone(),
+            event: self.event_type.clone(),
+            delivery_id: self.webhook_id.clone(),
             organization_id: event.organization.to_string(),
             resource_type: event.resource_type.clone(),
             resource_id: event.resource_id.clone(),
@@ -563,8 +583,8 @@ impl AttemptJob {
         let body = envelope.to_body().map_err(|e| e.to_string())?;
         let secrets: Vec<&str> = self.spec.secrets.iter().map(String::as_str).collect();
         let headers = signed_headers(
-            &self.pending.event_type,
-            &self.pending.webhook_id,
+            &self.event_type,
+            &self.webhook_id,
             started_at.div_euclid(1_000_000),
             &body,
             &secrets,

@@ -6,8 +6,9 @@
 //! for outbound endpoints, `rule` for event rules). At start-up it starts a child for every live
 //! resource; when a resource's creation event is committed it starts one more; when its deletion
 //! event is committed it marks the resource gone in the [`Registry`] and stops the child for
-//! good. Children run under the root [`Supervisor`]: one that fails is restarted (with back-off)
-//! and, like every child, rebuilds its state from its own stream, so a restart loses nothing.
+//! good. Children run under the root [`Supervisor`](super::supervisor::Supervisor): one that
+//! fails is restarted (with back-off) and, like every child, rebuilds its state from its own
+//! stream, so a restart loses nothing.
 //! The manager snapshots its set of live ids, so start-up does not rescan the category.
 //!
 //! Other actors find a child through the [`Registry`] (`registry.get(id)`): `Running(actor)`,

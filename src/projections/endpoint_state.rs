@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::compact::{SourceRef, Symbols, WebhookId};
 use crate::codec::Sealed;
 use crate::domain::Event;
 use crate::domain::delivery::{DeliveryKind, DeliverySource};
@@ -18,13 +19,13 @@ use crate::journal::{Position, RecordedEvent, Revision};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingDelivery {
     /// `webhook-id` of every attempt.
-    pub webhook_id: String,
-    /// Event type.
-    pub event_type: String,
+    pub webhook_id: WebhookId,
+    /// Event type (a symbol of [`EndpointState::event_type`]).
+    pub event_type: u32,
     /// Why it exists.
     pub kind: DeliveryKind,
     /// What it sends.
-    pub source: DeliverySource,
+    pub source: SourceRef,
     /// Attempts made so far.
     pub attempts: u32,
     /// When the next attempt is due (µs since the epoch; the scheduling time at first).
@@ -84,6 +85,8 @@ pub struct EndpointState {
     schedule: BTreeSet<(i64, u64)>,
     /// First failure since the last success (µs), `None` while healthy.
     pub failing_since: Option<i64>,
+    /// Event types and source streams of pending deliveries, interned.
+    symbols: Symbols,
     /// The next stream revision to fold.
     pub next_revision: Revision,
 }
@@ -92,6 +95,16 @@ impl EndpointState {
     /// Whether new deliveries are scheduled and sent.
     pub fn is_active(&self) -> bool {
         self.settings.is_some() && self.enabled && !self.deleted
+    }
+
+    /// What a pending delivery sends.
+    pub fn source(&self, pending: &PendingDelivery) -> DeliverySource {
+        pending.source.to_source(&self.symbols)
+    }
+
+    /// The event type of a pending delivery.
+    pub fn event_type(&self, pending: &PendingDelivery) -> &str {
+        self.symbols.name(pending.event_type)
     }
 
     /// Whether ordering is strict.
@@ -180,10 +193,10 @@ impl EndpointState {
                 let due = record.recorded_at;
                 self.schedule.insert((due, id));
                 let pending = PendingDelivery {
-                    webhook_id: e.webhook_id,
-                    event_type: e.event_type,
+                    webhook_id: WebhookId::parse(&e.webhook_id),
+                    event_type: self.symbols.intern(&e.event_type),
                     kind: e.kind,
-                    source: e.source,
+                    source: SourceRef::new(e.source, &mut self.symbols),
                     attempts: 0,
                     next_attempt_at: due,
                 };
@@ -279,7 +292,9 @@ impl EndpointState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::delivery::{AttemptFailed, AttemptSucceeded, DeliveryScheduled, EventRef};
+    use crate::domain::delivery::{
+        AttemptFailed, AttemptSucceeded, DeliveryScheduled, DeliverySource, EventRef,
+    };
     use crate::domain::endpoint::{
         EndpointCreated, EndpointDisabled, EndpointEnabled, EndpointSecretRotated, RetrySettings,
     };

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::View;
+use super::compact::{SourceRef, Symbols, Text, WebhookId};
 use crate::codec::Sealed;
 use crate::domain::Event;
 use crate::domain::delivery::{DeliveryKind, DeliverySource};
@@ -88,12 +89,63 @@ pub struct AttemptRecord {
     /// Response status, if answered.
     pub status: Option<u16>,
     /// Duration.
-    pub duration_ms: u64,
-    /// Error, if it failed.
-    pub error: Option<String>,
+    pub duration_ms: u32,
+    /// Error, if it failed (see [`OutboundView::attempt_error`]).
+    pub error: Option<Text>,
 }
 
-/// One delivery with its attempts.
+/// A delivery's attempts, oldest first. Most deliveries make exactly one, kept inline; more
+/// spill to the heap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Attempts {
+    /// Not attempted yet.
+    #[default]
+    None,
+    /// One attempt.
+    One(AttemptRecord),
+    /// Several.
+    Many(Vec<AttemptRecord>),
+}
+
+impl Attempts {
+    /// Every attempt, oldest first.
+    pub fn as_slice(&self) -> &[AttemptRecord] {
+        match self {
+            Self::None => &[],
+            Self::One(a) => std::slice::from_ref(a),
+            Self::Many(all) => all,
+        }
+    }
+
+    /// Number of attempts.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether none was made.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    /// The latest attempt.
+    pub fn last(&self) -> Option<&AttemptRecord> {
+        self.as_slice().last()
+    }
+
+    fn push(&mut self, attempt: AttemptRecord) {
+        *self = match std::mem::take(self) {
+            Self::None => Self::One(attempt),
+            Self::One(first) => Self::Many(vec![first, attempt]),
+            Self::Many(mut all) => {
+                all.push(attempt);
+                Self::Many(all)
+            }
+        };
+    }
+}
+
+/// One delivery with its attempts, compact: the "last response" fields are those of its last
+/// attempt, derived rather than stored twice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     /// Id (journal position of its scheduling).
@@ -103,33 +155,46 @@ pub struct DeliveryRecord {
     /// Its organization.
     pub organization: u64,
     /// `webhook-id` of every attempt.
-    pub webhook_id: String,
-    /// Event type.
-    pub event_type: String,
+    pub webhook_id: WebhookId,
+    event_type: u32,
     /// Why it exists.
     pub kind: DeliveryKind,
     /// What it sends (redeliveries reuse it).
-    pub source: DeliverySource,
+    pub source: SourceRef,
     /// State.
     pub status: DeliveryStatus,
-    /// Last response status.
-    pub response_status: Option<u16>,
-    /// Last attempt's duration.
-    pub duration_ms: Option<u64>,
     /// Last response body, first 4 KiB.
-    pub response_snippet: String,
-    /// Last error.
-    pub error_message: Option<String>,
+    pub response_snippet: Box<str>,
     /// Every attempt, oldest first.
-    pub attempts: Vec<AttemptRecord>,
+    pub attempts: Attempts,
     /// When the next retry is due (µs).
     pub next_retry_at: Option<i64>,
-    /// When it was delivered (µs).
-    pub delivered_at: Option<i64>,
     /// When it was scheduled (µs).
     pub created_at: i64,
     /// The latest redelivery of this delivery, if any.
     pub redelivered_by: Option<u64>,
+    abandoned: Option<Box<str>>,
+}
+
+impl DeliveryRecord {
+    /// Status of the last response.
+    pub fn response_status(&self) -> Option<u16> {
+        self.attempts.last().and_then(|a| a.status)
+    }
+
+    /// Duration of the last attempt.
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.attempts.last().map(|a| u64::from(a.duration_ms))
+    }
+
+    /// When it was delivered (µs): the end of its successful attempt.
+    pub fn delivered_at(&self) -> Option<i64> {
+        let last = self
+            .attempts
+            .last()
+            .filter(|_| self.status == DeliveryStatus::Delivered)?;
+        Some(last.at + i64::from(last.duration_ms) * 1000)
+    }
 }
 
 /// The first answer to a publication with an idempotency key.
@@ -171,6 +236,7 @@ pub struct OutboundView {
     idempotency_order: VecDeque<(i64, u64, String)>,
     keyed_sources: HashMap<Position, (u64, String)>,
     custom_types: BTreeMap<(u64, String), CustomType>,
+    symbols: Symbols,
 }
 
 impl OutboundView {
@@ -187,6 +253,29 @@ impl OutboundView {
     /// The delivery with `id`.
     pub fn delivery(&self, id: u64) -> Option<&DeliveryRecord> {
         self.deliveries.get(&id)
+    }
+
+    /// Why a delivery is not delivered (yet): its last attempt's error, or why it was abandoned.
+    pub fn error_message<'a>(&'a self, delivery: &'a DeliveryRecord) -> Option<&'a str> {
+        delivery
+            .abandoned
+            .as_deref()
+            .or_else(|| delivery.attempts.last().and_then(|a| self.attempt_error(a)))
+    }
+
+    /// An attempt's error.
+    pub fn attempt_error<'a>(&'a self, attempt: &'a AttemptRecord) -> Option<&'a str> {
+        attempt.error.as_ref().map(|e| self.symbols.resolve(e))
+    }
+
+    /// What a delivery sends.
+    pub fn source(&self, delivery: &DeliveryRecord) -> DeliverySource {
+        delivery.source.to_source(&self.symbols)
+    }
+
+    /// A delivery's event type.
+    pub fn event_type(&self, delivery: &DeliveryRecord) -> &str {
+        self.symbols.name(delivery.event_type)
     }
 
     /// An endpoint's deliveries, newest first.
@@ -230,9 +319,8 @@ impl OutboundView {
             if let Some(d) = self.deliveries.get_mut(&id) {
                 d.status = DeliveryStatus::Failed;
                 d.next_retry_at = None;
-                d.error_message = Some(format!(
-                    "not delivered: the endpoint was disabled ({reason})"
-                ));
+                d.abandoned =
+                    Some(format!("not delivered: the endpoint was disabled ({reason})").into());
             }
         }
     }
@@ -264,10 +352,10 @@ impl OutboundView {
             return;
         };
         let inactive = !endpoint.enabled && e.kind != DeliveryKind::Test;
-        let (status, error_message) = if inactive {
+        let (status, abandoned): (_, Option<Box<str>>) = if inactive {
             (
                 DeliveryStatus::Failed,
-                Some("not delivered: the endpoint is disabled".to_owned()),
+                Some("not delivered: the endpoint is disabled".into()),
             )
         } else {
             endpoint.pending.insert(id);
@@ -291,20 +379,17 @@ impl OutboundView {
                 id,
                 endpoint: e.endpoint,
                 organization: e.organization,
-                webhook_id: e.webhook_id,
-                event_type: e.event_type,
+                webhook_id: WebhookId::parse(&e.webhook_id),
+                event_type: self.symbols.intern(&e.event_type),
                 kind: e.kind,
-                source: e.source,
+                source: SourceRef::new(e.source, &mut self.symbols),
                 status,
-                response_status: None,
-                duration_ms: None,
-                response_snippet: String::new(),
-                error_message,
-                attempts: Vec::new(),
+                response_snippet: Box::default(),
+                attempts: Attempts::None,
                 next_retry_at: None,
-                delivered_at: None,
                 created_at: record.recorded_at,
                 redelivered_by: None,
+                abandoned,
             },
         );
     }
@@ -320,10 +405,7 @@ impl OutboundView {
         if attempt.attempt as usize != d.attempts.len() + 1 || d.status != DeliveryStatus::Pending {
             return None;
         }
-        d.response_status = attempt.status;
-        d.duration_ms = Some(attempt.duration_ms);
-        d.response_snippet = snippet;
-        d.error_message.clone_from(&attempt.error);
+        d.response_snippet = snippet.into_boxed_str();
         d.attempts.push(attempt);
         Some(d)
     }
@@ -377,6 +459,10 @@ impl OutboundView {
             }
         }
     }
+}
+
+fn millis(duration_ms: u64) -> u32 {
+    u32::try_from(duration_ms).unwrap_or(u32::MAX)
 }
 
 impl View for OutboundView {
@@ -444,13 +530,12 @@ impl View for OutboundView {
                     attempt: e.attempt,
                     at: e.at,
                     status: Some(e.status),
-                    duration_ms: e.duration_ms,
+                    duration_ms: millis(e.duration_ms),
                     error: None,
                 };
                 let done = self.attempt(e.delivery, attempt, e.snippet).map(|d| {
                     d.status = DeliveryStatus::Delivered;
                     d.next_retry_at = None;
-                    d.delivered_at = Some(e.at + i64::try_from(e.duration_ms).unwrap_or(0) * 1000);
                 });
                 if done.is_some()
                     && let Some(endpoint) = self.endpoints.get_mut(&e.endpoint)
@@ -463,13 +548,13 @@ impl View for OutboundView {
                 let error = if e.error.is_empty() {
                     None
                 } else {
-                    Some(e.error)
+                    Some(self.symbols.text(&e.error))
                 };
                 let attempt = AttemptRecord {
                     attempt: e.attempt,
                     at: e.at,
                     status: e.status,
-                    duration_ms: e.duration_ms,
+                    duration_ms: millis(e.duration_ms),
                     error,
                 };
                 let mut test = false;
@@ -507,7 +592,8 @@ mod tests {
     use super::*;
     use crate::codec::RawJson;
     use crate::domain::delivery::{
-        AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled, EventRef,
+        AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled, DeliverySource,
+        EventRef,
     };
     use crate::domain::endpoint::{EndpointCreated, EndpointDisabled, RetrySettings};
     use crate::domain::published::EventPublished;
@@ -618,12 +704,16 @@ mod tests {
             (
                 d.status,
                 d.next_retry_at,
-                d.response_status,
+                d.response_status(),
                 d.attempts.len()
             ),
             (DeliveryStatus::Pending, Some(9_000), Some(503), 1)
         );
-        assert_eq!(d.error_message.as_deref(), Some("HTTP 503"));
+        assert_eq!(log.view.error_message(d), Some("HTTP 503"));
+        assert_eq!(
+            (d.duration_ms(), log.view.event_type(d)),
+            (Some(7), "build.done")
+        );
         log.push(
             AttemptSucceeded {
                 endpoint: 1,
@@ -641,8 +731,8 @@ mod tests {
             (
                 d.status,
                 d.next_retry_at,
-                d.delivered_at,
-                d.error_message.clone()
+                d.delivered_at(),
+                log.view.error_message(d)
             ),
             (DeliveryStatus::Delivered, None, Some(12_000), None)
         );
@@ -689,7 +779,7 @@ mod tests {
         );
         let d = log.view.delivery(other).unwrap();
         assert_eq!(d.status, DeliveryStatus::Failed);
-        assert!(d.error_message.as_deref().unwrap().contains("410"));
+        assert!(log.view.error_message(d).unwrap().contains("410"));
         let late = log.schedule(5);
         assert_eq!(
             log.view.delivery(late).unwrap().status,

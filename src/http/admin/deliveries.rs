@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 
 use super::outbound::{find, redelivery};
 use crate::app::App;
+use crate::domain::access::Principal;
 use crate::domain::delivery::{DeliveryKind, DeliverySource};
 use crate::domain::endpoint;
 use crate::domain::{FieldErrors, rfc3339};
@@ -16,46 +17,44 @@ use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
-use crate::projections::outbound::{DeliveryRecord, DeliveryStatus};
+use crate::projections::outbound::{DeliveryRecord, DeliveryStatus, OutboundView};
 
 /// The API form of a delivery; `attempts` lists every attempt when `with_attempts`.
-pub fn render(d: &DeliveryRecord, with_attempts: bool) -> Value {
+pub fn render(view: &OutboundView, d: &DeliveryRecord, with_attempts: bool) -> Value {
     let (kind, redelivery_of) = match d.kind {
         DeliveryKind::Dispatched => ("dispatched", None),
         DeliveryKind::Redelivery { of } => ("redelivery", Some(of)),
         DeliveryKind::Test => ("test", None),
     };
-    let event_id = match &d.source {
-        DeliverySource::Journal(r) => Some(r.position),
-        DeliverySource::Inline(_) => None,
-    };
+    let event_id = d.source.position();
     let mut body = json!({
         "id": d.id,
         "type": "delivery",
         "url": format!("/api/v2/deliveries/{}/", d.id),
         "endpoint": d.endpoint,
         "organization": d.organization,
-        "webhook_id": d.webhook_id,
-        "event_type": d.event_type,
+        "webhook_id": d.webhook_id.to_string(),
+        "event_type": view.event_type(d),
         "event_id": event_id,
         "kind": kind,
         "redelivery_of": redelivery_of,
         "redelivered_by": d.redelivered_by,
         "status": d.status,
-        "response_status": d.response_status,
-        "duration_ms": d.duration_ms,
+        "response_status": d.response_status(),
+        "duration_ms": d.duration_ms(),
         "response_snippet": d.response_snippet,
-        "error_message": d.error_message,
+        "error_message": view.error_message(d),
         "attempt_count": d.attempts.len(),
         "next_retry_at": d.next_retry_at.map(rfc3339),
-        "delivered_at": d.delivered_at.map(rfc3339),
+        "delivered_at": d.delivered_at().map(rfc3339),
         "created_at": rfc3339(d.created_at),
     });
     if with_attempts {
         body["attempts"] = d
             .attempts
+            .as_slice()
             .iter()
-            .map(|a| json!({"attempt": a.attempt, "time": rfc3339(a.at), "status": a.status, "duration_ms": a.duration_ms, "error": a.error}))
+            .map(|a| json!({"attempt": a.attempt, "time": rfc3339(a.at), "status": a.status, "duration_ms": a.duration_ms, "error": view.attempt_error(a)}))
             .collect();
     }
     body
@@ -82,41 +81,56 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let items = view
         .deliveries_of(id)
         .filter(|d| status.is_none_or(|s| d.status == s))
-        .filter(|d| event_type.is_none_or(|t| d.event_type == t))
+        .filter(|d| event_type.is_none_or(|t| view.event_type(d) == t))
         .filter(|d| since.is_none_or(|t| d.created_at >= t))
-        .map(|d| render(d, false));
+        .map(|d| render(&view, d, false));
     paginate_iter(&req, items)
 }
 
-fn find_delivery(
-    app: &App,
-    req: &Request,
-) -> Result<(DeliveryRecord, crate::domain::access::Principal), ApiError> {
+/// What `redeliver/` needs to know about a delivery.
+struct Found {
+    principal: Principal,
+    id: u64,
+    endpoint: u64,
+    organization: u64,
+    status: DeliveryStatus,
+    event_type: String,
+    source: DeliverySource,
+}
+
+/// The delivery of the request's `{id}` if the caller may see it (404 otherwise).
+fn find_delivery(app: &App, req: &Request) -> Result<Found, ApiError> {
     let principal = authenticate(app, req)?;
     let id = req.id("id")?;
-    let delivery = app
-        .views
-        .outbound
-        .read()
-        .delivery(id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
-    require_read(&principal, delivery.organization)?;
-    Ok((delivery, principal))
+    let view = app.views.outbound.read();
+    let d = view.delivery(id).ok_or_else(ApiError::not_found)?;
+    require_read(&principal, d.organization)?;
+    Ok(Found {
+        id,
+        endpoint: d.endpoint,
+        organization: d.organization,
+        status: d.status,
+        event_type: view.event_type(d).to_owned(),
+        source: view.source(d),
+        principal,
+    })
 }
 
 /// `GET /api/v2/deliveries/{id}/`: one delivery with every attempt.
 pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let (delivery, _) = find_delivery(&app, &req)?;
-    Ok(ok(&render(&delivery, true)))
+    let found = find_delivery(&app, &req)?;
+    let view = app.views.outbound.read();
+    let delivery = view.delivery(found.id).ok_or_else(ApiError::not_found)?;
+    Ok(ok(&render(&view, delivery, true)))
 }
 
 /// `POST /api/v2/deliveries/{id}/redeliver/`: sends a delivered, failed or dead delivery again
 /// as a new delivery (new id and `webhook-id`, a fresh attempt chain). 409 while it is pending or
 /// when the endpoint is disabled.
 pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let (delivery, principal) = find_delivery(&app, &req)?;
-    require_manage(&principal, delivery.organization)?;
+    let delivery = find_delivery(&app, &req)?;
+    let principal = &delivery.principal;
+    require_manage(principal, delivery.organization)?;
     if delivery.status == DeliveryStatus::Pending {
         return Err(ApiError::conflict(
             "The delivery is still pending; it can be redelivered once it is delivered, failed or dead.",
@@ -144,7 +158,7 @@ pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError
     );
     let appended = app
         .commit(
-            &metadata(&principal, &req),
+            &metadata(principal, &req),
             endpoint::stream(delivery.endpoint),
             ExpectedRevision::StreamExists,
             vec![event.into()],
@@ -154,5 +168,5 @@ pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError
     let new = view
         .delivery(appended.first_position)
         .ok_or_else(|| ApiError::internal("redelivery missing after commit", delivery.id))?;
-    Ok(json(StatusCode::ACCEPTED, &render(new, true)))
+    Ok(json(StatusCode::ACCEPTED, &render(&view, new, true)))
 }

@@ -561,7 +561,17 @@ pub async fn recover(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         let events = candidates
             .into_iter()
             .take(MAX_RECOVER)
-            .map(|d| redelivery(d.endpoint, d.organization, d.id, &d.event_type, &d.source).into())
+            .map(|d| {
+                let source = view.source(d);
+                redelivery(
+                    d.endpoint,
+                    d.organization,
+                    d.id,
+                    view.event_type(d),
+                    &source,
+                )
+                .into()
+            })
             .collect();
         (events, truncated)
     };
