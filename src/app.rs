@@ -266,6 +266,15 @@ impl App {
                 ),
                 allow_private_networks: self.config.outbound.allow_private_networks,
                 allow_commands: self.config.jobs.allow_commands,
+                notification_retry: crate::delivery::retry::RetryPolicy {
+                    initial_delay: std::time::Duration::from_millis(
+                        self.config.jobs.notification_retry_initial_millis,
+                    ),
+                    min_delay: std::time::Duration::from_millis(
+                        self.config.jobs.notification_retry_initial_millis.min(1000),
+                    ),
+                    ..Default::default()
+                },
             },
             live_output: self.live_output.clone(),
         };

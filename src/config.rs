@@ -106,6 +106,9 @@ pub struct JobsConfig {
     pub kill_grace_seconds: u64,
     /// Milliseconds between polls of a controller job's status.
     pub controller_poll_millis: u64,
+    /// First retry delay of a failed notification send, in milliseconds (doubling, with jitter,
+    /// up to 8 attempts: the outbound delivery policy).
+    pub notification_retry_initial_millis: u64,
 }
 
 impl Default for Config {
@@ -171,6 +174,7 @@ impl Default for JobsConfig {
             allow_commands: true,
             kill_grace_seconds: 10,
             controller_poll_millis: 2000,
+            notification_retry_initial_millis: 5000,
         }
     }
 }

@@ -17,6 +17,7 @@ async fn server() -> TestServer {
     config.outbound.allow_private_networks = true;
     config.jobs.kill_grace_seconds = 1;
     config.jobs.controller_poll_millis = 50;
+    config.jobs.notification_retry_initial_millis = 100;
     let mut t = TestServer::start_with(config).await;
     t.keep(temp);
     t
@@ -784,6 +785,13 @@ async fn rules_send_signed_notifications() {
         "action_fired",
     )
     .await;
+    // The rule's send is journaled, then delivered by the runner.
+    for _ in 0..500 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 2, "the test send and the rule's send");
     let (headers, body) = &received[1];
@@ -1088,5 +1096,120 @@ async fn job_and_workflow_lifecycle_events_reach_outbound_endpoints() {
             "{name} missing from event_types: {names:?}"
         );
     }
+    t.shutdown().await;
+}
+
+/// A notification whose receiver fails is retried under the outbound retry policy, and a
+/// pending retry survives a restart.
+#[tokio::test]
+async fn notifications_are_retried_and_resume_after_a_restart() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let fail_until = Arc::new(AtomicUsize::new(2));
+    let (c, f) = (calls.clone(), fail_until.clone());
+    let route = warp::post().map(move || {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let status = if n <= f.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
+        };
+        warp::reply::with_status(
+            warp::reply(),
+            warp::http::StatusCode::from_u16(status).unwrap(),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/n", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let (_, template) = t
+        .post(
+            "/api/v2/notification_templates/",
+            ADMIN,
+            json!({"name": "flaky", "organization": org, "notification_type": "webhook",
+            "notification_configuration": {"url": url}}),
+        )
+        .await;
+    let id = template["id"].as_u64().unwrap();
+    t.post(
+        "/api/v2/event_rules/",
+        ADMIN,
+        json!({"name": "n", "organization": org, "webhook_path": "flaky", "webhook_key": KEY,
+        "actions": [{"action_type": "send_notification", "target_id": id}]}),
+    )
+    .await;
+    let fire = |t: &TestServer, delivery: &'static str| {
+        let body = br#"{"event_type": "disk.full"}"#;
+        t.client
+            .post(format!("{}/api/v2/eda_webhooks/flaky/", t.base))
+            .header("content-type", "application/json")
+            .header(
+                "x-forge-signature",
+                format!(
+                    "sha256={}",
+                    hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+                ),
+            )
+            .header("x-forge-delivery", delivery)
+            .body(&body[..])
+            .send()
+    };
+    assert_eq!(
+        fire(&t, "f-1").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    let path = format!("/api/v2/notification_templates/{id}/");
+    let mut attempts = Vec::new();
+    for _ in 0..500 {
+        attempts = t.get(&path, ADMIN).await.1["recent_notifications"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if attempts.first().is_some_and(|a| a["delivered"] == true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        attempts.len(),
+        3,
+        "two failures, then delivered: {attempts:?}"
+    );
+    assert_eq!(attempts[0]["attempt"], 3);
+    assert_eq!(attempts[2]["response_status"], 503);
+    assert!(
+        attempts[2]["next_attempt_at"].is_string(),
+        "a failed attempt names its retry time"
+    );
+
+    // A retry pending at shutdown resumes after the restart.
+    calls.store(0, Ordering::SeqCst);
+    fail_until.store(1, Ordering::SeqCst);
+    assert_eq!(
+        fire(&t, "f-2").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    for _ in 0..500 {
+        if calls.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = t.restart().await;
+    for _ in 0..500 {
+        if calls.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the pending retry was sent after the restart"
+    );
     t.shutdown().await;
 }

@@ -12,7 +12,7 @@
 //!   node completions, cancels node jobs on request, and finishes the workflow once its
 //!   scheduler has an outcome.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::delivery::retry::{Decision, RetryPolicy, decide};
 use crate::domain::Event;
 use crate::domain::job::{
     self, JobCancelRequested, JobDurationExceeded, JobFinished, JobLaunched, JobStarted, JobStatus,
     LaunchedBy,
 };
 use crate::domain::job_template::{self, JobKind};
+use crate::domain::notification::NotificationSent;
 use crate::domain::workflow::{
     self, NodeState, WorkflowDurationExceeded, WorkflowFinished, WorkflowNodeCompleted,
     WorkflowNodeLaunched, WorkflowStarted,
@@ -34,7 +36,8 @@ use crate::jobs::LiveOutput;
 use crate::jobs::command::{self, Outcome, new_output};
 use crate::jobs::controller::Controller;
 use crate::jobs::launch::Launcher;
-use crate::jobs::state::RunnerState;
+use crate::jobs::notify::{Summary, sent_from};
+use crate::jobs::state::{PendingNotification, RunnerState};
 use crate::journal::{
     EventFilter, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
 };
@@ -51,6 +54,8 @@ pub struct RunnerSettings {
     pub allow_private_networks: bool,
     /// `jobs.allow_commands`.
     pub allow_commands: bool,
+    /// How notification sends are retried (the outbound delivery policy).
+    pub notification_retry: RetryPolicy,
 }
 
 /// The runner actor.
@@ -74,6 +79,8 @@ pub enum RunnerMsg {
     /// A job task ended; this is the `job.finished` it appended (folded at once, so the job is
     /// never mistaken for one orphaned by a previous process).
     JobEnded(Box<JobFinished>),
+    /// A notification attempt ended; this is its record (folded at once).
+    NotificationAttempted(u64, Box<NotificationSent>),
     /// A workflow's duration alert may be due.
     Tick,
 }
@@ -89,6 +96,8 @@ pub struct RunnerActorState {
     alarm: Option<i64>,
     state: RunnerState,
     active: HashMap<u64, Active>,
+    /// Notification requests with an attempt in progress.
+    sending: HashSet<u64>,
     pump: Option<JoinHandle<()>>,
 }
 
@@ -101,7 +110,11 @@ fn system(correlation: String) -> Metadata {
 
 impl Runner {
     fn filter() -> EventFilter {
-        EventFilter::Categories(vec!["job".into(), "workflow_job".into()])
+        EventFilter::Categories(vec![
+            "job".into(),
+            "workflow_job".into(),
+            "notification".into(),
+        ])
     }
 
     /// Appends `event` to `stream` and folds it at once (the log's copy is then a no-op).
@@ -118,19 +131,44 @@ impl Runner {
             ExpectedRevision::Any,
             vec![event.encode(system(correlation.to_owned()))],
         ));
-        actor.state.apply(event, now);
+        actor.state.apply(event, now, 0);
     }
 
     fn reconcile(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
         self.reconcile_jobs(myself, actor);
         self.reconcile_workflows(actor);
+        self.reconcile_notifications(myself, actor);
         self.set_alarm(myself, actor);
     }
 
-    /// Sets a timer for the earliest workflow duration alert still to come (the runner has no
-    /// periodic tick: an idle runner wakes no one).
+    /// Starts an attempt for every notification request that is due and not being sent.
+    fn reconcile_notifications(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let due: Vec<(u64, PendingNotification)> = actor
+            .state
+            .notifications
+            .iter()
+            .filter(|(request, n)| {
+                !actor.sending.contains(request) && n.next_at.is_none_or(|at| at <= now)
+            })
+            .map(|(request, n)| (*request, n.clone()))
+            .collect();
+        for (request, pending) in due {
+            actor.sending.insert(request);
+            let launcher = self.launcher.clone();
+            let policy = self.settings.notification_retry.clone();
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let sent = attempt_notification(&launcher, request, &pending, &policy).await;
+                let _ = myself.cast(RunnerMsg::NotificationAttempted(request, Box::new(sent)));
+            });
+        }
+    }
+
+    /// Sets a timer for the earliest workflow duration alert or notification retry still to come
+    /// (the runner has no periodic tick: an idle runner wakes no one).
     fn set_alarm(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
-        let next = actor
+        let alerts = actor
             .state
             .workflows
             .values()
@@ -139,8 +177,9 @@ impl Runner {
                 w.launched
                     .alert_after_seconds
                     .map(|s| w.launched_at + s as i64 * 1_000_000)
-            })
-            .min();
+            });
+        let retries = actor.state.notifications.values().filter_map(|n| n.next_at);
+        let next = alerts.chain(retries).min();
         let Some(due) = next else { return };
         if actor.alarm.is_some_and(|set| set <= due) {
             return;
@@ -418,6 +457,74 @@ impl Runner {
     }
 }
 
+/// Makes one attempt at a notification request, decides what follows under the retry policy
+/// and records the attempt (returned, to be folded at once).
+async fn attempt_notification(
+    launcher: &Launcher,
+    request: u64,
+    pending: &PendingNotification,
+    policy: &RetryPolicy,
+) -> NotificationSent {
+    let r = &pending.requested;
+    let summary = Summary {
+        rule_name: r.rule_name.clone(),
+        event_type: r.event_type.clone(),
+        event_guid: r.event_guid.clone(),
+        status: r.status.clone(),
+        event_log_id: r.event_log_id,
+    };
+    let attempt = pending.attempts + 1;
+    let notifier = launcher.notifier();
+    let sent = match notifier.attempt(r.template, r.organization, &summary).await {
+        Ok(outcome) => {
+            let jitter = rand::random::<f64>();
+            let next = match decide(
+                policy,
+                attempt,
+                outcome.class(),
+                outcome.retry_after,
+                jitter,
+            ) {
+                Decision::RetryAfter(delay) => {
+                    Some(chrono::Utc::now().timestamp_micros() + delay.as_micros() as i64)
+                }
+                Decision::Delivered | Decision::DeadLetter | Decision::DisableEndpoint { .. } => {
+                    None
+                }
+            };
+            sent_from(
+                r.template,
+                r.organization,
+                Some(request),
+                attempt,
+                r.event_log_id,
+                &outcome,
+                next,
+            )
+        }
+        // The template is gone (or its secret does not open): nothing to retry.
+        Err(error) => NotificationSent {
+            template: r.template,
+            organization: r.organization,
+            request: Some(request),
+            attempt,
+            next_attempt_at: None,
+            event_log_id: r.event_log_id,
+            delivered: false,
+            response_status: None,
+            error: Some(error),
+            duration_ms: 0,
+        },
+    };
+    if let Err(e) = notifier
+        .record(sent.clone(), system(format!("notification-{request}")))
+        .await
+    {
+        tracing::error!(request, error = %e, "could not record a notification attempt");
+    }
+    sent
+}
+
 /// Runs one job to its end and journals `job.started`, `job.duration_exceeded` and
 /// `job.finished` (which it returns).
 async fn run_job(
@@ -548,7 +655,7 @@ impl Actor for Runner {
         while subscription.position() < head {
             for record in subscription.next_batch(1024).await? {
                 if let Ok(Some(event)) = Event::decode(&record) {
-                    state.apply(event, record.recorded_at);
+                    state.apply(event, record.recorded_at, record.position);
                 }
             }
         }
@@ -573,6 +680,7 @@ impl Actor for Runner {
             alarm: None,
             state,
             active: HashMap::new(),
+            sending: HashSet::new(),
             pump: Some(pump),
         })
     }
@@ -596,7 +704,9 @@ impl Actor for Runner {
             RunnerMsg::Events(events, reply) => {
                 for record in &events {
                     if let Ok(Some(event)) = Event::decode(record) {
-                        actor.state.apply(event, record.recorded_at);
+                        actor
+                            .state
+                            .apply(event, record.recorded_at, record.position);
                     }
                 }
                 let _ = reply.send(());
@@ -605,7 +715,13 @@ impl Actor for Runner {
                 actor.active.remove(&finished.id);
                 actor
                     .state
-                    .apply((*finished).into(), chrono::Utc::now().timestamp_micros());
+                    .apply((*finished).into(), chrono::Utc::now().timestamp_micros(), 0);
+            }
+            RunnerMsg::NotificationAttempted(request, sent) => {
+                actor.sending.remove(&request);
+                actor
+                    .state
+                    .apply((*sent).into(), chrono::Utc::now().timestamp_micros(), 0);
             }
             RunnerMsg::Tick => actor.alarm = None,
         }

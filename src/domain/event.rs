@@ -14,8 +14,8 @@ use super::endpoint::{
 use super::job::{JobCancelRequested, JobDurationExceeded, JobFinished, JobLaunched, JobStarted};
 use super::job_template::{JobTemplateCreated, JobTemplateDeleted, JobTemplateUpdated};
 use super::notification::{
-    NotificationSent, NotificationTemplateCreated, NotificationTemplateDeleted,
-    NotificationTemplateUpdated,
+    NotificationRequested, NotificationSent, NotificationTemplateCreated,
+    NotificationTemplateDeleted, NotificationTemplateUpdated,
 };
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 use super::published::EventPublished;
@@ -148,6 +148,7 @@ event_registry! {
     NotificationTemplateCreated(NotificationTemplateCreated),
     NotificationTemplateUpdated(NotificationTemplateUpdated),
     NotificationTemplateDeleted(NotificationTemplateDeleted),
+    NotificationRequested(NotificationRequested),
     NotificationSent(NotificationSent),
     EndpointCreated(EndpointCreated),
     EndpointUpdated(EndpointUpdated),

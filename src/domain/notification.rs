@@ -102,13 +102,49 @@ impl EventBody for NotificationTemplateDeleted {
     const TYPE: &'static str = "notification_template.deleted";
 }
 
-/// One send of a notification, with its outcome.
+/// A rule asked for a notification; the runner sends it, retrying until it is delivered or the
+/// retry policy gives up. Its journal position identifies the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRequested {
+    /// The template.
+    pub template: u64,
+    /// Organization.
+    pub organization: u64,
+    /// The rule that fired.
+    pub rule_name: String,
+    /// Provider event type.
+    pub event_type: Option<String>,
+    /// Provider delivery id.
+    pub event_guid: Option<String>,
+    /// What happened (`fired`).
+    pub status: String,
+    /// The event log that caused it.
+    pub event_log_id: Option<u64>,
+}
+
+impl EventBody for NotificationRequested {
+    const TYPE: &'static str = "notification.requested";
+}
+
+impl Audited for NotificationRequested {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
+/// One attempt to send a notification, with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationSent {
     /// The template.
     pub template: u64,
     /// Organization.
     pub organization: u64,
+    /// The request (position of its `notification.requested`); none for a test send.
+    pub request: Option<u64>,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When the next attempt is due (µs), if this one failed and another follows.
+    pub next_attempt_at: Option<i64>,
     /// The event log that caused it (none for a test send).
     pub event_log_id: Option<u64>,
     /// Whether the receiver answered 2xx.

@@ -279,21 +279,11 @@ impl ActionLauncher for Launcher {
                         status: "fired".into(),
                         event_log_id: Some(request.event_log_id),
                     };
-                    match self
-                        .notifier
-                        .send(action.target_id, request.organization, &summary, metadata)
+                    // Fired once the request is durable; the runner delivers it, with retries.
+                    self.notifier
+                        .request(action.target_id, request.organization, &summary, metadata)
                         .await
-                    {
-                        Ok(sent) if sent.delivered => Ok(()),
-                        Ok(sent) => Err(format!(
-                            "notification not delivered: {}",
-                            sent.error.unwrap_or_else(|| format!(
-                                "HTTP {}",
-                                sent.response_status.unwrap_or(0)
-                            ))
-                        )),
-                        Err(e) => Err(e),
-                    }
+                        .map(drop)
                 }
             };
             if let Err(e) = outcome {

@@ -1,6 +1,7 @@
 //! Sending notifications: the event summary as signed JSON to a webhook, or as a Slack message.
-//! Each send is one attempt through the outbound delivery client (SSRF guard, no redirects,
-//! bounded response) and is recorded as `notification.sent` on the template's stream.
+//! A rule's send is journaled as `notification.requested`; the runner then makes attempts
+//! through the outbound delivery client (SSRF guard, no redirects, bounded response) under the
+//! outbound retry policy, each recorded as `notification.sent` on the template's stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use warp::http::{HeaderName, HeaderValue};
 
-use crate::delivery::client::{DeliveryClient, OutboundRequest};
+use crate::delivery::client::{AttemptOutcome, DeliveryClient, OutboundRequest};
 use crate::delivery::signing::{signed_headers, validate_custom_header};
 use crate::domain::Event;
-use crate::domain::notification::{self, NotificationKind, NotificationSent};
+use crate::domain::notification::{
+    self, NotificationKind, NotificationRequested, NotificationSent,
+};
 use crate::journal::{ExpectedRevision, Journal, Metadata};
 use crate::projections::{NotificationsView, Projection};
 use crate::secrets::MasterKey;
@@ -62,14 +65,52 @@ impl Notifier {
         }
     }
 
-    /// Sends template `id` (which must belong to `organization`) and records the outcome.
-    pub async fn send(
+    /// Journals a request to send template `id` (of `organization`); the runner then sends it,
+    /// with retries. Fails at once if the template does not exist.
+    pub async fn request(
         &self,
         id: u64,
         organization: u64,
         summary: &Summary,
         metadata: Metadata,
-    ) -> Result<NotificationSent, String> {
+    ) -> Result<u64, String> {
+        if self
+            .templates
+            .read()
+            .get(id)
+            .is_none_or(|t| t.organization != organization)
+        {
+            return Err(format!("notification template {id} does not exist"));
+        }
+        let requested = NotificationRequested {
+            template: id,
+            organization,
+            rule_name: summary.rule_name.clone(),
+            event_type: summary.event_type.clone(),
+            event_guid: summary.event_guid.clone(),
+            status: summary.status.clone(),
+            event_log_id: summary.event_log_id,
+        };
+        let appended = self
+            .journal
+            .append(
+                notification::stream(id),
+                ExpectedRevision::Any,
+                vec![Event::from(requested).encode(metadata)],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(appended.first_position)
+    }
+
+    /// One attempt to send template `id` (which must belong to `organization`); nothing is
+    /// recorded.
+    pub async fn attempt(
+        &self,
+        id: u64,
+        organization: u64,
+        summary: &Summary,
+    ) -> Result<AttemptOutcome, String> {
         let template = self
             .templates
             .read()
@@ -148,7 +189,7 @@ impl Notifier {
             }
         };
         let url = reqwest::Url::parse(&url).map_err(|e| format!("bad notification URL: {e}"))?;
-        let outcome = self
+        Ok(self
             .client
             .send(&OutboundRequest {
                 url,
@@ -157,26 +198,67 @@ impl Notifier {
                 timeout: TIMEOUT,
                 ssl_verify: true,
             })
-            .await;
-        let sent = NotificationSent {
-            template: id,
-            organization,
-            event_log_id: summary.event_log_id,
-            delivered: outcome.is_success(),
-            response_status: outcome.status,
-            error: outcome.error.as_ref().map(|e| e.message.clone()),
-            duration_ms: outcome.duration_ms,
-        };
-        let appended = self
-            .journal
+            .await)
+    }
+
+    /// Records an attempt's outcome on the template's stream.
+    pub async fn record(&self, sent: NotificationSent, metadata: Metadata) -> Result<(), String> {
+        let stream = notification::stream(sent.template);
+        self.journal
             .append(
-                notification::stream(id),
+                stream,
                 ExpectedRevision::Any,
-                vec![Event::from(sent.clone()).encode(metadata)],
+                vec![Event::from(sent).encode(metadata)],
             )
-            .await;
-        appended.map_err(|e| e.to_string())?;
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A test send: one attempt, recorded, answered at once.
+    pub async fn test_send(
+        &self,
+        id: u64,
+        organization: u64,
+        summary: &Summary,
+        metadata: Metadata,
+    ) -> Result<NotificationSent, String> {
+        let outcome = self.attempt(id, organization, summary).await?;
+        let sent = sent_from(
+            id,
+            organization,
+            None,
+            1,
+            summary.event_log_id,
+            &outcome,
+            None,
+        );
+        self.record(sent.clone(), metadata).await?;
         Ok(sent)
+    }
+}
+
+/// The record of an attempt.
+pub fn sent_from(
+    template: u64,
+    organization: u64,
+    request: Option<u64>,
+    attempt: u32,
+    event_log_id: Option<u64>,
+    outcome: &AttemptOutcome,
+    next_attempt_at: Option<i64>,
+) -> NotificationSent {
+    NotificationSent {
+        template,
+        organization,
+        request,
+        attempt,
+        next_attempt_at,
+        event_log_id,
+        delivered: outcome.is_success(),
+        response_status: outcome.status,
+        error: outcome.error.as_ref().map(|e| e.message.clone()),
+        duration_ms: outcome.duration_ms,
     }
 }
 
@@ -197,7 +279,11 @@ fn plain_headers(custom: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderV
     Ok(headers)
 }
 
-/// The JSON a notification test answers with.
+/// An attempt as the API shows it.
 pub fn sent_json(sent: &NotificationSent) -> Value {
-    json!({"delivered": sent.delivered, "response_status": sent.response_status, "duration_ms": sent.duration_ms, "error": sent.error})
+    json!({
+        "delivered": sent.delivered, "response_status": sent.response_status, "duration_ms": sent.duration_ms,
+        "error": sent.error, "attempt": sent.attempt,
+        "next_attempt_at": sent.next_attempt_at.map(crate::domain::rfc3339),
+    })
 }

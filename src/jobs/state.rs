@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::Event;
 use crate::domain::job::{JobLaunched, JobStatus, LaunchedBy};
+use crate::domain::notification::NotificationRequested;
 use crate::domain::workflow::{WorkflowLaunched, WorkflowRun};
 
 /// A launched job that has not finished.
@@ -38,19 +39,53 @@ pub struct OpenWorkflow {
     pub job_results: HashMap<u64, JobStatus>,
 }
 
-/// Unfinished jobs and workflows.
+/// A notification request not yet delivered (or given up on).
+#[derive(Debug, Clone)]
+pub struct PendingNotification {
+    /// The request.
+    pub requested: NotificationRequested,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (µs); `None`: now.
+    pub next_at: Option<i64>,
+}
+
+/// Unfinished jobs, workflows and notifications.
 #[derive(Debug, Default)]
 pub struct RunnerState {
     /// Unfinished jobs, by id (launch order).
     pub jobs: BTreeMap<u64, OpenJob>,
     /// Unfinished workflow jobs, by id.
     pub workflows: BTreeMap<u64, OpenWorkflow>,
+    /// Notification requests still to deliver, by request (journal position).
+    pub notifications: BTreeMap<u64, PendingNotification>,
 }
 
 impl RunnerState {
-    /// Folds one event (recorded at `at`, µs).
-    pub fn apply(&mut self, event: Event, at: i64) {
+    /// Folds one event (recorded at `at`, µs, at journal `position`; the runner's own appends are
+    /// folded before they have a position, and none of them needs it).
+    pub fn apply(&mut self, event: Event, at: i64, position: u64) {
         match event {
+            Event::NotificationRequested(e) => {
+                self.notifications
+                    .entry(position)
+                    .or_insert(PendingNotification {
+                        requested: e,
+                        attempts: 0,
+                        next_at: None,
+                    });
+            }
+            Event::NotificationSent(e) => {
+                let Some(request) = e.request else { return };
+                if e.delivered || e.next_attempt_at.is_none() {
+                    self.notifications.remove(&request);
+                } else if let Some(pending) = self.notifications.get_mut(&request)
+                    && e.attempt >= pending.attempts
+                {
+                    pending.attempts = e.attempt;
+                    pending.next_at = e.next_attempt_at;
+                }
+            }
             Event::JobLaunched(e) => {
                 self.jobs.entry(e.id).or_insert(OpenJob {
                     launched: e,
@@ -173,8 +208,8 @@ mod tests {
     #[test]
     fn jobs_open_and_close_and_applies_are_idempotent() {
         let mut state = RunnerState::default();
-        state.apply(launched(1, LaunchedBy::User("admin".into())), 0);
-        state.apply(launched(1, LaunchedBy::User("admin".into())), 0);
+        state.apply(launched(1, LaunchedBy::User("admin".into())), 0, 0);
+        state.apply(launched(1, LaunchedBy::User("admin".into())), 0, 0);
         state.apply(
             JobStarted {
                 id: 1,
@@ -184,6 +219,7 @@ mod tests {
             }
             .into(),
             5,
+            0,
         );
         state.apply(
             JobStarted {
@@ -194,13 +230,14 @@ mod tests {
             }
             .into(),
             7,
+            0,
         );
         assert_eq!(
             (state.jobs[&1].started_at, state.jobs[&1].remote_job_id),
             (Some(5), Some(9))
         );
-        state.apply(finished(1, JobStatus::Successful), 9);
-        state.apply(finished(1, JobStatus::Successful), 9);
+        state.apply(finished(1, JobStatus::Successful), 9, 0);
+        state.apply(finished(1, JobStatus::Successful), 9, 0);
         assert!(state.jobs.is_empty());
     }
 
@@ -227,6 +264,7 @@ mod tests {
             }
             .into(),
             0,
+            0,
         );
         state.apply(
             WorkflowNodeLaunched {
@@ -237,6 +275,7 @@ mod tests {
             }
             .into(),
             1,
+            0,
         );
         state.apply(
             launched(
@@ -247,8 +286,9 @@ mod tests {
                 },
             ),
             1,
+            0,
         );
-        state.apply(finished(7, JobStatus::Failed), 2);
+        state.apply(finished(7, JobStatus::Failed), 2, 0);
         assert_eq!(
             state.workflows[&3].job_results.get(&7),
             Some(&JobStatus::Failed)
@@ -261,8 +301,8 @@ mod tests {
             job: 7,
             status: JobStatus::Failed,
         };
-        state.apply(completed.clone().into(), 3);
-        state.apply(completed.into(), 3);
+        state.apply(completed.clone().into(), 3, 0);
+        state.apply(completed.into(), 3, 0);
         assert!(state.workflows[&3].job_results.is_empty());
         assert_eq!(
             state.workflows[&3].run.outcome().map(|o| o.0),

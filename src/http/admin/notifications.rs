@@ -226,7 +226,7 @@ pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let sent = app
         .launcher
         .notifier()
-        .send(
+        .test_send(
             id,
             template.organization,
             &summary,
