@@ -543,7 +543,11 @@ async fn clients_that_hang_up_lose_nothing() {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.write_all(request.as_bytes()).await.unwrap();
             stream.write_all(&body).await.unwrap();
-            // Hang up without reading the answer.
+            // Hang up without reading the answer: half at once (the server may not even start
+            // on them), half a moment later, while their append is in flight.
+            if i % 2 == 1 {
+                tokio::time::sleep(Duration::from_millis(2 + i % 7)).await;
+            }
             drop(stream);
         }));
     }

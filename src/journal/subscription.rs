@@ -12,6 +12,8 @@ use super::{Journal, JournalError};
 
 /// Frames one blocking read scans at most, so that a sparse filter still yields promptly.
 const SCAN_LIMIT: usize = 8192;
+/// A live subscriber this close to the head reads on its own task (see `read_until`).
+const INLINE_READ: u64 = 64;
 
 /// A subscription to the global log (or some categories of it).
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub struct Subscription {
     next: Position,
     filter: EventFilter,
     cursor: Option<LogCursor>,
+    /// Whether the cursor is open and positioned (opening one reads the index: off-task).
+    cursor_is_warm: bool,
     committed: watch::Receiver<super::shared::Committed>,
 }
 
@@ -31,6 +35,7 @@ impl Subscription {
             next: from,
             filter,
             cursor: None,
+            cursor_is_warm: false,
             committed,
         }
     }
@@ -72,16 +77,25 @@ impl Subscription {
         let journal = self.journal.clone();
         let filter = self.filter.clone();
         let from = self.next;
-        let (cursor, batch) = tokio::task::spawn_blocking(move || {
+        let read = move || {
             let mut cursor = match cursor {
                 Some(c) if c.next_position() == from => c,
                 _ => LogCursor::open(journal.segments_dir(), journal.index(), from)?,
             };
             let batch = cursor.read(head, max, SCAN_LIMIT, &filter)?;
             Ok::<_, JournalError>((cursor, batch))
-        })
-        .await
-        .map_err(|e| JournalError::Io(std::io::Error::other(e)))??;
+        };
+        // A live subscriber reads a few just-committed records from the page cache in
+        // microseconds: handing that to the blocking pool would cost more (a thread hand-off per
+        // commit per subscriber) than the read. Catch-up reads go to the blocking pool.
+        let (cursor, batch) = if head - from <= INLINE_READ && self.cursor_is_warm {
+            read()?
+        } else {
+            tokio::task::spawn_blocking(read)
+                .await
+                .map_err(|e| JournalError::Io(std::io::Error::other(e)))??
+        };
+        self.cursor_is_warm = true;
         self.next = cursor.next_position();
         self.cursor = Some(cursor);
         Ok(batch)
@@ -95,6 +109,8 @@ pub struct StreamSubscription {
     stream: String,
     next: Revision,
     changes: watch::Receiver<Revision>,
+    /// Caught up at least once (until then reads may be long: off-task).
+    live: bool,
 }
 
 impl StreamSubscription {
@@ -109,6 +125,7 @@ impl StreamSubscription {
             stream: stream.to_owned(),
             next: from,
             changes,
+            live: false,
         }
     }
 
@@ -120,18 +137,24 @@ impl StreamSubscription {
     /// Waits until the stream has events past the last delivered one and returns up to `max`.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, JournalError> {
         loop {
-            self.changes.borrow_and_update();
+            let last_known = *self.changes.borrow_and_update();
             let journal = self.journal.clone();
             let stream = self.stream.clone();
             let from = self.next;
-            let batch =
+            let behind = (last_known + 1).saturating_sub(from);
+            // As for the global subscription: a few fresh records are read on this task.
+            let batch = if self.live && behind <= INLINE_READ {
+                journal.read_stream(&stream, from, max.max(1))?
+            } else {
                 tokio::task::spawn_blocking(move || journal.read_stream(&stream, from, max.max(1)))
                     .await
-                    .map_err(|e| JournalError::Io(std::io::Error::other(e)))??;
+                    .map_err(|e| JournalError::Io(std::io::Error::other(e)))??
+            };
             if let Some(last) = batch.last() {
                 self.next = last.revision + 1;
                 return Ok(batch);
             }
+            self.live = true;
             if let Some(reason) = self.journal.stopped() {
                 return Err(JournalError::Closed(reason));
             }

@@ -29,6 +29,21 @@ pub struct AuditEntry {
     pub details: String,
 }
 
+/// Frequent event types that are data, not state changes by a principal.
+const NEVER_AUDITED: &[&str] = &[
+    "webhook.received",
+    "webhook.rejected",
+    "webhook.evaluated",
+    "event.published",
+    "delivery.scheduled",
+    "delivery.attempt_succeeded",
+    "delivery.attempt_failed",
+    "notification.requested",
+    "notification.sent",
+    "job.started",
+    "job.finished",
+];
+
 /// Audited changes in journal order.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct AuditView {
@@ -46,6 +61,10 @@ impl View for AuditView {
     const NAME: &'static str = "audit";
 
     fn apply(&mut self, event: &RecordedEvent) {
+        // The high-volume event types are never audited: skip them without decoding.
+        if NEVER_AUDITED.contains(&event.event_type.as_str()) {
+            return;
+        }
         let Ok(Some(decoded)) = Event::decode(event) else {
             return;
         };
