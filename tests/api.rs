@@ -509,28 +509,10 @@ async fn secrets_never_reach_the_data_files() {
     let (_, token) = t.create_token(org, "admin").await;
     let dir = t.dir.clone();
     let temp = t.shutdown().await;
-    let mut hits = Vec::new();
-    for entry in walk(&dir) {
-        let bytes = std::fs::read(&entry).unwrap();
-        if bytes.windows(token.len()).any(|w| w == token.as_bytes())
-            || bytes.windows(ADMIN.len()).any(|w| w == ADMIN.as_bytes())
-        {
-            hits.push(entry.display().to_string());
-        }
-    }
+    let hits: Vec<_> = [token.as_str(), ADMIN]
+        .iter()
+        .flat_map(|secret| common::files_containing(&dir, secret))
+        .collect();
     assert!(hits.is_empty(), "a secret appears in {hits:?}");
     drop(temp);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path))
-        } else {
-            files.push(path)
-        }
-    }
-    files
 }

@@ -496,29 +496,10 @@ async fn webhook_keys_are_encrypted_at_rest() {
     let dir = t.dir.clone();
     let temp = t.shutdown().await;
     for secret in [KEY, generated.as_str()] {
-        for file in walk(&dir) {
-            let bytes = std::fs::read(&file).unwrap();
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} found in {}",
-                file.display()
-            );
-        }
+        let hits = common::files_containing(&dir, secret);
+        assert!(hits.is_empty(), "{secret} found in {hits:?}");
     }
     drop(temp);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path))
-        } else {
-            files.push(path)
-        }
-    }
-    files
 }
 
 /// Clients that hang up right after sending their request: whatever reached the journal is

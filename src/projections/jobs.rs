@@ -1,10 +1,11 @@
 //! Job templates and jobs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::View;
+use super::catalog::{Catalog, Catalogued};
 use crate::codec::RawJson;
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
@@ -74,14 +75,23 @@ pub struct JobRecord {
     pub modified: i64,
 }
 
+impl Catalogued for JobTemplateRecord {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn organization(&self) -> u64 {
+        self.organization
+    }
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
 /// Job templates and jobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct JobsView {
-    templates: BTreeMap<u64, JobTemplateRecord>,
-    names: HashSet<(u64, String)>,
+    templates: Catalog<JobTemplateRecord>,
     jobs: BTreeMap<u64, JobRecord>,
-    /// Highest template id ever used.
-    pub max_template_id: u64,
     /// Highest job id ever used.
     pub max_job_id: u64,
 }
@@ -89,17 +99,22 @@ pub struct JobsView {
 impl JobsView {
     /// A template.
     pub fn template(&self, id: u64) -> Option<&JobTemplateRecord> {
-        self.templates.get(&id)
+        self.templates.get(id)
+    }
+
+    /// The id the next template gets.
+    pub fn next_template_id(&self) -> u64 {
+        self.templates.max_id + 1
     }
 
     /// All templates, ascending.
     pub fn templates(&self) -> impl DoubleEndedIterator<Item = &JobTemplateRecord> {
-        self.templates.values()
+        self.templates.all()
     }
 
     /// Whether `organization` has a template named `name`.
     pub fn name_taken(&self, organization: u64, name: &str) -> bool {
-        self.names.contains(&(organization, name.to_owned()))
+        self.templates.name_taken(organization, name)
     }
 
     /// A job.
@@ -126,30 +141,19 @@ impl View for JobsView {
         };
         let at = record.recorded_at;
         match event {
-            Event::JobTemplateCreated(e) => {
-                self.max_template_id = self.max_template_id.max(e.id);
-                self.names.insert((e.organization, e.config.name.clone()));
-                let record = JobTemplateRecord {
-                    id: e.id,
-                    organization: e.organization,
-                    config: e.config,
-                    created: at,
-                    modified: at,
-                };
-                self.templates.insert(e.id, record);
-            }
-            Event::JobTemplateUpdated(e) => {
-                if let Some(t) = self.templates.get_mut(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name.clone()));
-                    self.names.insert((t.organization, e.config.name.clone()));
-                    t.config = e.config;
-                    t.modified = at;
-                }
-            }
+            Event::JobTemplateCreated(e) => self.templates.insert(JobTemplateRecord {
+                id: e.id,
+                organization: e.organization,
+                config: e.config,
+                created: at,
+                modified: at,
+            }),
+            Event::JobTemplateUpdated(e) => self.templates.update(e.id, |t| {
+                t.config = e.config;
+                t.modified = at;
+            }),
             Event::JobTemplateDeleted(e) => {
-                if let Some(t) = self.templates.remove(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name));
-                }
+                self.templates.remove(e.id);
             }
             Event::JobLaunched(e) => {
                 self.max_job_id = self.max_job_id.max(e.id);

@@ -4,6 +4,7 @@
 //! and advances a checkpoint, which command handlers wait on to read their own writes.
 
 mod audit;
+pub mod catalog;
 pub mod compact;
 mod dedup;
 pub mod dispatch_index;

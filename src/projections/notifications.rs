@@ -1,10 +1,11 @@
 //! Notification templates and their recent sends.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use super::View;
+use super::catalog::{Catalog, Catalogued};
 use crate::domain::Event;
 use crate::domain::notification::{NotificationConfig, NotificationSent};
 use crate::journal::{EventFilter, RecordedEvent};
@@ -29,29 +30,45 @@ pub struct NotificationRecord {
     pub modified: i64,
 }
 
+impl Catalogued for NotificationRecord {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn organization(&self) -> u64 {
+        self.organization
+    }
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+impl NotificationsView {
+    /// The id the next template gets.
+    pub fn next_id(&self) -> u64 {
+        self.templates.max_id + 1
+    }
+}
+
 /// Notification templates.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NotificationsView {
-    templates: BTreeMap<u64, NotificationRecord>,
-    names: HashSet<(u64, String)>,
-    /// Highest id ever used.
-    pub max_id: u64,
+    templates: Catalog<NotificationRecord>,
 }
 
 impl NotificationsView {
     /// A template.
     pub fn get(&self, id: u64) -> Option<&NotificationRecord> {
-        self.templates.get(&id)
+        self.templates.get(id)
     }
 
     /// All templates.
     pub fn all(&self) -> impl DoubleEndedIterator<Item = &NotificationRecord> {
-        self.templates.values()
+        self.templates.all()
     }
 
     /// Whether `organization` has a template named `name`.
     pub fn name_taken(&self, organization: u64, name: &str) -> bool {
-        self.names.contains(&(organization, name.to_owned()))
+        self.templates.name_taken(organization, name)
     }
 }
 
@@ -68,39 +85,28 @@ impl View for NotificationsView {
         };
         let at = record.recorded_at;
         match event {
-            Event::NotificationTemplateCreated(e) => {
-                self.max_id = self.max_id.max(e.id);
-                self.names.insert((e.organization, e.config.name.clone()));
-                let record = NotificationRecord {
-                    id: e.id,
-                    organization: e.organization,
-                    config: e.config,
-                    recent: VecDeque::new(),
-                    created: at,
-                    modified: at,
-                };
-                self.templates.insert(e.id, record);
-            }
-            Event::NotificationTemplateUpdated(e) => {
-                if let Some(t) = self.templates.get_mut(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name.clone()));
-                    self.names.insert((t.organization, e.config.name.clone()));
-                    t.config = e.config;
-                    t.modified = at;
-                }
-            }
+            Event::NotificationTemplateCreated(e) => self.templates.insert(NotificationRecord {
+                id: e.id,
+                organization: e.organization,
+                config: e.config,
+                recent: VecDeque::new(),
+                created: at,
+                modified: at,
+            }),
+            Event::NotificationTemplateUpdated(e) => self.templates.update(e.id, |t| {
+                t.config = e.config;
+                t.modified = at;
+            }),
             Event::NotificationTemplateDeleted(e) => {
-                if let Some(t) = self.templates.remove(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name));
-                }
+                self.templates.remove(e.id);
             }
             Event::NotificationSent(e) => {
-                if let Some(t) = self.templates.get_mut(&e.template) {
+                self.templates.update(e.template, |t| {
                     t.recent.push_back((at, e));
                     while t.recent.len() > RECENT {
                         t.recent.pop_front();
                     }
-                }
+                });
             }
             _ => {}
         }

@@ -1,10 +1,11 @@
 //! Workflow job templates and workflow jobs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::View;
+use super::catalog::{Catalog, Catalogued};
 use crate::codec::RawJson;
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
@@ -59,14 +60,23 @@ pub struct WorkflowJobRecord {
     pub modified: i64,
 }
 
+impl Catalogued for WorkflowTemplateRecord {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn organization(&self) -> u64 {
+        self.organization
+    }
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
 /// Workflow templates and jobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct WorkflowsView {
-    templates: BTreeMap<u64, WorkflowTemplateRecord>,
-    names: HashSet<(u64, String)>,
+    templates: Catalog<WorkflowTemplateRecord>,
     jobs: BTreeMap<u64, WorkflowJobRecord>,
-    /// Highest template id ever used.
-    pub max_template_id: u64,
     /// Highest workflow job id ever used.
     pub max_job_id: u64,
 }
@@ -74,17 +84,22 @@ pub struct WorkflowsView {
 impl WorkflowsView {
     /// A template.
     pub fn template(&self, id: u64) -> Option<&WorkflowTemplateRecord> {
-        self.templates.get(&id)
+        self.templates.get(id)
+    }
+
+    /// The id the next template gets.
+    pub fn next_template_id(&self) -> u64 {
+        self.templates.max_id + 1
     }
 
     /// All templates.
     pub fn templates(&self) -> impl DoubleEndedIterator<Item = &WorkflowTemplateRecord> {
-        self.templates.values()
+        self.templates.all()
     }
 
     /// Whether `organization` has a workflow template named `name`.
     pub fn name_taken(&self, organization: u64, name: &str) -> bool {
-        self.names.contains(&(organization, name.to_owned()))
+        self.templates.name_taken(organization, name)
     }
 
     /// A workflow job.
@@ -111,30 +126,19 @@ impl View for WorkflowsView {
         };
         let at = record.recorded_at;
         match event {
-            Event::WorkflowTemplateCreated(e) => {
-                self.max_template_id = self.max_template_id.max(e.id);
-                self.names.insert((e.organization, e.config.name.clone()));
-                let record = WorkflowTemplateRecord {
-                    id: e.id,
-                    organization: e.organization,
-                    config: e.config,
-                    created: at,
-                    modified: at,
-                };
-                self.templates.insert(e.id, record);
-            }
-            Event::WorkflowTemplateUpdated(e) => {
-                if let Some(t) = self.templates.get_mut(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name.clone()));
-                    self.names.insert((t.organization, e.config.name.clone()));
-                    t.config = e.config;
-                    t.modified = at;
-                }
-            }
+            Event::WorkflowTemplateCreated(e) => self.templates.insert(WorkflowTemplateRecord {
+                id: e.id,
+                organization: e.organization,
+                config: e.config,
+                created: at,
+                modified: at,
+            }),
+            Event::WorkflowTemplateUpdated(e) => self.templates.update(e.id, |t| {
+                t.config = e.config;
+                t.modified = at;
+            }),
             Event::WorkflowTemplateDeleted(e) => {
-                if let Some(t) = self.templates.remove(&e.id) {
-                    self.names.remove(&(t.organization, t.config.name));
-                }
+                self.templates.remove(e.id);
             }
             Event::WorkflowLaunched(e) => {
                 self.max_job_id = self.max_job_id.max(e.id);

@@ -372,3 +372,21 @@ pub fn journaled_webhook(t: &TestServer, id: u64) -> hookforge::domain::webhook:
         other => panic!("position {id} holds {other:?}, not webhook.received"),
     }
 }
+
+/// Files under `dir` (recursively) whose bytes contain `secret`.
+pub fn files_containing(dir: &Path, secret: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, secret));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes())
+        {
+            hits.push(path);
+        }
+    }
+    hits
+}

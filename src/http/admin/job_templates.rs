@@ -131,7 +131,7 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let organization = target_organization(&app, &principal, input.organization)?;
     check_kind(&app, &principal, input.kind.as_deref())?;
     let _serial = app.commands.lock().await;
-    let id = app.views.jobs.read().max_template_id + 1;
+    let id = app.views.jobs.read().next_template_id();
     let config = {
         let view = app.views.jobs.read();
         job_template::configure(

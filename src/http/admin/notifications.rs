@@ -106,7 +106,7 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let input: NotificationInput = req.json()?;
     let organization = target_organization(&app, &principal, input.organization)?;
     let _serial = app.commands.lock().await;
-    let id = app.views.notifications.read().max_id + 1;
+    let id = app.views.notifications.read().next_id();
     let config = {
         let view = app.views.notifications.read();
         notification::configure(

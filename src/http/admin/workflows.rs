@@ -138,7 +138,7 @@ pub async fn create_template(app: Arc<App>, req: Request) -> Result<Response, Ap
             template_exists(&app, organization),
             |n| view.name_taken(organization, n),
         )?;
-        (view.max_template_id + 1, config)
+        (view.next_template_id(), config)
     };
     let event = WorkflowTemplateCreated {
         id,
