@@ -1213,3 +1213,54 @@ async fn notifications_are_retried_and_resume_after_a_restart() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_workflow_publishes_duration_exceeded_once() {
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let slow = command_template(&t, org, "slow", &["/bin/sleep", "2"], json!({})).await;
+    let (status, wf) = t
+        .post(
+            "/api/v2/workflow_job_templates/",
+            ADMIN,
+            json!({"name": "slow", "organization": org, "alert_after_seconds": 1,
+            "nodes": [{"job_template": slow}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{wf}");
+    let (_, run) = t
+        .post(
+            &format!("/api/v2/workflow_job_templates/{}/launch/", wf["id"]),
+            ADMIN,
+            json!({}),
+        )
+        .await;
+    let done = finished(&t, &format!("/api/v2/workflow_jobs/{}/", run["id"])).await;
+    assert_eq!(done["status"], "successful");
+    let types: Vec<String> = t
+        .app()
+        .journal
+        .read_stream(&format!("workflow_job-{}", run["id"]), 0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "workflow.duration_exceeded")
+            .count(),
+        1,
+        "{types:?}"
+    );
+    let alert = types
+        .iter()
+        .position(|t| t == "workflow.duration_exceeded")
+        .unwrap();
+    let finish = types.iter().position(|t| t == "workflow.finished").unwrap();
+    assert!(
+        alert < finish,
+        "the alert came while it still ran: {types:?}"
+    );
+    t.shutdown().await;
+}

@@ -163,3 +163,20 @@ impl From<JournalError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_that_cannot_take_writes_is_a_503_with_retry_after() {
+        let response = ApiError::from(AppendError::Unavailable("disk full".into())).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let closed = ApiError::from(JournalError::Closed("shutting down".into())).into_response();
+        assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(closed.headers().contains_key(header::RETRY_AFTER));
+        let unauthorized = ApiError::unauthorized("invalid_token", "no").into_response();
+        assert_eq!(unauthorized.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
