@@ -331,38 +331,6 @@ async fn connections_are_reused_across_attempts() {
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
-/// Throughput of one shared client against a local keep-alive server; run with `--ignored`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn measure_attempts_per_second() {
-    let (addr, connections) = counting_server().await;
-    let client = client(true);
-    let req = Arc::new(request(&format!("http://{addr}/hook")));
-    let total = 20_000usize;
-    let concurrency = 64usize;
-    let started = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let req = req.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..total / concurrency {
-                assert_eq!(client.send(&req).await.status, Some(200));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    let done = total / concurrency * concurrency;
-    println!(
-        "{done} attempts in {elapsed:?}: {:.0}/s over {} connections",
-        done as f64 / elapsed.as_secs_f64(),
-        connections.load(Ordering::SeqCst)
-    );
-}
-
 /// An HTTPS server with a self-signed certificate for localhost/127.0.0.1 that answers 200.
 ///
 /// The certificate in `testdata/` was made for these tests with
