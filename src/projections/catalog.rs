@@ -16,6 +16,39 @@ pub trait Catalogued {
     fn name(&self) -> &str;
 }
 
+/// Template settings, which carry the template's name.
+pub trait Named {
+    /// Name, unique within the organization.
+    fn name(&self) -> &str;
+}
+
+/// An organization-scoped template as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template<C> {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// Settings.
+    pub config: C,
+    /// Creation time (µs).
+    pub created: i64,
+    /// Last change (µs).
+    pub modified: i64,
+}
+
+impl<C: Named> Catalogued for Template<C> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn organization(&self) -> u64 {
+        self.organization
+    }
+    fn name(&self) -> &str {
+        self.config.name()
+    }
+}
+
 /// Records by id with per-organization unique names.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Catalog<T> {
@@ -36,6 +69,11 @@ impl<T> Default for Catalog<T> {
 }
 
 impl<T: Catalogued> Catalog<T> {
+    /// The id the next record gets.
+    pub fn next_id(&self) -> u64 {
+        self.max_id + 1
+    }
+
     /// The record with `id`.
     pub fn get(&self, id: u64) -> Option<&T> {
         self.by_id.get(&id)
@@ -76,6 +114,27 @@ impl<T: Catalogued> Catalog<T> {
         self.names
             .remove(&(record.organization(), record.name().to_owned()));
         Some(record)
+    }
+}
+
+impl<C: Named> Catalog<Template<C>> {
+    /// Folds a template's creation at `at` (µs).
+    pub fn created(&mut self, id: u64, organization: u64, config: C, at: i64) {
+        self.insert(Template {
+            id,
+            organization,
+            config,
+            created: at,
+            modified: at,
+        });
+    }
+
+    /// Folds a change to template `id`'s settings at `at` (µs).
+    pub fn updated(&mut self, id: u64, config: C, at: i64) {
+        self.update(id, |t| {
+            t.config = config;
+            t.modified = at;
+        });
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::View;
-use super::catalog::{Catalog, Catalogued};
+use super::catalog::{Catalog, Named, Template};
 use crate::codec::RawJson;
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
@@ -16,18 +16,12 @@ use crate::journal::{EventFilter, RecordedEvent};
 const STDOUT_TAIL: usize = 4096;
 
 /// A job template as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobTemplateRecord {
-    /// Id.
-    pub id: u64,
-    /// Organization.
-    pub organization: u64,
-    /// Settings.
-    pub config: JobTemplateConfig,
-    /// Creation time (µs).
-    pub created: i64,
-    /// Last change (µs).
-    pub modified: i64,
+pub type JobTemplateRecord = Template<JobTemplateConfig>;
+
+impl Named for JobTemplateConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A job as the API shows it.
@@ -75,18 +69,6 @@ pub struct JobRecord {
     pub modified: i64,
 }
 
-impl Catalogued for JobTemplateRecord {
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn organization(&self) -> u64 {
-        self.organization
-    }
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-}
-
 /// Job templates and jobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct JobsView {
@@ -104,7 +86,7 @@ impl JobsView {
 
     /// The id the next template gets.
     pub fn next_template_id(&self) -> u64 {
-        self.templates.max_id + 1
+        self.templates.next_id()
     }
 
     /// All templates, ascending.
@@ -141,17 +123,10 @@ impl View for JobsView {
         };
         let at = record.recorded_at;
         match event {
-            Event::JobTemplateCreated(e) => self.templates.insert(JobTemplateRecord {
-                id: e.id,
-                organization: e.organization,
-                config: e.config,
-                created: at,
-                modified: at,
-            }),
-            Event::JobTemplateUpdated(e) => self.templates.update(e.id, |t| {
-                t.config = e.config;
-                t.modified = at;
-            }),
+            Event::JobTemplateCreated(e) => {
+                self.templates.created(e.id, e.organization, e.config, at)
+            }
+            Event::JobTemplateUpdated(e) => self.templates.updated(e.id, e.config, at),
             Event::JobTemplateDeleted(e) => {
                 self.templates.remove(e.id);
             }

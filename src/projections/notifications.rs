@@ -45,7 +45,7 @@ impl Catalogued for NotificationRecord {
 impl NotificationsView {
     /// The id the next template gets.
     pub fn next_id(&self) -> u64 {
-        self.templates.max_id + 1
+        self.templates.next_id()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::View;
-use super::catalog::{Catalog, Catalogued};
+use super::catalog::{Catalog, Named, Template};
 use crate::codec::RawJson;
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
@@ -13,18 +13,12 @@ use crate::domain::workflow::{WorkflowConfig, WorkflowRun};
 use crate::journal::{EventFilter, RecordedEvent};
 
 /// A workflow job template as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkflowTemplateRecord {
-    /// Id.
-    pub id: u64,
-    /// Organization.
-    pub organization: u64,
-    /// Settings.
-    pub config: WorkflowConfig,
-    /// Creation time (µs).
-    pub created: i64,
-    /// Last change (µs).
-    pub modified: i64,
+pub type WorkflowTemplateRecord = Template<WorkflowConfig>;
+
+impl Named for WorkflowConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A workflow job as the API shows it.
@@ -60,18 +54,6 @@ pub struct WorkflowJobRecord {
     pub modified: i64,
 }
 
-impl Catalogued for WorkflowTemplateRecord {
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn organization(&self) -> u64 {
-        self.organization
-    }
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-}
-
 /// Workflow templates and jobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct WorkflowsView {
@@ -89,7 +71,7 @@ impl WorkflowsView {
 
     /// The id the next template gets.
     pub fn next_template_id(&self) -> u64 {
-        self.templates.max_id + 1
+        self.templates.next_id()
     }
 
     /// All templates.
@@ -126,17 +108,10 @@ impl View for WorkflowsView {
         };
         let at = record.recorded_at;
         match event {
-            Event::WorkflowTemplateCreated(e) => self.templates.insert(WorkflowTemplateRecord {
-                id: e.id,
-                organization: e.organization,
-                config: e.config,
-                created: at,
-                modified: at,
-            }),
-            Event::WorkflowTemplateUpdated(e) => self.templates.update(e.id, |t| {
-                t.config = e.config;
-                t.modified = at;
-            }),
+            Event::WorkflowTemplateCreated(e) => {
+                self.templates.created(e.id, e.organization, e.config, at)
+            }
+            Event::WorkflowTemplateUpdated(e) => self.templates.updated(e.id, e.config, at),
             Event::WorkflowTemplateDeleted(e) => {
                 self.templates.remove(e.id);
             }
