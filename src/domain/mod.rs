@@ -86,6 +86,19 @@ impl std::fmt::Display for FieldErrors {
     }
 }
 
+/// The errors of an update asking to move `what` (say "A rule") out of organization `current`:
+/// none when it stays. Resources never change organization; tenants are isolated by it.
+pub fn organization_unchanged(what: &str, current: u64, requested: Option<u64>) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    if requested.is_some_and(|o| o != current) {
+        errors.add(
+            "organization",
+            format!("{what} cannot move to another organization."),
+        );
+    }
+    errors
+}
+
 /// Checks a human-facing name: trimmed, 1 to `max` characters, no control characters.
 pub fn check_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize) {
     if name.trim().is_empty() {
@@ -107,4 +120,20 @@ pub fn rfc3339(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_may_name_its_own_organization_but_not_another() {
+        assert!(organization_unchanged("A rule", 3, None).is_empty());
+        assert!(organization_unchanged("A rule", 3, Some(3)).is_empty());
+        let moved = organization_unchanged("A rule", 3, Some(4));
+        assert_eq!(
+            moved.0["organization"],
+            ["A rule cannot move to another organization."]
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 
-use super::outbound::target_organization;
+use super::common::target_organization;
 use crate::app::App;
 use crate::domain::published::{self, BUILTIN_TYPES, PublishInput};
 use crate::domain::rfc3339;
@@ -35,7 +35,12 @@ fn accepted(id: u64, event_type: &str, deliveries: Option<u32>) -> Response {
 pub async fn publish(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let input: PublishInput = req.json()?;
-    let organization = target_organization(&app, &principal, input.organization)?;
+    // An event defaults to the caller's organization.
+    let organization = target_organization(
+        &app,
+        &principal,
+        input.organization.or(principal.organization),
+    )?;
     let event = published::publish(organization, input)?;
     let event_type = event.event_type.clone();
     let key = event.idempotency_key.clone().map(|k| (organization, k));

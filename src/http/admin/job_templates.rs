@@ -13,7 +13,7 @@ use crate::domain::job_template::{
     self, JobKind, JobTemplateConfig, JobTemplateCreated, JobTemplateDeleted, JobTemplateInput,
     JobTemplateUpdated,
 };
-use crate::domain::rfc3339;
+use crate::domain::{organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, no_content, ok};
@@ -185,15 +185,8 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let input: JobTemplateInput = req.json()?;
     check_kind(&app, &principal, Some(current.config.kind.name()))?;
     check_kind(&app, &principal, input.kind.as_deref())?;
-    if input
-        .organization
-        .is_some_and(|o| o != current.organization)
-    {
-        return Err(ApiError::field(
-            "organization",
-            "A job template cannot move to another organization.",
-        ));
-    }
+    organization_unchanged("A job template", current.organization, input.organization)
+        .into_result()?;
     let _serial = app.commands.lock().await;
     let config: JobTemplateConfig = {
         let view = app.views.jobs.read();

@@ -11,7 +11,7 @@ use crate::domain::notification::{
     self, NotificationInput, NotificationKind, NotificationTemplateCreated,
     NotificationTemplateDeleted, NotificationTemplateUpdated,
 };
-use crate::domain::rfc3339;
+use crate::domain::{organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, no_content, ok};
@@ -151,15 +151,12 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let current = visible(&app, &principal, id)?;
     require_manage(&principal, current.organization)?;
     let input: NotificationInput = req.json()?;
-    if input
-        .organization
-        .is_some_and(|o| o != current.organization)
-    {
-        return Err(ApiError::field(
-            "organization",
-            "A notification template cannot move to another organization.",
-        ));
-    }
+    organization_unchanged(
+        "A notification template",
+        current.organization,
+        input.organization,
+    )
+    .into_result()?;
     let _serial = app.commands.lock().await;
     let config = {
         let view = app.views.notifications.read();

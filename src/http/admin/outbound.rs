@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::common::target_organization;
 use crate::app::App;
 use crate::codec::{RawJson, Sealed};
 use crate::delivery::envelope::raw_payload;
@@ -25,7 +26,7 @@ use crate::domain::endpoint::{
     valid_event_type,
 };
 use crate::domain::published::PING;
-use crate::domain::{Event, FieldErrors, rfc3339};
+use crate::domain::{Event, FieldErrors, organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, json, no_content, ok};
@@ -126,27 +127,6 @@ fn rendered(app: &App, id: u64) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::internal("endpoint missing after commit", id))
 }
 
-/// Resolves the organization a new resource belongs to: the one given, or the caller's.
-/// Unknown or invisible organizations are a 400 naming `organization`; members get 403.
-pub fn target_organization(
-    app: &App,
-    principal: &Principal,
-    given: Option<u64>,
-) -> Result<u64, ApiError> {
-    let org = given.or(principal.organization).ok_or_else(|| {
-        ApiError::from(FieldErrors::one("organization", "This field is required."))
-    })?;
-    if app.views.organizations.read().get(org).is_none() || !principal.can_read(org) {
-        return Err(FieldErrors::one(
-            "organization",
-            format!("Organization {org} does not exist."),
-        )
-        .into());
-    }
-    require_manage(principal, org)?;
-    Ok(org)
-}
-
 fn checks<'a>(app: &'a App, seal: HeaderSealer<'a>) -> Checks<'a> {
     Checks {
         allow_private_networks: app.config.outbound.allow_private_networks,
@@ -203,7 +183,12 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let input: EndpointInput = req.json()?;
-    let organization = target_organization(&app, &principal, input.organization)?;
+    // An endpoint defaults to the caller's organization.
+    let organization = target_organization(
+        &app,
+        &principal,
+        input.organization.or(principal.organization),
+    )?;
     let _serial = app.commands.lock().await;
     let id = app.views.outbound.read().max_endpoint_id + 1;
     let seal = sealer(&app, id);
@@ -245,16 +230,8 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let input: EndpointInput = req.json()?;
     let _serial = app.commands.lock().await;
     let current = find_managed(&app, &principal, id)?;
-    if input
-        .organization
-        .is_some_and(|org| org != current.organization)
-    {
-        return Err(FieldErrors::one(
-            "organization",
-            "The organization of an endpoint cannot be changed.",
-        )
-        .into());
-    }
+    organization_unchanged("An endpoint", current.organization, input.organization)
+        .into_result()?;
     let seal = sealer(&app, id);
     let validated = endpoint::validate(input, Some(&current.settings), &checks(&app, &seal))?;
     let mut events: Vec<Event> = Vec::new();

@@ -11,7 +11,7 @@ use crate::domain::rule::{
     self, ActionType, RuleCreated, RuleDeleted, RuleEnabledChanged, RuleInput, RuleKeyRotated,
     RuleUpdated, TargetCheck,
 };
-use crate::domain::{FieldErrors, rfc3339};
+use crate::domain::{FieldErrors, organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::request::from_json_value;
@@ -242,13 +242,7 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let rule = visible(&app, &principal, id)?;
     require_manage(&principal, rule.organization)?;
     let input: RuleInput = req.json()?;
-    let mut errors = FieldErrors::default();
-    if input.organization.is_some_and(|o| o != rule.organization) {
-        errors.add(
-            "organization",
-            "A rule cannot move to another organization.",
-        );
-    }
+    let mut errors = organization_unchanged("A rule", rule.organization, input.organization);
     if input.webhook_key.is_some() {
         errors.add(
             "webhook_key",

@@ -11,11 +11,11 @@ use super::job_templates::launch_error;
 use crate::app::App;
 use crate::domain::access::Principal;
 use crate::domain::job::{JobStatus, LaunchedBy, redact};
-use crate::domain::rfc3339;
 use crate::domain::workflow::{
     self, NodeState, WorkflowCancelRequested, WorkflowInput, WorkflowTemplateCreated,
     WorkflowTemplateDeleted, WorkflowTemplateUpdated,
 };
+use crate::domain::{organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, json, no_content, ok};
@@ -174,15 +174,7 @@ pub async fn update_template(app: Arc<App>, req: Request) -> Result<Response, Ap
     let current = visible_template(&app, &principal, id)?;
     require_manage(&principal, current.organization)?;
     let input: WorkflowInput = req.json()?;
-    if input
-        .organization
-        .is_some_and(|o| o != current.organization)
-    {
-        return Err(ApiError::field(
-            "organization",
-            "A workflow cannot move to another organization.",
-        ));
-    }
+    organization_unchanged("A workflow", current.organization, input.organization).into_result()?;
     let _serial = app.commands.lock().await;
     let config = {
         let view = app.views.workflows.read();
