@@ -992,12 +992,17 @@ async fn job_and_workflow_lifecycle_events_reach_outbound_endpoints() {
             json!(["job.failed"]),
             Some("event.payload.elapsed >= 0.0 && event.payload.exit_code == 3".into()),
         ),
-        endpoint(
-            "this workflow",
-            "/workflow",
-            json!(["workflow.*"]),
-            Some(format!("event.resource_id == {wf_id}")),
-        ),
+        // Ordered, so the receiver sees the workflow's events in journal order.
+        {
+            let mut body = endpoint(
+                "this workflow",
+                "/workflow",
+                json!(["workflow.*"]),
+                Some(format!("event.resource_id == {wf_id}")),
+            );
+            body["ordered"] = json!(true);
+            body
+        },
         endpoint(
             "other workflow",
             "/other",
