@@ -86,6 +86,49 @@ async fn organizations_crud_with_and_without_trailing_slash() {
 }
 
 #[tokio::test]
+async fn an_organization_that_owns_resources_cannot_be_deleted() {
+    let t = TestServer::start().await;
+    let org = t.create_org("busy").await;
+    let rule = t
+        .create_rule(
+            json!({"name": "r", "organization": org, "source_type": "webhook_generic",
+            "webhook_path": "busy-org-rule"}),
+        )
+        .await;
+    let (status, template) = t
+        .post(
+            "/api/v2/notification_templates/",
+            ADMIN,
+            json!({"name": "n", "organization": org, "notification_type": "webhook",
+                "notification_configuration": {"url": "https://example.com/hook"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    let org_path = format!("/api/v2/organizations/{org}/");
+    let (status, body) = t.delete(&org_path, ADMIN).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "conflict");
+    assert_eq!(
+        body["detail"],
+        "The organization still owns 1 event rule and 1 notification template; delete them first."
+    );
+    // Refused means unchanged: the organization and its rule are still there.
+    assert_eq!(t.get(&org_path, ADMIN).await.0, StatusCode::OK);
+    let rule_path = format!("/api/v2/event_rules/{}/", rule["id"]);
+    assert_eq!(t.get(&rule_path, ADMIN).await.0, StatusCode::OK);
+    let template_path = format!("/api/v2/notification_templates/{}/", template["id"]);
+    for path in [&rule_path, &template_path] {
+        assert_eq!(
+            t.delete(path, ADMIN).await.0,
+            StatusCode::NO_CONTENT,
+            "{path}"
+        );
+    }
+    assert_eq!(t.delete(&org_path, ADMIN).await.0, StatusCode::NO_CONTENT);
+    t.shutdown().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_precise_errors_in_one_shape() {
     let t = TestServer::start().await;
     t.create_org("Taken").await;

@@ -180,9 +180,51 @@ pub fn update(
     }))
 }
 
+/// Decides whether an organization that still owns `owned` resources (noun, count) may be
+/// deleted. It may not: its rules would keep accepting webhooks and its endpoints keep
+/// delivering for a tenant nobody could administer any more, so the caller deletes them first.
+pub fn check_deletable(owned: &[(&str, usize)]) -> Result<(), DomainError> {
+    let parts: Vec<String> = owned
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(noun, n)| format!("{n} {noun}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    let listed = match parts.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    };
+    Err(DomainError::Conflict(format!(
+        "The organization still owns {listed}; delete them first."
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_organization_that_owns_resources_cannot_be_deleted() {
+        assert!(check_deletable(&[]).is_ok());
+        assert!(check_deletable(&[("event rule", 0), ("outbound webhook", 0)]).is_ok());
+        let message = |owned: &[(&str, usize)]| match check_deletable(owned) {
+            Err(DomainError::Conflict(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(&[("event rule", 1)]),
+            "The organization still owns 1 event rule; delete them first."
+        );
+        assert_eq!(
+            message(&[
+                ("event rule", 2),
+                ("job template", 0),
+                ("workflow job template", 1),
+                ("outbound webhook", 3)
+            ]),
+            "The organization still owns 2 event rules, 1 workflow job template and 3 outbound webhooks; delete them first."
+        );
+    }
     use crate::codec::{decode, encode};
     use crate::journal::{Metadata, RecordedEvent};
 

@@ -102,13 +102,54 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     Ok(ok(&find(&app, id)?))
 }
 
-/// `DELETE /{id}`: its tokens stop working at once.
+/// What organization `id` still owns, as (noun, count).
+fn owned_resources(app: &App, id: u64) -> [(&'static str, usize); 5] {
+    let mine = |organization: u64| organization == id;
+    let jobs = app.views.jobs.read();
+    let workflows = app.views.workflows.read();
+    [
+        ("event rule", app.views.rules.read().count_in(id)),
+        (
+            "job template",
+            jobs.templates().filter(|t| mine(t.organization)).count(),
+        ),
+        (
+            "workflow job template",
+            workflows
+                .templates()
+                .filter(|t| mine(t.organization))
+                .count(),
+        ),
+        (
+            "notification template",
+            app.views
+                .notifications
+                .read()
+                .all()
+                .filter(|t| mine(t.organization))
+                .count(),
+        ),
+        (
+            "outbound webhook",
+            app.views
+                .outbound
+                .read()
+                .endpoints()
+                .filter(|e| mine(e.organization))
+                .count(),
+        ),
+    ]
+}
+
+/// `DELETE /{id}`: refused (409) while it owns resources; once deleted, its tokens stop
+/// working at once.
 pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     require_system_admin(&principal)?;
     let id = req.id("id")?;
     let _serial = app.commands.lock().await;
     find(&app, id)?;
+    organization::check_deletable(&owned_resources(&app, id))?;
     let event = OrganizationDeleted { id };
     app.commit(
         &metadata(&principal, &req),
