@@ -953,9 +953,18 @@ impl SnsSigner {
         BASE64.encode(key.sign(data.as_bytes()).to_vec())
     }
 
-    /// `message` with its placeholder `Signature` replaced by a real one over its canonical
-    /// string; every other byte is left as published.
+    /// `message` as SNS would send it now: its `Timestamp` set to the current time and its
+    /// placeholder `Signature` replaced by a real one; every other byte is left as published.
     fn signed(&self, message: &[u8]) -> Vec<u8> {
+        let value: Value = serde_json::from_slice(message).unwrap();
+        let published = value["Timestamp"].as_str().unwrap();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.signed_as_published(&replace_once(message, published.as_bytes(), now.as_bytes()))
+    }
+
+    /// `message` with its placeholder `Signature` replaced by a real one over its canonical
+    /// string; every other byte (its `Timestamp` too) is left as published.
+    fn signed_as_published(&self, message: &[u8]) -> Vec<u8> {
         let value: Value = serde_json::from_slice(message).unwrap();
         let placeholder = value["Signature"].as_str().unwrap();
         let signature = self.sign(&sns_canonical_string(&value));
@@ -1179,6 +1188,18 @@ async fn forged_or_tampered_sns_messages_are_refused() {
     )
     .await;
 
+    // Genuinely signed, but sent years ago: SNS stops retrying after an hour, so it is a replay.
+    let replayed = signer.signed_as_published(&fixture("aws_sns/notification.json"));
+    let detail = refused(
+        &t,
+        &rule.path,
+        &headers,
+        replayed,
+        "timestamp_out_of_tolerance",
+    )
+    .await;
+    assert!(detail.contains("SNS Timestamp is"), "{detail}");
+
     // A certificate from anywhere but SNS is not even fetched.
     let elsewhere = replace_once(
         &notification,
@@ -1198,16 +1219,16 @@ async fn forged_or_tampered_sns_messages_are_refused() {
     // Each refusal is logged as signature_failed, and nothing was accepted.
     let failed = common::eventually(
         std::time::Duration::from_secs(10),
-        "four signature_failed event logs",
+        "five signature_failed event logs",
         || async {
             let logs = t
                 .event_logs(&format!("event_rule={}&status=signature_failed", rule.id))
                 .await;
-            (logs.len() == 4).then_some(logs)
+            (logs.len() == 5).then_some(logs)
         },
     )
     .await;
-    assert_eq!(t.event_log_count().await, before + 4);
+    assert_eq!(t.event_log_count().await, before + 5);
     assert!(t.event_logs("status=matched").await.is_empty());
     assert!(failed.iter().all(|log| log["source_type"] == "cloudwatch"));
     t.shutdown().await;

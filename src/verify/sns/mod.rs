@@ -32,6 +32,14 @@ pub use self::cert::SnsCertificate;
 pub use self::message::{SignatureVersion, SnsMessage, SnsMessageType};
 pub use self::urls::{check_cert_url, check_subscribe_url};
 
+/// How old a message may be. SNS gives up retrying an HTTP(S) delivery after 3,600 s (a hard
+/// limit), so anything older is a replay; 300 s more absorb clock skew. Together with the
+/// dedup window (by `MessageId`) this closes replays of captured messages.
+pub const MAX_AGE_SECS: i64 = 3_600 + MAX_SKEW_SECS;
+
+/// How far ahead of server time a `Timestamp` may be (clock skew).
+pub const MAX_SKEW_SECS: i64 = 300;
+
 /// Why an SNS message was not accepted. Messages never include certificate or key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnsError {
@@ -59,6 +67,14 @@ pub enum SnsError {
     /// The signature does not verify under the certificate's key.
     #[error("SNS signature does not match the message and its signing certificate")]
     SignatureMismatch,
+    /// `Timestamp` is older than SNS ever retries, or ahead of server time: a replay.
+    #[error(
+        "SNS Timestamp is {age_secs} s old (accepted: at most {MAX_AGE_SECS} s old, {MAX_SKEW_SECS} s ahead)"
+    )]
+    Stale {
+        /// Server time minus `Timestamp`, in seconds (negative when ahead).
+        age_secs: i64,
+    },
 }
 
 impl SnsError {
@@ -72,6 +88,7 @@ impl SnsError {
             SnsError::CertInvalid(_) | SnsError::CertNotValidNow => "sns_certificate_invalid",
             SnsError::MalformedSignature => "malformed_signature",
             SnsError::SignatureMismatch => "signature_mismatch",
+            SnsError::Stale { .. } => "timestamp_out_of_tolerance",
         }
     }
 }
@@ -102,8 +119,21 @@ pub fn verify_message(
     })
 }
 
+/// Checks that `message` (already verified, so its `Timestamp` is authentic) was sent recently
+/// enough at `now` to be a delivery or a retry rather than a replay.
+pub fn check_fresh(message: &SnsMessage, now: DateTime<Utc>) -> Result<(), SnsError> {
+    let sent = DateTime::parse_from_rfc3339(&message.timestamp)
+        .map_err(|e| SnsError::MalformedMessage(format!("Timestamp is not RFC 3339: {e}")))?;
+    let age_secs = (now - sent.with_timezone(&Utc)).num_seconds();
+    if (-MAX_SKEW_SECS..=MAX_AGE_SECS).contains(&age_secs) {
+        Ok(())
+    } else {
+        Err(SnsError::Stale { age_secs })
+    }
+}
+
 /// Parses `body`, checks its `SigningCertURL`, gets the certificate through `certs` and
-/// verifies the signature. Returns the message too: the ingress needs its `Type` and, for a
+/// verifies the signature and the freshness of its `Timestamp`. Returns the message too: the ingress needs its `Type` and, for a
 /// `SubscriptionConfirmation`, its `SubscribeURL`.
 pub async fn verify_sns<F: CertFetcher>(
     body: &[u8],
@@ -114,6 +144,7 @@ pub async fn verify_sns<F: CertFetcher>(
     let url = check_cert_url(&message.signing_cert_url)?;
     let cert = certs.get(&url).await?;
     let verified = verify_message(&message, &cert, now)?;
+    check_fresh(&message, now)?;
     Ok((verified, message))
 }
 
@@ -292,7 +323,10 @@ mod tests {
         assert_eq!(verified.scheme, "sns-v1");
         assert_eq!(message.message_id, "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324");
         let confirmation = signed(SUBSCRIPTION_CONFIRMATION, SignatureVersion::V2);
-        let (_, message) = verify_sns(&confirmation, &certs, now()).await.unwrap();
+        let confirmation_sent = Utc.with_ymd_and_hms(2012, 4, 26, 20, 45, 5).unwrap();
+        let (_, message) = verify_sns(&confirmation, &certs, confirmation_sent)
+            .await
+            .unwrap();
         assert!(check_subscribe_url(message.subscribe_url.as_deref().unwrap()).is_ok());
         assert_eq!(certs.len(), 1);
         assert_eq!(
@@ -300,6 +334,36 @@ mod tests {
             1,
             "the second message used the cached certificate"
         );
+    }
+
+    #[test]
+    fn only_messages_sns_could_still_be_retrying_are_fresh() {
+        let message = parse(NOTIFICATION.as_bytes());
+        let sent = DateTime::parse_from_rfc3339(&message.timestamp)
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |secs: i64| sent + chrono::Duration::seconds(secs);
+        for fresh in [0, 1, MAX_AGE_SECS, -MAX_SKEW_SECS] {
+            assert_eq!(check_fresh(&message, at(fresh)), Ok(()), "{fresh}");
+        }
+        assert_eq!(
+            check_fresh(&message, at(MAX_AGE_SECS + 1)),
+            Err(SnsError::Stale {
+                age_secs: MAX_AGE_SECS + 1
+            })
+        );
+        let ahead = check_fresh(&message, at(-MAX_SKEW_SECS - 2)).unwrap_err();
+        assert_eq!(ahead, SnsError::Stale { age_secs: -302 });
+        assert_eq!(
+            ahead.to_string(),
+            "SNS Timestamp is -302 s old (accepted: at most 3900 s old, 300 s ahead)"
+        );
+        assert_eq!(ahead.code(), "timestamp_out_of_tolerance");
+        let garbled = parse(&edited(NOTIFICATION.as_bytes(), "Timestamp", "yesterday"));
+        assert!(matches!(
+            check_fresh(&garbled, sent),
+            Err(SnsError::MalformedMessage(_))
+        ));
     }
 
     #[tokio::test]
