@@ -559,3 +559,148 @@ async fn secrets_never_reach_the_data_files() {
     assert!(hits.is_empty(), "a secret appears in {hits:?}");
     drop(temp);
 }
+
+/// The three template resources share their create, detail, update and delete handlers; each
+/// goes through the same life here, as an organization admin would drive it.
+#[tokio::test]
+async fn every_template_resource_follows_the_same_life() {
+    let t = TestServer::start().await;
+    let org = t.create_org("templated").await;
+    let other = t.create_org("elsewhere").await;
+    let (_, admin) = t.create_token(org, "admin").await;
+    let (_, member) = t.create_token(org, "member").await;
+    let (_, outsider) = t.create_token(other, "admin").await;
+    let controller = json!({"organization": org, "kind": "controller",
+        "controller_url": "https://awx.example.com", "remote_id": 7, "controller_token": "awx-token"});
+    let (status, job_template) = t
+        .post(
+            "/api/v2/job_templates/",
+            &admin,
+            with_name(&controller, "deploy"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job_template}");
+    let workflow =
+        json!({"organization": org, "nodes": [{"id": "a", "job_template": job_template["id"]}]});
+    let notification = json!({"organization": org, "notification_type": "webhook",
+        "notification_configuration": {"url": "https://example.com/hook"}});
+    for (collection, body) in [
+        ("job_templates", controller),
+        ("workflow_job_templates", workflow),
+        ("notification_templates", notification),
+    ] {
+        let base = format!("/api/v2/{collection}/");
+        let (status, created) = t.post(&base, &admin, with_name(&body, "first")).await;
+        assert_eq!(status, StatusCode::CREATED, "{collection}: {created}");
+        let path = format!("{base}{}/", created["id"]);
+        assert_eq!(created["url"], path, "{collection}");
+        let (status, taken) = t.post(&base, &admin, with_name(&body, "first")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{collection}: {taken}");
+        assert!(taken["fields"]["name"].is_array(), "{collection}: {taken}");
+
+        assert_eq!(
+            t.get(&path, &member).await,
+            (StatusCode::OK, created.clone())
+        );
+        assert_eq!(
+            t.get(&path, &outsider).await.0,
+            StatusCode::NOT_FOUND,
+            "{collection}"
+        );
+        let rename = json!({"name": "renamed"});
+        assert_eq!(
+            t.patch(&path, &member, rename.clone()).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            t.patch(&path, &outsider, rename.clone()).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, moved) = t.patch(&path, &admin, json!({"organization": other})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{collection}: {moved}");
+        assert!(
+            moved["fields"]["organization"].is_array(),
+            "{collection}: {moved}"
+        );
+
+        let (status, renamed) = t.patch(&path, &admin, rename.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{collection}: {renamed}");
+        assert_eq!(renamed["name"], "renamed");
+        assert!(renamed["modified"].as_str() > created["modified"].as_str());
+        // Changing nothing appends nothing: `modified` stays.
+        let (status, again) = t.patch(&path, &admin, rename).await;
+        assert_eq!(
+            (status, &again["modified"]),
+            (StatusCode::OK, &renamed["modified"])
+        );
+
+        assert_eq!(t.delete(&path, &member).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(t.delete(&path, &outsider).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(t.delete(&path, &admin).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            t.get(&path, &admin).await.0,
+            StatusCode::NOT_FOUND,
+            "{collection}"
+        );
+        assert_eq!(
+            t.delete(&path, &admin).await.0,
+            StatusCode::NOT_FOUND,
+            "{collection}"
+        );
+    }
+    t.shutdown().await;
+}
+
+/// A command job template runs code as the server's user: an organization admin may neither
+/// create, change nor delete one, even in their own organization.
+#[tokio::test]
+async fn command_job_templates_are_for_system_admins_only() {
+    let t = TestServer::start().await;
+    let org = t.create_org("commands").await;
+    let (_, admin) = t.create_token(org, "admin").await;
+    let command =
+        json!({"name": "run", "organization": org, "kind": "command", "argv": ["/bin/true"]});
+    let (status, refused) = t
+        .post("/api/v2/job_templates/", &admin, command.clone())
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("permission_denied"))
+    );
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only a system admin"),
+        "{refused}"
+    );
+    let (status, template) = t.post("/api/v2/job_templates/", ADMIN, command).await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    let path = format!("/api/v2/job_templates/{}/", template["id"]);
+    assert_eq!(
+        t.get(&path, &admin).await.0,
+        StatusCode::OK,
+        "admins may read it"
+    );
+    let (status, _) = t
+        .patch(&path, &admin, json!({"description": "mine now"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, refused) = t.delete(&path, &admin).await;
+    assert_eq!(
+        (status, refused["detail"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("Only a system admin may delete a command job template.")
+        )
+    );
+    assert_eq!(t.get(&path, ADMIN).await.1["description"], "");
+    assert_eq!(t.delete(&path, ADMIN).await.0, StatusCode::NO_CONTENT);
+    t.shutdown().await;
+}
+
+fn with_name(body: &serde_json::Value, name: &str) -> serde_json::Value {
+    let mut body = body.clone();
+    body["name"] = json!(name);
+    body
+}

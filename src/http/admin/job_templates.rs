@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::common::{launch_overrides, target_organization, url_policy};
+use super::common::{launch_overrides, url_policy};
 use super::jobs::render_job;
+use super::templates::{Change, TemplateResource, template_events, visible};
 use crate::app::App;
 use crate::domain::access::Principal;
 use crate::domain::job::LaunchedBy;
@@ -13,13 +14,12 @@ use crate::domain::job_template::{
     self, JobKind, JobTemplateConfig, JobTemplateCreated, JobTemplateDeleted, JobTemplateInput,
     JobTemplateUpdated,
 };
-use crate::domain::{organization_unchanged, rfc3339};
-use crate::http::auth::{authenticate, require_manage, require_read};
+use crate::domain::{DomainError, Event, rfc3339};
+use crate::http::auth::{authenticate, require_manage};
 use crate::http::pagination::paginate_iter;
-use crate::http::response::{Response, created, no_content, ok};
+use crate::http::response::{Response, created};
 use crate::http::{ApiError, Request, metadata};
 use crate::jobs::launch::LaunchError;
-use crate::journal::ExpectedRevision;
 use crate::projections::JobTemplateRecord;
 use crate::secrets::mask;
 
@@ -64,20 +64,8 @@ fn render(app: &App, t: &JobTemplateRecord) -> Value {
     body
 }
 
-fn visible(app: &App, principal: &Principal, id: u64) -> Result<JobTemplateRecord, ApiError> {
-    let template = app
-        .views
-        .jobs
-        .read()
-        .template(id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
-    require_read(principal, template.organization)?;
-    Ok(template)
-}
-
-/// Command templates run code as the server's user: only system admins may create or change
-/// them, and only when the operator allows the kind.
+/// Whether `principal` may create or change a template of `kind` (see
+/// [`JobTemplates::authorize`]).
 fn check_kind(app: &App, principal: &Principal, kind: Option<&str>) -> Result<(), ApiError> {
     if kind != Some("command") {
         return Ok(());
@@ -124,129 +112,81 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     paginate_iter(&req, templates.iter().map(|t| render(&app, t)))
 }
 
-/// `POST`.
-pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let input: JobTemplateInput = req.json()?;
-    let organization = target_organization(&app, &principal, input.organization)?;
-    check_kind(&app, &principal, input.kind.as_deref())?;
-    let _serial = app.commands.lock().await;
-    let id = app.views.jobs.read().next_template_id();
-    let config = {
+/// The shared template handlers' view of job templates.
+pub struct JobTemplates;
+
+impl TemplateResource for JobTemplates {
+    type Record = JobTemplateRecord;
+    type Config = JobTemplateConfig;
+    type Input = JobTemplateInput;
+    const WHAT: &'static str = "A job template";
+
+    fn find(app: &App, id: u64) -> Option<JobTemplateRecord> {
+        app.views.jobs.read().template(id).cloned()
+    }
+    fn config(record: &JobTemplateRecord) -> &JobTemplateConfig {
+        &record.config
+    }
+    fn next_id(app: &App) -> u64 {
+        app.views.jobs.read().next_template_id()
+    }
+    fn stream(id: u64) -> String {
+        job_template::stream(id)
+    }
+    fn organization(input: &JobTemplateInput) -> Option<u64> {
+        input.organization
+    }
+    fn configure(
+        app: &App,
+        id: u64,
+        organization: u64,
+        current: Option<JobTemplateConfig>,
+        input: JobTemplateInput,
+    ) -> Result<JobTemplateConfig, DomainError> {
         let view = app.views.jobs.read();
         job_template::configure(
-            None,
-            JobTemplateInput {
-                organization: None,
-                ..input
-            },
-            |token| app.master_key.seal(&token_field(id), token.as_bytes()),
-            url_policy(&app),
-            |name| view.name_taken(organization, name),
-        )?
-    };
-    let event = JobTemplateCreated {
-        id,
-        organization,
-        config,
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        job_template::stream(id),
-        ExpectedRevision::NoStream,
-        vec![event.into()],
-    )
-    .await?;
-    let template = app
-        .views
-        .jobs
-        .read()
-        .template(id)
-        .cloned()
-        .ok_or_else(|| ApiError::internal("template missing", id))?;
-    Ok(created(&render(&app, &template)))
-}
-
-/// `GET /{id}`.
-pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    Ok(ok(&render(
-        &app,
-        &visible(&app, &principal, req.id("id")?)?,
-    )))
-}
-
-/// `PATCH /{id}`.
-pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    let input: JobTemplateInput = req.json()?;
-    check_kind(&app, &principal, Some(current.config.kind.name()))?;
-    check_kind(&app, &principal, input.kind.as_deref())?;
-    organization_unchanged("A job template", current.organization, input.organization)
-        .into_result()?;
-    let _serial = app.commands.lock().await;
-    let config: JobTemplateConfig = {
-        let view = app.views.jobs.read();
-        job_template::configure(
-            Some(current.config.clone()),
+            current,
             input,
             |token| app.master_key.seal(&token_field(id), token.as_bytes()),
-            url_policy(&app),
-            |name| view.name_taken(current.organization, name),
-        )?
-    };
-    if config != current.config {
-        let event = JobTemplateUpdated {
-            id,
-            organization: current.organization,
-            config,
-        };
-        app.commit(
-            &metadata(&principal, &req),
-            job_template::stream(id),
-            ExpectedRevision::StreamExists,
-            vec![event.into()],
+            url_policy(app),
+            |name| view.name_taken(organization, name),
         )
-        .await?;
     }
-    Ok(ok(&render(&app, &visible(&app, &principal, id)?)))
-}
+    template_events!(JobTemplateCreated, JobTemplateUpdated, JobTemplateDeleted);
+    fn render(app: &App, template: &JobTemplateRecord) -> Value {
+        render(app, template)
+    }
 
-/// `DELETE /{id}`: its jobs remain.
-pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    if matches!(current.config.kind, JobKind::Command(_)) && !principal.is_system_admin() {
-        return Err(ApiError::forbidden(
-            "Only a system admin may delete a command job template.",
-        ));
+    /// Command templates run code as the server's user: only system admins may create, change
+    /// or delete them, and only when the operator allows the kind.
+    fn authorize(
+        app: &App,
+        principal: &Principal,
+        change: Change<'_, Self>,
+    ) -> Result<(), ApiError> {
+        match change {
+            Change::Create(input) => check_kind(app, principal, input.kind.as_deref()),
+            Change::Update(current, input) => {
+                check_kind(app, principal, Some(current.kind.name()))?;
+                check_kind(app, principal, input.kind.as_deref())
+            }
+            Change::Delete(current) => {
+                if matches!(current.kind, JobKind::Command(_)) && !principal.is_system_admin() {
+                    return Err(ApiError::forbidden(
+                        "Only a system admin may delete a command job template.",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
-    let _serial = app.commands.lock().await;
-    let event = JobTemplateDeleted {
-        id,
-        organization: current.organization,
-        name: current.config.name.clone(),
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        job_template::stream(id),
-        ExpectedRevision::StreamExists,
-        vec![event.into()],
-    )
-    .await?;
-    Ok(no_content())
 }
 
 /// `POST /{id}/launch/ {"extra_vars": {...}}`: launches a job (201 with the job).
 pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
-    let template = visible(&app, &principal, id)?;
+    let template = visible::<JobTemplates>(&app, &principal, id)?;
     require_manage(&principal, template.organization)?;
     let overrides = launch_overrides(&req)?;
     let job = app

@@ -4,20 +4,19 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::common::{target_organization, url_policy};
+use super::common::url_policy;
+use super::templates::{TemplateResource, template_events, visible};
 use crate::app::App;
-use crate::domain::access::Principal;
 use crate::domain::notification::{
-    self, NotificationInput, NotificationKind, NotificationTemplateCreated,
+    self, NotificationConfig, NotificationInput, NotificationKind, NotificationTemplateCreated,
     NotificationTemplateDeleted, NotificationTemplateUpdated,
 };
-use crate::domain::{organization_unchanged, rfc3339};
-use crate::http::auth::{authenticate, require_manage, require_read};
+use crate::domain::{DomainError, Event, rfc3339};
+use crate::http::auth::{authenticate, require_manage};
 use crate::http::pagination::paginate_iter;
-use crate::http::response::{Response, created, no_content, ok};
+use crate::http::response::{Response, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::jobs::notify::{Summary, sent_json};
-use crate::journal::ExpectedRevision;
 use crate::projections::NotificationRecord;
 use crate::secrets::mask;
 
@@ -68,18 +67,6 @@ fn render(app: &App, t: &NotificationRecord) -> Value {
     })
 }
 
-fn visible(app: &App, principal: &Principal, id: u64) -> Result<NotificationRecord, ApiError> {
-    let template = app
-        .views
-        .notifications
-        .read()
-        .get(id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
-    require_read(principal, template.organization)?;
-    Ok(template)
-}
-
 /// `GET`.
 pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
@@ -100,118 +87,61 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     paginate_iter(&req, items.iter().map(|t| render(&app, t)))
 }
 
-/// `POST`.
-pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let input: NotificationInput = req.json()?;
-    let organization = target_organization(&app, &principal, input.organization)?;
-    let _serial = app.commands.lock().await;
-    let id = app.views.notifications.read().next_id();
-    let config = {
+/// The shared template handlers' view of notification templates.
+pub struct NotificationTemplates;
+
+impl TemplateResource for NotificationTemplates {
+    type Record = NotificationRecord;
+    type Config = NotificationConfig;
+    type Input = NotificationInput;
+    const WHAT: &'static str = "A notification template";
+
+    fn find(app: &App, id: u64) -> Option<NotificationRecord> {
+        app.views.notifications.read().get(id).cloned()
+    }
+    fn config(record: &NotificationRecord) -> &NotificationConfig {
+        &record.config
+    }
+    fn next_id(app: &App) -> u64 {
+        app.views.notifications.read().next_id()
+    }
+    fn stream(id: u64) -> String {
+        notification::stream(id)
+    }
+    fn organization(input: &NotificationInput) -> Option<u64> {
+        input.organization
+    }
+    fn configure(
+        app: &App,
+        id: u64,
+        organization: u64,
+        current: Option<NotificationConfig>,
+        input: NotificationInput,
+    ) -> Result<NotificationConfig, DomainError> {
         let view = app.views.notifications.read();
         notification::configure(
-            None,
-            NotificationInput {
-                organization: None,
-                ..input
-            },
-            |name, secret| app.master_key.seal(&field(id, name), secret.as_bytes()),
-            url_policy(&app),
-            |name| view.name_taken(organization, name),
-        )?
-    };
-    let event = NotificationTemplateCreated {
-        id,
-        organization,
-        config,
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        notification::stream(id),
-        ExpectedRevision::NoStream,
-        vec![event.into()],
-    )
-    .await?;
-    Ok(created(&render(&app, &visible(&app, &principal, id)?)))
-}
-
-/// `GET /{id}`.
-pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    Ok(ok(&render(
-        &app,
-        &visible(&app, &principal, req.id("id")?)?,
-    )))
-}
-
-/// `PATCH /{id}`.
-pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    let input: NotificationInput = req.json()?;
-    organization_unchanged(
-        "A notification template",
-        current.organization,
-        input.organization,
-    )
-    .into_result()?;
-    let _serial = app.commands.lock().await;
-    let config = {
-        let view = app.views.notifications.read();
-        notification::configure(
-            Some(current.config.clone()),
+            current,
             input,
             |name, secret| app.master_key.seal(&field(id, name), secret.as_bytes()),
-            url_policy(&app),
-            |name| view.name_taken(current.organization, name),
-        )?
-    };
-    if config != current.config {
-        let event = NotificationTemplateUpdated {
-            id,
-            organization: current.organization,
-            config,
-        };
-        app.commit(
-            &metadata(&principal, &req),
-            notification::stream(id),
-            ExpectedRevision::StreamExists,
-            vec![event.into()],
+            url_policy(app),
+            |name| view.name_taken(organization, name),
         )
-        .await?;
     }
-    Ok(ok(&render(&app, &visible(&app, &principal, id)?)))
-}
-
-/// `DELETE /{id}`.
-pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    let _serial = app.commands.lock().await;
-    let event = NotificationTemplateDeleted {
-        id,
-        organization: current.organization,
-        name: current.config.name.clone(),
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        notification::stream(id),
-        ExpectedRevision::StreamExists,
-        vec![event.into()],
-    )
-    .await?;
-    Ok(no_content())
+    template_events!(
+        NotificationTemplateCreated,
+        NotificationTemplateUpdated,
+        NotificationTemplateDeleted
+    );
+    fn render(app: &App, template: &NotificationRecord) -> Value {
+        render(app, template)
+    }
 }
 
 /// `POST /{id}/test/`: sends a test notification now and reports how it went.
 pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
-    let template = visible(&app, &principal, id)?;
+    let template = visible::<NotificationTemplates>(&app, &principal, id)?;
     require_manage(&principal, template.organization)?;
     let summary = Summary {
         rule_name: "test".into(),

@@ -6,19 +6,20 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 
-use super::common::{choice, launch_overrides, target_organization, time};
+use super::common::{choice, launch_overrides, time};
 use super::job_templates::launch_error;
+use super::templates::{TemplateResource, template_events, visible};
 use crate::app::App;
 use crate::domain::access::Principal;
 use crate::domain::job::{JobStatus, LaunchedBy, redact};
 use crate::domain::workflow::{
-    self, NodeState, WorkflowCancelRequested, WorkflowInput, WorkflowTemplateCreated,
-    WorkflowTemplateDeleted, WorkflowTemplateUpdated,
+    self, NodeState, WorkflowCancelRequested, WorkflowConfig, WorkflowInput,
+    WorkflowTemplateCreated, WorkflowTemplateDeleted, WorkflowTemplateUpdated,
 };
-use crate::domain::{organization_unchanged, rfc3339};
+use crate::domain::{DomainError, Event, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
-use crate::http::response::{Response, created, json, no_content, ok};
+use crate::http::response::{Response, created, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::{WorkflowJobRecord, WorkflowTemplateRecord};
@@ -75,22 +76,6 @@ fn render_job(w: &WorkflowJobRecord) -> Value {
     })
 }
 
-fn visible_template(
-    app: &App,
-    principal: &Principal,
-    id: u64,
-) -> Result<WorkflowTemplateRecord, ApiError> {
-    let template = app
-        .views
-        .workflows
-        .read()
-        .template(id)
-        .cloned()
-        .ok_or_else(ApiError::not_found)?;
-    require_read(principal, template.organization)?;
-    Ok(template)
-}
-
 fn template_exists(app: &App, organization: u64) -> impl Fn(u64) -> bool + '_ {
     move |id| {
         app.views
@@ -121,116 +106,57 @@ pub async fn list_templates(app: Arc<App>, req: Request) -> Result<Response, Api
     paginate_iter(&req, items.into_iter())
 }
 
-/// `POST /workflow_job_templates/`.
-pub async fn create_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let input: WorkflowInput = req.json()?;
-    let organization = target_organization(&app, &principal, input.organization)?;
-    let _serial = app.commands.lock().await;
-    let (id, config) = {
-        let view = app.views.workflows.read();
-        let config = workflow::configure(
-            None,
-            WorkflowInput {
-                organization: None,
-                ..input
-            },
-            template_exists(&app, organization),
-            |n| view.name_taken(organization, n),
-        )?;
-        (view.next_template_id(), config)
-    };
-    let event = WorkflowTemplateCreated {
-        id,
-        organization,
-        config,
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        workflow::template_stream(id),
-        ExpectedRevision::NoStream,
-        vec![event.into()],
-    )
-    .await?;
-    Ok(created(&render_template(&visible_template(
-        &app, &principal, id,
-    )?)))
-}
+/// The shared template handlers' view of workflow job templates.
+pub struct WorkflowTemplates;
 
-/// `GET /workflow_job_templates/{id}`.
-pub async fn template_detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    Ok(ok(&render_template(&visible_template(
-        &app,
-        &principal,
-        req.id("id")?,
-    )?)))
-}
+impl TemplateResource for WorkflowTemplates {
+    type Record = WorkflowTemplateRecord;
+    type Config = WorkflowConfig;
+    type Input = WorkflowInput;
+    const WHAT: &'static str = "A workflow";
 
-/// `PATCH /workflow_job_templates/{id}`.
-pub async fn update_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible_template(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    let input: WorkflowInput = req.json()?;
-    organization_unchanged("A workflow", current.organization, input.organization).into_result()?;
-    let _serial = app.commands.lock().await;
-    let config = {
-        let view = app.views.workflows.read();
-        workflow::configure(
-            Some(current.config.clone()),
-            input,
-            template_exists(&app, current.organization),
-            |n| view.name_taken(current.organization, n),
-        )?
-    };
-    if config != current.config {
-        let event = WorkflowTemplateUpdated {
-            id,
-            organization: current.organization,
-            config,
-        };
-        app.commit(
-            &metadata(&principal, &req),
-            workflow::template_stream(id),
-            ExpectedRevision::StreamExists,
-            vec![event.into()],
-        )
-        .await?;
+    fn find(app: &App, id: u64) -> Option<WorkflowTemplateRecord> {
+        app.views.workflows.read().template(id).cloned()
     }
-    Ok(ok(&render_template(&visible_template(
-        &app, &principal, id,
-    )?)))
-}
-
-/// `DELETE /workflow_job_templates/{id}`.
-pub async fn delete_template(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(&app, &req)?;
-    let id = req.id("id")?;
-    let current = visible_template(&app, &principal, id)?;
-    require_manage(&principal, current.organization)?;
-    let _serial = app.commands.lock().await;
-    let event = WorkflowTemplateDeleted {
-        id,
-        organization: current.organization,
-        name: current.config.name.clone(),
-    };
-    app.commit(
-        &metadata(&principal, &req),
-        workflow::template_stream(id),
-        ExpectedRevision::StreamExists,
-        vec![event.into()],
-    )
-    .await?;
-    Ok(no_content())
+    fn config(record: &WorkflowTemplateRecord) -> &WorkflowConfig {
+        &record.config
+    }
+    fn next_id(app: &App) -> u64 {
+        app.views.workflows.read().next_template_id()
+    }
+    fn stream(id: u64) -> String {
+        workflow::template_stream(id)
+    }
+    fn organization(input: &WorkflowInput) -> Option<u64> {
+        input.organization
+    }
+    fn configure(
+        app: &App,
+        _id: u64,
+        organization: u64,
+        current: Option<WorkflowConfig>,
+        input: WorkflowInput,
+    ) -> Result<WorkflowConfig, DomainError> {
+        let view = app.views.workflows.read();
+        workflow::configure(current, input, template_exists(app, organization), |n| {
+            view.name_taken(organization, n)
+        })
+    }
+    template_events!(
+        WorkflowTemplateCreated,
+        WorkflowTemplateUpdated,
+        WorkflowTemplateDeleted
+    );
+    fn render(_app: &App, template: &WorkflowTemplateRecord) -> Value {
+        render_template(template)
+    }
 }
 
 /// `POST /workflow_job_templates/{id}/launch/ {"extra_vars": {...}}`.
 pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
-    let template = visible_template(&app, &principal, id)?;
+    let template = visible::<WorkflowTemplates>(&app, &principal, id)?;
     require_manage(&principal, template.organization)?;
     let overrides = launch_overrides(&req)?;
     let job = app
