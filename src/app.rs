@@ -152,6 +152,7 @@ impl App {
             sync: config.journal.sync,
             segment_bytes: config.journal.segment_mib * 1024 * 1024,
             max_batch_events: config.journal.max_batch_events,
+            index_cache_bytes: config.journal.index_cache_mib * 1024 * 1024,
             metrics: metrics.journal.clone(),
             ..JournalOptions::default()
         };

@@ -62,6 +62,8 @@ pub struct JournalConfig {
     pub segment_mib: u64,
     /// Most events in one group commit.
     pub max_batch_events: usize,
+    /// Memory for the index's page cache, in MiB: most of a quiet server's resident memory.
+    pub index_cache_mib: u64,
 }
 
 /// HTTP limits.
@@ -136,6 +138,7 @@ impl Default for JournalConfig {
             sync: true,
             segment_mib: 256,
             max_batch_events: 2048,
+            index_cache_mib: 128,
         }
     }
 }
@@ -241,6 +244,9 @@ impl Config {
         }
         if self.journal.max_batch_events == 0 {
             return bad("journal.max_batch_events", "must be at least 1");
+        }
+        if !(8..=65_536).contains(&self.journal.index_cache_mib) {
+            return bad("journal.index_cache_mib", "must be between 8 and 65536");
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
@@ -349,6 +355,16 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("journal.segment_mib"), "{err}");
+
+            jail.set_env("HOOKFORGE_JOURNAL__SEGMENT_MIB", "256");
+            jail.set_env("HOOKFORGE_JOURNAL__INDEX_CACHE_MIB", "4");
+            let err = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("journal.index_cache_mib"), "{err}");
+            jail.set_env("HOOKFORGE_JOURNAL__INDEX_CACHE_MIB", "32");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.journal.index_cache_mib, 32);
             Ok(())
         });
     }
