@@ -62,7 +62,7 @@ pub struct JournalConfig {
     pub segment_mib: u64,
     /// Most events in one group commit.
     pub max_batch_events: usize,
-    /// Memory for the index's page cache, in MiB: most of a quiet server's resident memory.
+    /// Upper bound on the index's page cache, in MiB (filled as the journal grows).
     pub index_cache_mib: u64,
 }
 
