@@ -115,6 +115,23 @@ pub fn check_name(errors: &mut FieldErrors, field: &str, name: &str, max: usize)
     }
 }
 
+/// Refuses `name` for a template whose name was `current` (none on create) when another `what`
+/// of the organization already has it.
+pub fn check_name_free(
+    what: &str,
+    current: Option<&str>,
+    name: &str,
+    name_taken: impl Fn(&str) -> bool,
+) -> Result<(), DomainError> {
+    if current != Some(name) && name_taken(name) {
+        return Err(FieldErrors::one(
+            "name",
+            format!("{what} with this name already exists in the organization."),
+        ));
+    }
+    Ok(())
+}
+
 /// Microseconds since the Unix epoch rendered as RFC 3339 (what the API shows for times).
 pub fn rfc3339(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
@@ -125,6 +142,22 @@ pub fn rfc3339(micros: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_free_unless_another_template_has_it() {
+        let taken = |name: &str| name == "deploy";
+        assert!(check_name_free("A job template", None, "build", taken).is_ok());
+        assert!(check_name_free("A job template", Some("deploy"), "deploy", taken).is_ok());
+        let Err(DomainError::Invalid(fields)) =
+            check_name_free("A job template", None, "deploy", taken)
+        else {
+            panic!("a taken name is refused");
+        };
+        assert_eq!(
+            fields.0["name"],
+            ["A job template with this name already exists in the organization."]
+        );
+    }
 
     #[test]
     fn an_update_may_name_its_own_organization_but_not_another() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::event::{AuditInfo, Audited};
-use super::{DomainError, FieldErrors, check_name};
+use super::{DomainError, FieldErrors, check_name, check_name_free};
 use crate::codec::{EventBody, Sealed};
 
 /// Longest template name.
@@ -344,12 +344,12 @@ pub fn configure(
         .or_else(|| base.as_ref().map(|b| b.description.clone()))
         .unwrap_or_default();
     errors.into_result()?;
-    if base.as_ref().is_none_or(|b| b.name != name) && name_taken(&name) {
-        return Err(FieldErrors::one(
-            "name",
-            "A notification template with this name already exists in the organization.",
-        ));
-    }
+    check_name_free(
+        "A notification template",
+        base.as_ref().map(|b| b.name.as_str()),
+        &name,
+        name_taken,
+    )?;
     Ok(NotificationConfig {
         name,
         description,

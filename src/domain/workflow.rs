@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{AuditInfo, Audited};
 use super::job::{JobStatus, LaunchedBy};
-use super::{DomainError, FieldErrors, check_name};
+use super::{DomainError, FieldErrors, check_name, check_name_free};
 use crate::codec::{EventBody, RawJson};
 
 /// Longest workflow name.
@@ -480,12 +480,12 @@ pub fn configure(
         .or_else(|| base.as_ref().map(|b| b.description.clone()))
         .unwrap_or_default();
     errors.into_result()?;
-    if base.as_ref().is_none_or(|b| b.name != name) && name_taken(&name) {
-        return Err(FieldErrors::one(
-            "name",
-            "A workflow job template with this name already exists in the organization.",
-        ));
-    }
+    check_name_free(
+        "A workflow job template",
+        base.as_ref().map(|b| b.name.as_str()),
+        &name,
+        name_taken,
+    )?;
     Ok(WorkflowConfig {
         name,
         description,
