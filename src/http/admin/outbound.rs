@@ -183,13 +183,14 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let input: EndpointInput = req.json()?;
-    // An endpoint defaults to the caller's organization.
+    // Under the command lock, so the organization cannot be deleted before the endpoint is
+    // created. An endpoint defaults to the caller's organization.
+    let _serial = app.commands.lock().await;
     let organization = target_organization(
         &app,
         &principal,
         input.organization.or(principal.organization),
     )?;
-    let _serial = app.commands.lock().await;
     let id = app.views.outbound.read().max_endpoint_id + 1;
     let seal = sealer(&app, id);
     let validated = endpoint::validate(input, None, &checks(&app, &seal))?;

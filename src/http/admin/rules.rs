@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::common::target_organization;
 use super::event_logs;
 use crate::actors::rule::{DryRun, RuleMsg};
 use crate::app::App;
@@ -147,22 +148,9 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let input: RuleInput = req.json()?;
-    let organization = input
-        .organization
-        .ok_or_else(|| ApiError::invalid(required("organization")))?;
-    if !app
-        .views
-        .organizations
-        .read()
-        .get(organization)
-        .is_some_and(|_| principal.can_read(organization))
-    {
-        return Err(ApiError::invalid(one(
-            "organization",
-            format!("Organization {organization} does not exist."),
-        )));
-    }
-    require_manage(&principal, organization)?;
+    // Under the command lock, so the organization cannot be deleted before the rule is created.
+    let _serial = app.commands.lock().await;
+    let organization = target_organization(&app, &principal, input.organization)?;
     let supplied_key = input.webhook_key.clone();
     let key = match &supplied_key {
         Some(key) => {
@@ -173,7 +161,6 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         }
         None => secrets::generate_secret(),
     };
-    let _serial = app.commands.lock().await;
     let (id, config) = {
         let rules = app.views.rules.read();
         let id = rules.max_id + 1;
@@ -216,16 +203,6 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let mut body = render_id(&app, id)?;
     body["webhook_key"] = json!(key);
     Ok(created(&body))
-}
-
-fn required(field: &str) -> FieldErrors {
-    one(field, "This field is required.".into())
-}
-
-fn one(field: &str, message: String) -> FieldErrors {
-    let mut errors = FieldErrors::default();
-    errors.add(field, message);
-    errors
 }
 
 /// `GET /{id}`.

@@ -146,9 +146,11 @@ pub async fn create<R: TemplateResource>(
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let input: R::Input = req.json()?;
+    // Under the command lock, so the organization cannot be deleted before the template is
+    // created.
+    let _serial = app.commands.lock().await;
     let organization = target_organization(&app, &principal, R::organization(&input))?;
     R::authorize(&app, &principal, Change::Create(&input))?;
-    let _serial = app.commands.lock().await;
     let id = R::next_id(&app);
     let config = R::configure(&app, id, organization, None, input)?;
     let event = R::created(id, organization, config);
