@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{ADMIN, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -703,4 +705,52 @@ fn with_name(body: &serde_json::Value, name: &str) -> serde_json::Value {
     let mut body = body.clone();
     body["name"] = json!(name);
     body
+}
+
+/// A resource created while its organization is being deleted: exactly one of the two wins, so
+/// nothing is ever left in a deleted organization. Rules, templates and endpoints take turns.
+#[tokio::test]
+async fn a_create_racing_an_organization_delete_never_orphans_a_resource() {
+    let t = TestServer::start().await;
+    for round in 0..48 {
+        let org = t.create_org(&format!("racing-{round}")).await;
+        let (collection, body) = match round % 3 {
+            0 => (
+                "event_rules",
+                json!({"name": "r", "organization": org, "webhook_path": format!("race-{round}")}),
+            ),
+            1 => (
+                "notification_templates",
+                json!({"name": "n", "organization": org, "notification_type": "webhook",
+                    "notification_configuration": {"url": "https://example.com/hook"}}),
+            ),
+            _ => (
+                "outbound_webhooks",
+                json!({"name": "e", "organization": org, "url": "https://example.com/hook",
+                    "events": ["*"]}),
+            ),
+        };
+        let org_path = format!("/api/v2/organizations/{org}/");
+        // The create lands at a different moment of the delete's commit each round.
+        let lag = Duration::from_micros(250 * (round % 8));
+        let create = async {
+            tokio::time::sleep(lag).await;
+            t.post(&format!("/api/v2/{collection}/"), ADMIN, body).await
+        };
+        let (created, deleted) = tokio::join!(create, t.delete(&org_path, ADMIN));
+        match (created.0, deleted.0) {
+            (StatusCode::CREATED, StatusCode::CONFLICT) => {
+                assert_eq!(t.get(&org_path, ADMIN).await.0, StatusCode::OK);
+            }
+            (StatusCode::BAD_REQUEST, StatusCode::NO_CONTENT) => {
+                assert!(
+                    created.1["fields"]["organization"].is_array(),
+                    "{}",
+                    created.1
+                );
+            }
+            other => panic!("round {round} ({collection}): {other:?}"),
+        }
+    }
+    t.shutdown().await;
 }
