@@ -169,5 +169,9 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
     assert!(err.contains("outbound.allow_private_networks"), "{err}");
     let (code, _, err) = hookforge(&["journal", "verify", "--data-dir", "/nonexistent/dir"]);
     assert_eq!(code, 2);
-    assert!(err.contains("no journal"), "{err}");
+    assert_eq!(
+        err.trim(),
+        "hookforge: journal I/O error: no journal at /nonexistent/dir/journal (expected a segments/ directory)",
+        "said once, precisely"
+    );
 }

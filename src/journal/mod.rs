@@ -79,12 +79,19 @@ pub enum JournalError {
     /// The journal was closed or its writer stopped.
     #[error("journal closed: {0}")]
     Closed(String),
-    /// An operating-system error.
+    /// An operating-system error. Not a `#[source]`: the message already includes it, and
+    /// `{:#}` would print it twice.
     #[error("journal I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The sled index failed.
     #[error("journal index error: {0}")]
     Index(String),
+}
+
+impl From<std::io::Error> for JournalError {
+    fn from(e: std::io::Error) -> Self {
+        JournalError::Io(e)
+    }
 }
 
 impl From<sled::Error> for JournalError {
