@@ -15,7 +15,7 @@ use crate::domain::{DomainError, organization_unchanged};
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::response::{Response, created, no_content, ok};
 use crate::http::{ApiError, Request, metadata};
-use crate::journal::ExpectedRevision;
+use crate::journal::{ExpectedRevision, Metadata};
 use crate::projections::catalog::Catalogued;
 
 /// The change a request asks of a template, for [`TemplateResource::authorize`].
@@ -120,22 +120,16 @@ pub fn visible<R: TemplateResource>(
     Ok(template)
 }
 
-/// Appends `event` to template `id`'s stream on behalf of the request, once durable.
+/// Appends `event` to template `id`'s stream, once durable and shown by the read models.
 async fn record<R: TemplateResource>(
     app: &App,
-    principal: &Principal,
-    req: &Request,
+    metadata: &Metadata,
     id: u64,
     expected: ExpectedRevision,
     event: Event,
 ) -> Result<(), ApiError> {
-    app.commit(
-        &metadata(principal, req),
-        R::stream(id),
-        expected,
-        vec![event],
-    )
-    .await?;
+    app.commit(metadata, R::stream(id), expected, vec![event])
+        .await?;
     Ok(())
 }
 
@@ -154,15 +148,8 @@ pub async fn create<R: TemplateResource>(
     let id = R::next_id(&app);
     let config = R::configure(&app, id, organization, None, input)?;
     let event = R::created(id, organization, config);
-    record::<R>(
-        &app,
-        &principal,
-        &req,
-        id,
-        ExpectedRevision::NoStream,
-        event,
-    )
-    .await?;
+    let metadata = metadata(&principal, &req);
+    record::<R>(&app, &metadata, id, ExpectedRevision::NoStream, event).await?;
     Ok(created(&R::render(
         &app,
         &visible::<R>(&app, &principal, id)?,
@@ -196,15 +183,8 @@ pub async fn update<R: TemplateResource>(
     let config = R::configure(&app, id, organization, Some(current.clone()), input)?;
     if config != current {
         let event = R::updated(id, organization, config);
-        record::<R>(
-            &app,
-            &principal,
-            &req,
-            id,
-            ExpectedRevision::StreamExists,
-            event,
-        )
-        .await?;
+        let metadata = metadata(&principal, &req);
+        record::<R>(&app, &metadata, id, ExpectedRevision::StreamExists, event).await?;
     }
     Ok(ok(&R::render(&app, &visible::<R>(&app, &principal, id)?)))
 }
@@ -221,14 +201,7 @@ pub async fn delete<R: TemplateResource>(
     R::authorize(&app, &principal, Change::Delete(R::config(&current)))?;
     let _serial = app.commands.lock().await;
     let event = R::deleted(id, current.organization(), R::config(&current));
-    record::<R>(
-        &app,
-        &principal,
-        &req,
-        id,
-        ExpectedRevision::StreamExists,
-        event,
-    )
-    .await?;
+    let metadata = metadata(&principal, &req);
+    record::<R>(&app, &metadata, id, ExpectedRevision::StreamExists, event).await?;
     Ok(no_content())
 }
