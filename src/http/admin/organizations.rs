@@ -104,39 +104,29 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 
 /// What organization `id` still owns, as (noun, count).
 fn owned_resources(app: &App, id: u64) -> [(&'static str, usize); 5] {
-    let mine = |organization: u64| organization == id;
+    let owned =
+        |organizations: &mut dyn Iterator<Item = u64>| organizations.filter(|&o| o == id).count();
     let jobs = app.views.jobs.read();
     let workflows = app.views.workflows.read();
+    let notifications = app.views.notifications.read();
+    let outbound = app.views.outbound.read();
     [
         ("event rule", app.views.rules.read().count_in(id)),
         (
             "job template",
-            jobs.templates().filter(|t| mine(t.organization)).count(),
+            owned(&mut jobs.templates().map(|t| t.organization)),
         ),
         (
             "workflow job template",
-            workflows
-                .templates()
-                .filter(|t| mine(t.organization))
-                .count(),
+            owned(&mut workflows.templates().map(|t| t.organization)),
         ),
         (
             "notification template",
-            app.views
-                .notifications
-                .read()
-                .all()
-                .filter(|t| mine(t.organization))
-                .count(),
+            owned(&mut notifications.all().map(|t| t.organization)),
         ),
         (
             "outbound webhook",
-            app.views
-                .outbound
-                .read()
-                .endpoints()
-                .filter(|e| mine(e.organization))
-                .count(),
+            owned(&mut outbound.endpoints().map(|e| e.organization)),
         ),
     ]
 }
