@@ -754,3 +754,37 @@ async fn a_create_racing_an_organization_delete_never_orphans_a_resource() {
     }
     t.shutdown().await;
 }
+
+/// Two updates of different fields at once both take effect: each builds on the settings the
+/// other left, never on a copy read before it.
+#[tokio::test]
+async fn concurrent_template_updates_of_different_fields_both_stick() {
+    let t = TestServer::start().await;
+    let org = t.create_org("patched").await;
+    let (status, template) = t
+        .post(
+            "/api/v2/notification_templates/",
+            ADMIN,
+            json!({"name": "n", "organization": org, "notification_type": "webhook",
+                "notification_configuration": {"url": "https://example.com/hook"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    let path = format!("/api/v2/notification_templates/{}/", template["id"]);
+    for round in 0..20 {
+        let description = format!("round {round}");
+        let name = format!("n{round}");
+        let (described, renamed) = tokio::join!(
+            t.patch(&path, ADMIN, json!({"description": description})),
+            t.patch(&path, ADMIN, json!({"name": name}))
+        );
+        assert_eq!((described.0, renamed.0), (StatusCode::OK, StatusCode::OK));
+        let (_, shown) = t.get(&path, ADMIN).await;
+        assert_eq!(
+            (&shown["description"], &shown["name"]),
+            (&json!(description), &json!(name)),
+            "round {round}"
+        );
+    }
+    t.shutdown().await;
+}

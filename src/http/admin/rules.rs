@@ -228,19 +228,21 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     }
     errors.into_result()?;
     let _serial = app.commands.lock().await;
-    let config = {
+    let (config, unchanged) = {
         let rules = app.views.rules.read();
         let current = rules.get(id).ok_or_else(ApiError::not_found)?;
-        rule::configure(
+        let config = rule::configure(
             current.config.clone(),
             input,
             current.organization,
             &Targets(&app),
             |name| rules.name_taken(current.organization, name, Some(id)),
             |path| rules.path_taken(path, Some(id)),
-        )?
+        )?;
+        let unchanged = config == current.config;
+        (config, unchanged)
     };
-    if config != rule.config {
+    if !unchanged {
         let event = RuleUpdated {
             id,
             organization: rule.organization,
@@ -283,8 +285,12 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 async fn set_enabled(app: Arc<App>, req: Request, enabled: bool) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
+    require_manage(&principal, visible(&app, &principal, id)?.organization)?;
+    // Under the command lock, like updates: an update writes the whole configuration it read
+    // under the lock, `enabled` included, so a toggle between its read and its append would be
+    // undone by it.
+    let _serial = app.commands.lock().await;
     let rule = visible(&app, &principal, id)?;
-    require_manage(&principal, rule.organization)?;
     if rule.config.enabled != enabled {
         let event = RuleEnabledChanged {
             id,

@@ -173,13 +173,15 @@ pub async fn update<R: TemplateResource>(
 ) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let id = req.id("id")?;
+    // The new settings are computed from the current ones: read them under the command lock, so
+    // a concurrent update is built upon, not overwritten.
+    let _serial = app.commands.lock().await;
     let current = visible::<R>(&app, &principal, id)?;
     let (organization, current) = (current.organization(), R::config(&current).clone());
     require_manage(&principal, organization)?;
     let input: R::Input = req.json()?;
     R::authorize(&app, &principal, Change::Update(&current, &input))?;
     organization_unchanged(R::WHAT, organization, R::organization(&input)).into_result()?;
-    let _serial = app.commands.lock().await;
     let config = R::configure(&app, id, organization, Some(current.clone()), input)?;
     if config != current {
         let event = R::updated(id, organization, config);
