@@ -10,6 +10,7 @@ use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
 use crate::actors::runner::{Runner, RunnerSettings};
 use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
+use crate::conditions::EvalPool;
 use crate::config::Config;
 use crate::delivery::client::{ClientConfig, DeliveryClient};
 use crate::domain::Event;
@@ -115,6 +116,8 @@ pub struct App {
     pub delivery: DeliveryClient,
     /// In-flight webhook bookkeeping.
     pub ingress: IngressState,
+    /// Threads for expensive expression evaluations, shared fairly between organizations.
+    pub eval_pool: EvalPool,
     rule_actors: Arc<std::sync::Mutex<std::collections::HashMap<u64, ActorRef<RuleMsg>>>>,
     /// The root supervisor.
     pub supervisor: ActorRef<SupervisorMsg>,
@@ -194,6 +197,7 @@ impl App {
             notifier,
             config.jobs.allow_commands,
         ));
+        let eval_pool = EvalPool::new(config.conditions.threads()).map_err(dir_error)?;
         let app = Arc::new(App {
             config,
             journal,
@@ -205,6 +209,7 @@ impl App {
             live_output: LiveOutput::default(),
             delivery,
             ingress: IngressState::default(),
+            eval_pool,
             rule_actors: Arc::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
@@ -307,6 +312,8 @@ impl App {
         let journal = self.journal.clone();
         let launcher: Arc<dyn ActionLauncher> = self.launcher.clone();
         let metrics = self.metrics.inbound.clone();
+        let budget = self.config.conditions.budget();
+        let pool = self.eval_pool.clone();
         let running = self.rule_actors.clone();
         let spec = ChildSpec {
             key: format!("rule:{id}"),
@@ -317,6 +324,8 @@ impl App {
                     journal: journal.clone(),
                     launcher: launcher.clone(),
                     metrics: metrics.clone(),
+                    budget,
+                    pool: pool.clone(),
                 };
                 let running = running.clone();
                 Box::pin(async move {
@@ -409,6 +418,7 @@ impl App {
     pub async fn shutdown(&self) {
         let _ = ractor::call!(self.supervisor, SupervisorMsg::Shutdown);
         self.supervisor.stop(Some("shutdown".into()));
+        self.eval_pool.close();
         self.journal.close().await;
     }
 }

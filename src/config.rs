@@ -40,6 +40,48 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Job execution.
     pub jobs: JobsConfig,
+    /// Evaluation limits of CEL conditions, throttle keys and filters.
+    pub conditions: ConditionsConfig,
+}
+
+/// Evaluation limits of every user-supplied expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionsConfig {
+    /// Budget of one evaluation (a rule's conditions and throttle key on one webhook, or one
+    /// filter on one event), in milliseconds of interpreter work, enforced as a cost estimate
+    /// made before the expression runs.
+    pub max_eval_millis: u64,
+    /// Largest value one evaluation may build (strings, lists), in bytes.
+    pub max_value_bytes: u64,
+    /// Threads that evaluate expressions with loops or superlinear functions, shared fairly
+    /// between organizations (0: half the CPUs, at least one).
+    pub eval_threads: usize,
+}
+
+impl Default for ConditionsConfig {
+    fn default() -> Self {
+        Self {
+            max_eval_millis: 10,
+            max_value_bytes: 16 * 1024 * 1024,
+            eval_threads: 0,
+        }
+    }
+}
+
+impl ConditionsConfig {
+    /// The budget these settings give each evaluation.
+    pub fn budget(&self) -> crate::conditions::Budget {
+        crate::conditions::Budget::from_millis(self.max_eval_millis, self.max_value_bytes)
+    }
+
+    /// The number of evaluation threads to start.
+    pub fn threads(&self) -> usize {
+        if self.eval_threads > 0 {
+            return self.eval_threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
 }
 
 /// Log line format.
@@ -128,6 +170,7 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             outbound: OutboundConfig::default(),
             jobs: JobsConfig::default(),
+            conditions: ConditionsConfig::default(),
         }
     }
 }
@@ -250,6 +293,15 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        if !(1..=10_000).contains(&self.conditions.max_eval_millis) {
+            return bad("conditions.max_eval_millis", "must be between 1 and 10000");
+        }
+        if !(1024..=1 << 30).contains(&self.conditions.max_value_bytes) {
+            return bad("conditions.max_value_bytes", "must be between 1024 and 1073741824");
+        }
+        if self.conditions.eval_threads > 256 {
+            return bad("conditions.eval_threads", "must be at most 256");
         }
         if let Some(token) = &self.admin_token
             && token.len() < 16

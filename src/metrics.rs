@@ -51,8 +51,10 @@ pub struct OutboundMetrics {
     pub index_lookups: IntCounter,
     /// Endpoints those lookups returned, before filters.
     pub index_candidates: IntCounter,
-    /// Deliveries handed to endpoint actors.
+    /// Deliveries endpoint actors recorded for dispatched events (filters passed).
     pub matched: IntCounter,
+    /// Dispatched events recorded as `filter_error` (filter over budget or failed).
+    pub filter_errors: IntCounter,
 }
 
 impl OutboundMetrics {
@@ -127,7 +129,11 @@ impl OutboundMetrics {
             ),
             matched: counter(
                 "hookforge_outbound_matched_total",
-                "Deliveries handed to endpoint actors",
+                "Deliveries endpoint actors recorded for dispatched events",
+            ),
+            filter_errors: counter(
+                "hookforge_outbound_filter_errors_total",
+                "Dispatched events recorded as filter_error (over budget or failed filters)",
             ),
         }
     }
@@ -144,6 +150,9 @@ pub struct InboundMetrics {
     pub conditions_evaluated: prometheus::IntCounter,
     /// Fired actions by type and status.
     pub actions: IntCounterVec,
+    /// Webhooks refused at ingress (failed verification) by source type, and whether their
+    /// rejection was journaled (`logged`) or only counted (over the per-rule rate).
+    pub rejected: IntCounterVec,
 }
 
 impl InboundMetrics {
@@ -179,6 +188,11 @@ impl InboundMetrics {
                 "hookforge_actions_total",
                 "Fired actions by type and status",
                 &["action_type", "status"],
+            ),
+            rejected: counter(
+                "hookforge_ingress_rejected_total",
+                "Webhooks refused at ingress, by source type and whether the rejection was journaled",
+                &["source_type", "logged"],
             ),
         }
     }

@@ -3,9 +3,10 @@
 //!
 //! For each event, [`deliverable`] says whether endpoints receive it at all; the
 //! [`DispatchIndex`] (by organization and event type, never a scan of every endpoint) gives the
-//! candidates; each candidate's CEL filter runs over the envelope; each match goes to the
-//! endpoint's actor, which records `DeliveryScheduled` (once per source position) and
-//! acknowledges when that record is durable.
+//! candidates; each candidate's actor runs its own CEL filter over the envelope (so one
+//! tenant's expensive filter never holds up the dispatcher), records `DeliveryScheduled` (once
+//! per source position) for a match, and acknowledges when that record is durable or when the
+//! filter said no. The number of matches is counted from those acknowledgements.
 //!
 //! The dispatcher's checkpoint never passes an event whose deliveries are not all durable: a
 //! snapshot of the index is taken at some position, and saved only once every delivery of every
@@ -27,8 +28,6 @@ use super::endpoint::{Dispatched, EndpointMsg, ScheduleRequest};
 use super::manager::{Lookup, RETRY_LOOKUP};
 use super::supervisor::ChildSpec;
 use crate::app::App;
-use crate::delivery::Envelope;
-use crate::delivery::envelope::raw_payload;
 use crate::domain::delivery::EventRef;
 use crate::domain::published::{Deliverable, deliverable};
 use crate::journal::{EventFilter, JournalError, Position, RecordedEvent};
@@ -58,6 +57,8 @@ struct Recent {
 #[derive(Clone)]
 pub struct DispatchProgress {
     processed: Arc<watch::Sender<Position>>,
+    /// Bumped whenever a count is recorded.
+    counted: Arc<watch::Sender<u64>>,
     recent: Arc<Mutex<Recent>>,
 }
 
@@ -65,6 +66,7 @@ impl Default for DispatchProgress {
     fn default() -> Self {
         Self {
             processed: Arc::new(watch::channel(0).0),
+            counted: Arc::new(watch::channel(0).0),
             recent: Arc::default(),
         }
     }
@@ -72,15 +74,27 @@ impl Default for DispatchProgress {
 
 impl DispatchProgress {
     fn record(&self, position: Position, matched: u32) {
-        let mut recent = self.recent.lock().expect("recent counts poisoned");
-        if recent.counts.insert(position, matched).is_none() {
-            recent.order.push_back(position);
-        }
-        while recent.order.len() > RECENT_COUNTS {
-            if let Some(old) = recent.order.pop_front() {
-                recent.counts.remove(&old);
+        {
+            let mut recent = self.recent.lock().expect("recent counts poisoned");
+            if recent.counts.insert(position, matched).is_none() {
+                recent.order.push_back(position);
+            }
+            while recent.order.len() > RECENT_COUNTS {
+                if let Some(old) = recent.order.pop_front() {
+                    recent.counts.remove(&old);
+                }
             }
         }
+        self.counted.send_modify(|n| *n += 1);
+    }
+
+    fn count(&self, position: Position) -> Option<u32> {
+        self.recent
+            .lock()
+            .expect("recent counts poisoned")
+            .counts
+            .get(&position)
+            .copied()
     }
 
     fn advance(&self, next: Position) {
@@ -96,35 +110,45 @@ impl DispatchProgress {
         *self.processed.borrow()
     }
 
-    /// How many endpoints the event at `position` matched, once the dispatcher has handled it
-    /// (waiting at most `timeout`); `None` if it did not get there in time or forgot.
+    /// How many endpoints the event at `position` matched, once every candidate endpoint has
+    /// filtered it and durably recorded its delivery (waiting at most `timeout`); `None` if that
+    /// did not happen in time or was forgotten.
     pub async fn matched(&self, position: Position, timeout: Duration) -> Option<u32> {
-        let mut rx = self.processed.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p > position))
-            .await
-            .ok()?
-            .ok()?;
-        self.recent
-            .lock()
-            .expect("recent counts poisoned")
-            .counts
-            .get(&position)
-            .copied()
+        let mut counted = self.counted.subscribe();
+        let counted = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(count) = self.count(position) {
+                    return Some(count);
+                }
+                counted.changed().await.ok()?;
+            }
+        });
+        counted.await.ok().flatten()
     }
 }
 
-/// The promise an endpoint actor gives the dispatcher: `done` once the delivery is durably
-/// recorded (or will never be). Dropping it undone tells the dispatcher the request was lost.
+/// The promise an endpoint actor gives the dispatcher: settled once the delivery is durably
+/// recorded ([`scheduled`](Self::scheduled)) or will never be ([`skipped`](Self::skipped)).
+/// Dropping it unsettled tells the dispatcher the request was lost.
 pub struct DispatchAck {
     dispatcher: Option<ActorRef<DispatcherMsg>>,
     position: Position,
 }
 
 impl DispatchAck {
-    /// The delivery for this event is durably recorded, or not needed.
-    pub fn done(mut self) {
+    /// The delivery for this event is durably recorded (a `filter_error` one included).
+    pub fn scheduled(self) {
+        self.settle(true);
+    }
+
+    /// No delivery is needed: the filter did not match, or the endpoint is inactive or gone.
+    pub fn skipped(self) {
+        self.settle(false);
+    }
+
+    fn settle(mut self, matched: bool) {
         if let Some(d) = self.dispatcher.take() {
-            let _ = d.send_message(DispatcherMsg::Acked(self.position));
+            let _ = d.send_message(DispatcherMsg::Acked(self.position, matched));
         }
     }
 
@@ -146,8 +170,9 @@ impl Drop for DispatchAck {
 pub enum DispatcherMsg {
     /// Events from the global subscription; everything below the position was read.
     Events(Vec<RecordedEvent>, Position, RpcReplyPort<()>),
-    /// An endpoint durably recorded its delivery of the event at this position.
-    Acked(Position),
+    /// An endpoint settled its delivery of the event at this position (`true`: it matched and is
+    /// durably recorded).
+    Acked(Position, bool),
     /// A request for the event at this position was lost: restart from the last snapshot.
     Lost(Position),
 }
@@ -157,11 +182,17 @@ pub struct Dispatcher {
     app: Arc<App>,
 }
 
+/// The acknowledgements an event still waits for, and how many endpoints matched so far.
+struct Tally {
+    remaining: u32,
+    matched: u32,
+}
+
 /// Its state: the index, what is being acknowledged, and the pending snapshot.
 pub struct DispatcherState {
     index: DispatchIndex,
     next: Position,
-    inflight: BTreeMap<Position, u32>,
+    inflight: BTreeMap<Position, Tally>,
     candidate: Option<(Position, Vec<IndexedEndpoint>)>,
     since_candidate: u64,
     last_candidate: Instant,
@@ -223,34 +254,28 @@ impl Dispatcher {
         metrics.dispatched_events.inc();
         metrics.index_lookups.inc_by(stats.lookups);
         metrics.index_candidates.inc_by(stats.candidates);
-        let mut envelope = None;
-        let mut matched = Vec::with_capacity(candidates.len());
-        for id in candidates {
-            if let Some(filter) = state.index.filter(id) {
-                let value = envelope.get_or_insert_with(|| filter_envelope(&event));
-                if !value.as_ref().is_some_and(|v| filter.matches(v)) {
-                    continue;
-                }
-            }
-            matched.push(id);
-        }
-        let count = u32::try_from(matched.len()).unwrap_or(u32::MAX);
-        self.app.outbound.progress.record(record.position, count);
-        if matched.is_empty() {
+        if candidates.is_empty() {
+            self.app.outbound.progress.record(record.position, 0);
             return;
         }
-        metrics.matched.inc_by(u64::from(count));
-        state.inflight.insert(record.position, count);
-        let dispatched = Arc::new(Dispatched {
-            source: EventRef {
+        let count = u32::try_from(candidates.len()).unwrap_or(u32::MAX);
+        state.inflight.insert(
+            record.position,
+            Tally {
+                remaining: count,
+                matched: 0,
+            },
+        );
+        let dispatched = Arc::new(Dispatched::new(
+            EventRef {
                 position: record.position,
                 stream: record.stream.clone(),
                 revision: record.revision,
             },
             event,
-            correlation_id: record.metadata.correlation_id.clone(),
-        });
-        for id in matched {
+            record.metadata.correlation_id.clone(),
+        ));
+        for id in candidates {
             let request = ScheduleRequest {
                 dispatched: dispatched.clone(),
                 ack: DispatchAck {
@@ -275,7 +300,7 @@ impl Dispatcher {
                         Err(_) => return,
                     }
                 }
-                Lookup::Gone => return request.ack.done(),
+                Lookup::Gone => return request.ack.skipped(),
                 Lookup::Unavailable => {}
             }
             if !warned && started.elapsed() > Duration::from_secs(5) {
@@ -285,20 +310,6 @@ impl Dispatcher {
             tokio::time::sleep(RETRY_LOOKUP).await;
         }
     }
-}
-
-/// The envelope a filter sees, parsed once per event (`None` if the payload is not JSON).
-fn filter_envelope(event: &Deliverable) -> Option<serde_json::Value> {
-    let envelope = Envelope {
-        event: event.event_type.clone(),
-        delivery_id: String::new(),
-        organization_id: event.organization.to_string(),
-        resource_type: event.resource_type.clone(),
-        resource_id: event.resource_id.clone(),
-        payload: raw_payload(&event.payload.0).ok()?,
-        occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at).unwrap_or_default(),
-    };
-    serde_json::from_slice(&envelope.to_body().ok()?).ok()
 }
 
 impl Actor for Dispatcher {
@@ -373,11 +384,17 @@ impl Actor for Dispatcher {
                 self.maybe_snapshot(state);
                 let _ = reply.send(());
             }
-            DispatcherMsg::Acked(position) => {
-                if let Some(remaining) = state.inflight.get_mut(&position) {
-                    *remaining -= 1;
-                    if *remaining == 0 {
+            DispatcherMsg::Acked(position, matched) => {
+                if let Some(tally) = state.inflight.get_mut(&position) {
+                    tally.remaining -= 1;
+                    if matched {
+                        tally.matched += 1;
+                        self.app.metrics.outbound.matched.inc();
+                    }
+                    if tally.remaining == 0 {
+                        let matched = tally.matched;
                         state.inflight.remove(&position);
+                        self.app.outbound.progress.record(position, matched);
                         self.maybe_snapshot(state);
                     }
                 }

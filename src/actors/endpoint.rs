@@ -36,10 +36,11 @@ use crate::delivery::{
 };
 use crate::domain::Event;
 use crate::domain::delivery::{
-    AttemptContext, DeliveryKind, DeliveryScheduled, DeliverySource, EventRef, new_webhook_id,
-    record_attempt,
+    AttemptContext, DeliveryFilterFailed, DeliveryKind, DeliveryScheduled, DeliverySource,
+    EventRef, new_webhook_id, record_attempt,
 };
 use crate::domain::endpoint::{self, EndpointSettings};
+use crate::domain::filter::EndpointFilter;
 use crate::domain::published::{Deliverable, deliverable};
 use crate::domain::rate_limit::TokenBucket;
 use crate::journal::{Metadata, Position, RecordedEvent};
@@ -50,7 +51,7 @@ const SNAPSHOT_EVERY_EVENTS: u64 = 2_000;
 /// Event payloads kept in memory for deliveries not yet attempted; beyond, they are read back.
 const PAYLOAD_CACHE: usize = 1024;
 
-/// An event the dispatcher hands to every endpoint it matched, shared by all of them.
+/// An event the dispatcher hands to every candidate endpoint, shared by all of them.
 pub struct Dispatched {
     /// Where it is in the journal.
     pub source: EventRef,
@@ -58,7 +59,57 @@ pub struct Dispatched {
     pub event: Deliverable,
     /// Its correlation id, carried onto the deliveries.
     pub correlation_id: String,
+    /// The envelope filters see, built once for all the endpoints that filter.
+    filter_envelope: std::sync::OnceLock<Option<Vec<u8>>>,
 }
+
+impl Dispatched {
+    /// An event at `source` to dispatch.
+    pub fn new(source: EventRef, event: Deliverable, correlation_id: String) -> Self {
+        Self {
+            source,
+            event,
+            correlation_id,
+            filter_envelope: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The JSON envelope a filter evaluates (`delivery_id` empty: filters run before a
+    /// delivery exists); `None` if the payload is not JSON.
+    pub fn filter_envelope(&self) -> Option<&[u8]> {
+        self.filter_envelope
+            .get_or_init(|| {
+                let event = &self.event;
+                Envelope {
+                    event: event.event_type.clone(),
+                    delivery_id: String::new(),
+                    organization_id: event.organization.to_string(),
+                    resource_type: event.resource_type.clone(),
+                    resource_id: event.resource_id.clone(),
+                    payload: raw_payload(&event.payload.0).ok()?,
+                    occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at)
+                        .unwrap_or_default(),
+                }
+                .to_body()
+                .ok()
+            })
+            .as_deref()
+    }
+}
+
+/// The endpoint's filter as the actor applies it.
+enum Filter {
+    /// No filter: every candidate event is delivered.
+    None,
+    /// A compiled filter.
+    Compiled(EndpointFilter),
+    /// The stored filter no longer compiles (a stricter limit or a CEL upgrade): every
+    /// candidate event is recorded as `filter_error` with this reason, visibly.
+    Broken(String),
+}
+
+/// What the filter decided for one event.
+type Verdict = Result<bool, String>;
 
 /// A delivery the dispatcher asks the endpoint to make.
 pub struct ScheduleRequest {
@@ -89,6 +140,8 @@ pub enum EndpointMsg {
     Attempted(AttemptReport),
     /// An append was refused: crash and rebuild from the stream.
     AppendFailed(String),
+    /// The evaluation pool decided the filter on the oldest queued request.
+    Filtered(Verdict),
 }
 
 /// The endpoint actor's configuration: which endpoint, and the application it serves.
@@ -134,6 +187,10 @@ pub struct EndpointRun {
     timer_at: Option<i64>,
     folded_since_snapshot: u64,
     gauge: i64,
+    filter: Filter,
+    /// Requests waiting for (or at) the evaluation pool, in source order.
+    filtering: VecDeque<ScheduleRequest>,
+    filter_busy: bool,
 }
 
 impl EndpointActor {
@@ -210,6 +267,15 @@ impl EndpointActor {
 
     fn reconfigure(&self, run: &mut EndpointRun) {
         run.spec = self.build_spec(&run.state);
+        let source = run.state.settings.as_ref().and_then(|s| s.filter.as_deref());
+        run.filter = match source.map(EndpointFilter::compile) {
+            None => Filter::None,
+            Some(Ok(filter)) => Filter::Compiled(filter),
+            Some(Err(e)) => {
+                tracing::error!(endpoint = self.id, error = %e, "the stored filter no longer compiles; deliveries are recorded as filter_error");
+                Filter::Broken(format!("the filter no longer compiles: {e}"))
+            }
+        };
         let rate = run
             .state
             .settings
@@ -240,7 +306,7 @@ impl EndpointActor {
     fn release_acks(run: &mut EndpointRun, up_to: Position) {
         while run.acks.front().is_some_and(|ack| ack.position() <= up_to) {
             if let Some(ack) = run.acks.pop_front() {
-                ack.done();
+                ack.scheduled();
             }
         }
     }
@@ -312,30 +378,135 @@ impl EndpointActor {
         request: ScheduleRequest,
     ) {
         let position = request.dispatched.source.position;
-        if !run.state.is_active() || run.state.already_dispatched(position) {
-            return request.ack.done();
+        if !run.state.is_active() {
+            return request.ack.skipped();
+        }
+        if run.state.already_dispatched(position) {
+            return request.ack.scheduled();
         }
         if run.submitted_source.is_some_and(|s| position <= s) {
             // Already appended by this incarnation (the dispatcher replays after a restart).
             run.acks.push_back(request.ack);
             return;
         }
-        let event = DeliveryScheduled {
-            endpoint: self.id,
-            organization: run.state.organization,
-            webhook_id: new_webhook_id(),
-            event_type: request.dispatched.event.event_type.clone(),
-            kind: DeliveryKind::Dispatched,
-            source: DeliverySource::Journal(request.dispatched.source.clone()),
+        // Costly filters go to the evaluation pool, one request at a time, in source order;
+        // anything arriving while requests wait there queues behind them.
+        let pooled = matches!(&run.filter, Filter::Compiled(f) if !f.is_linear());
+        if pooled || !run.filtering.is_empty() {
+            run.filtering.push_back(request);
+            return self.next_filter(myself, run);
+        }
+        let verdict = match &run.filter {
+            Filter::None => Ok(true),
+            Filter::Broken(reason) => Err(reason.clone()),
+            Filter::Compiled(filter) => self.filter_inline(filter, &request.dispatched),
         };
-        self.append(
-            myself,
-            &[event.into()],
-            request.dispatched.correlation_id.clone(),
+        self.settle(myself, run, request, verdict);
+    }
+
+    fn filter_inline(&self, filter: &EndpointFilter, dispatched: &Dispatched) -> Verdict {
+        let Some(envelope) = dispatched.filter_envelope() else {
+            return Ok(false);
+        };
+        filter
+            .evaluate(envelope, self.app.config.conditions.budget())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Hands the oldest queued request's filter to the evaluation pool, unless one is there.
+    fn next_filter(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun) {
+        if run.filter_busy {
+            return;
+        }
+        let Some(front) = run.filtering.front() else {
+            return;
+        };
+        let filter = match &run.filter {
+            Filter::Compiled(filter) => filter.clone(),
+            // The filter changed while requests waited: decide them with the new one, here.
+            Filter::None | Filter::Broken(_) => {
+                let requests: Vec<_> = run.filtering.drain(..).collect();
+                for request in requests {
+                    let verdict = match &run.filter {
+                        Filter::Broken(reason) => Err(reason.clone()),
+                        _ => Ok(true),
+                    };
+                    self.settle(myself, run, request, verdict);
+                }
+                return;
+            }
+        };
+        let dispatched = front.dispatched.clone();
+        let (pool, budget) = (
+            self.app.eval_pool.clone(),
+            self.app.config.conditions.budget(),
         );
+        let organization = run.state.organization;
+        let me = myself.clone();
+        run.filter_busy = true;
+        tokio::spawn(async move {
+            let verdict = pool
+                .run(organization, move || match dispatched.filter_envelope() {
+                    Some(envelope) => filter.evaluate(envelope, budget).map_err(|e| e.to_string()),
+                    None => Ok(false),
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let _ = me.send_message(EndpointMsg::Filtered(verdict));
+        });
+    }
+
+    fn filtered(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun, verdict: Verdict) {
+        run.filter_busy = false;
+        if let Some(request) = run.filtering.pop_front() {
+            if run.state.is_active() {
+                self.settle(myself, run, request, verdict);
+            } else {
+                request.ack.skipped();
+            }
+        }
+        self.next_filter(myself, run);
+    }
+
+    /// Records what the filter decided: a delivery, a `filter_error` delivery, or nothing.
+    fn settle(
+        &self,
+        myself: &ActorRef<EndpointMsg>,
+        run: &mut EndpointRun,
+        request: ScheduleRequest,
+        verdict: Verdict,
+    ) {
+        let dispatched = &request.dispatched;
+        let position = dispatched.source.position;
+        let event: Event = match verdict {
+            Ok(false) => return request.ack.skipped(),
+            Ok(true) => DeliveryScheduled {
+                endpoint: self.id,
+                organization: run.state.organization,
+                webhook_id: new_webhook_id(),
+                event_type: dispatched.event.event_type.clone(),
+                kind: DeliveryKind::Dispatched,
+                source: DeliverySource::Journal(dispatched.source.clone()),
+            }
+            .into(),
+            Err(error) => {
+                self.app.metrics.outbound.filter_errors.inc();
+                DeliveryFilterFailed {
+                    endpoint: self.id,
+                    organization: run.state.organization,
+                    webhook_id: new_webhook_id(),
+                    event_type: dispatched.event.event_type.clone(),
+                    source: DeliverySource::Journal(dispatched.source.clone()),
+                    error,
+                }
+                .into()
+            }
+        };
+        let scheduled = matches!(event, Event::DeliveryScheduled(_));
+        self.append(myself, &[event], dispatched.correlation_id.clone());
         run.submitted_source = Some(position);
-        if run.incoming.len() < PAYLOAD_CACHE {
-            run.incoming.insert(position, request.dispatched);
+        if scheduled && run.incoming.len() < PAYLOAD_CACHE {
+            run.incoming.insert(position, request.dispatched.clone());
         }
         run.acks.push_back(request.ack);
     }
@@ -641,6 +812,9 @@ impl Actor for EndpointActor {
             timer_at: None,
             folded_since_snapshot: 0,
             gauge: 0,
+            filter: Filter::None,
+            filtering: VecDeque::new(),
+            filter_busy: false,
         };
         self.reconfigure(&mut run);
         self.adjust_gauge(&mut run, 0);
@@ -677,6 +851,7 @@ impl Actor for EndpointActor {
                 self.attempted(&myself, run, report);
                 self.pump(&myself, run);
             }
+            EndpointMsg::Filtered(verdict) => self.filtered(&myself, run, verdict),
             EndpointMsg::AppendFailed(reason) => {
                 return Err(format!(
                     "endpoint {}: an append was refused ({reason}); rebuilding from the stream",
@@ -701,7 +876,10 @@ impl Actor for EndpointActor {
         run.gauge = 0;
         if run.state.deleted || self.app.outbound.endpoints.is_gone(self.id) {
             for ack in run.acks.drain(..) {
-                ack.done();
+                ack.skipped();
+            }
+            for request in run.filtering.drain(..) {
+                request.ack.skipped();
             }
         }
         if run.folded_since_snapshot > 0 {

@@ -13,7 +13,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::conditions::{ConditionResult, Json, RuleProgram, ThrottleKey};
+use crate::conditions::{
+    Budget, ConditionResult, EvalPool, Json, RuleEvaluation, RuleProgram, ThrottleKey,
+};
 use crate::domain::Event;
 use crate::domain::rule::{self, Action};
 use crate::domain::rule_state::{Pending, RuleState, received};
@@ -66,6 +68,10 @@ pub struct RuleActor {
     pub launcher: Arc<dyn ActionLauncher>,
     /// Counters.
     pub metrics: InboundMetrics,
+    /// What one evaluation of the rule may cost.
+    pub budget: Budget,
+    /// Where evaluations that may be expensive run.
+    pub pool: EvalPool,
 }
 
 /// A dry run's input.
@@ -198,15 +204,14 @@ impl RuleActor {
             };
             let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending)) {
                 (Some(program), true) => {
-                    let payload = webhook.payload();
-                    let headers = webhook
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()));
                     self.metrics
                         .conditions_evaluated
                         .inc_by(program.conditions().len() as u64);
-                    Some(program.evaluate(Json::Bytes(&payload), headers))
+                    let payload = webhook.payload();
+                    Some(
+                        self.evaluate(program, actor.state.organization, &payload, &webhook.headers)
+                            .await,
+                    )
                 }
                 _ => None,
             };
@@ -280,6 +285,32 @@ impl RuleActor {
         Ok(())
     }
 
+    /// Evaluates the rule on one payload within its budget: inline when the program is linear,
+    /// on the evaluation pool (in the organization's turn) when it may be expensive.
+    async fn evaluate(
+        &self,
+        program: &RuleProgram,
+        organization: u64,
+        payload: &[u8],
+        headers: &[(String, String)],
+    ) -> RuleEvaluation {
+        let budget = self.budget;
+        if program.is_linear() {
+            let headers = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            return program.evaluate(Json::Bytes(payload), headers, budget);
+        }
+        let conditions = program.conditions().len();
+        let (program, payload, headers) = (program.clone(), payload.to_vec(), headers.to_vec());
+        let evaluated = self
+            .pool
+            .run(organization, move || {
+                let headers = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                program.evaluate(Json::Bytes(&payload), headers, budget)
+            })
+            .await;
+        evaluated.unwrap_or_else(|e| RuleEvaluation::failed(conditions, &e.to_string()))
+    }
+
     /// The stream revision of the webhook at `position` (read back for an unfired decision).
     fn revision_of(&self, position: u64) -> Result<u64, ActorProcessingErr> {
         let mut revision = 0;
@@ -297,15 +328,16 @@ impl RuleActor {
         }
     }
 
-    fn dry_run(&self, actor: &RuleActorState, run: DryRun) -> Result<DryRunReport, String> {
+    async fn dry_run(&self, actor: &RuleActorState, run: DryRun) -> Result<DryRunReport, String> {
         let config = actor.state.config.as_ref().ok_or("the rule was deleted")?;
         let program = actor
             .program
             .as_ref()
             .ok_or("the rule's conditions do not compile")?;
         let payload = serde_json::to_vec(&run.payload).map_err(|e| e.to_string())?;
-        let headers = run.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let evaluation = program.evaluate(Json::Bytes(&payload), headers);
+        let evaluation = self
+            .evaluate(program, actor.state.organization, &payload, &run.headers)
+            .await;
         let condition_results = config
             .conditions
             .iter()
@@ -395,6 +427,8 @@ impl Actor for RuleActor {
             journal: journal.clone(),
             launcher: self.launcher.clone(),
             metrics: self.metrics.clone(),
+            budget: self.budget,
+            pool: self.pool.clone(),
         };
         let state = tokio::task::spawn_blocking(move || this.load()).await??;
         let program = compile(&state);
@@ -470,7 +504,7 @@ impl Actor for RuleActor {
                 result?;
             }
             RuleMsg::DryRun(run, reply) => {
-                let _ = reply.send(self.dry_run(actor, run));
+                let _ = reply.send(self.dry_run(actor, run).await);
             }
         }
         Ok(())

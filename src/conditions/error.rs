@@ -46,6 +46,43 @@ pub enum ConditionError {
         /// What went wrong there.
         source: Box<ConditionError>,
     },
+    /// The source is longer than the limit.
+    #[error("the expression is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The source nests (or its syntax tree is) deeper than the limit.
+    #[error("{what} {depth} levels deep; the limit is {max} (split the expression, e.g. into several conditions)")]
+    TooDeep {
+        /// What is too deep, worded to precede the depth.
+        what: &'static str,
+        /// How deep it is.
+        depth: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Evaluating the expression on this input would cost more than the evaluation budget.
+    #[error("evaluation budget exceeded: the expression would cost about {estimated} units on this input, over the budget of {budget} (conditions.max_eval_millis)")]
+    OverBudget {
+        /// The estimated cost.
+        estimated: u64,
+        /// What was left of the budget.
+        budget: u64,
+    },
+    /// Evaluating the expression on this input could build a value larger than allowed.
+    #[error("evaluation memory bound exceeded: the expression could build a value of about {estimated} bytes on this input, over the bound of {bound} (conditions.max_value_bytes)")]
+    TooLarge {
+        /// The estimated size of its largest intermediate value.
+        estimated: u64,
+        /// The bound.
+        bound: u64,
+    },
+    /// Evaluation panicked inside the interpreter: reported, never propagated.
+    #[error("internal error while evaluating: {0}")]
+    Internal(String),
     /// The JSON document the expression reads is not valid JSON.
     #[error("payload is not valid JSON: {0}")]
     InvalidJson(String),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use cel::{Context, ParseErrors, Program, Value};
 
 use super::analyze::{Needs, analyze};
+use super::cost::{Budget, Estimate, Input, Inputs, estimate};
 use super::error::ConditionError;
+use super::limits::{check_depth, check_source};
 use super::scope::{Scope, env};
 use super::{from_bytes, from_value, headers};
 
@@ -43,6 +45,7 @@ struct Compiled {
     scope: Scope,
     program: Program,
     needs: Needs,
+    linear: bool,
 }
 
 impl fmt::Debug for Expression {
@@ -52,20 +55,26 @@ impl fmt::Debug for Expression {
 }
 
 impl Expression {
-    /// Parses `source` and checks that it only uses the variables `scope` declares.
+    /// Checks `source` against the structural limits, parses it and checks that it only uses the
+    /// variables `scope` declares.
     ///
     /// # Errors
     ///
+    /// [`ConditionError::TooLong`] or [`ConditionError::TooDeep`] (see [`super::limits`]),
     /// [`ConditionError::Syntax`], [`ConditionError::UndeclaredVariable`], or
     /// [`ConditionError::UpperCaseHeader`] for `headers["X-Name"]`, which could never match.
     pub fn compile(source: &str, scope: Scope) -> Result<Self, ConditionError> {
+        check_source(source)?;
         let program = env().compile(source).map_err(syntax_error)?;
+        check_depth(program.expression())?;
         let needs = analyze(program.expression(), scope)?;
+        let linear = is_linear(program.expression());
         Ok(Expression(Arc::new(Compiled {
             source: source.to_owned(),
             scope,
             program,
             needs,
+            linear,
         })))
     }
 
@@ -79,10 +88,41 @@ impl Expression {
         self.0.scope
     }
 
+    /// Whether evaluating it costs at most about its size times its input's: it has no loop
+    /// (macro) and calls no function whose output or work can outgrow its input (`replace`,
+    /// `split`, `join`, `format`, `matches`...). Only such expressions run inline on an actor.
+    pub fn is_linear(&self) -> bool {
+        self.0.linear
+    }
+
     /// What the expression reads of each variable.
     pub(crate) fn needs(&self) -> &Needs {
         &self.0.needs
     }
+}
+
+/// Functions whose work or result can grow faster than their input.
+const SUPERLINEAR: &[&str] = &[
+    "matches",
+    "replace",
+    "split",
+    "join",
+    "format",
+    "quote",
+    "strings.quote",
+];
+
+fn is_linear(expr: &cel::common::ast::IdedExpr) -> bool {
+    use cel::common::ast::Expr;
+    let mut stack = vec![expr];
+    while let Some(expr) = stack.pop() {
+        match &expr.expr {
+            Expr::Comprehension(_) => return false,
+            Expr::Call(call) if SUPERLINEAR.contains(&call.func_name.as_str()) => return false,
+            _ => stack.extend(super::limits::children(expr)),
+        }
+    }
+    true
 }
 
 /// The parser's messages, with their positions, on one line each.
@@ -99,12 +139,50 @@ fn syntax_error(errors: ParseErrors) -> ConditionError {
     ConditionError::Syntax { message }
 }
 
+/// What is left of one evaluation's [`Budget`], shared by the expressions evaluated together
+/// (a rule's conditions and throttle key draw on the same budget).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Allowance {
+    remaining: u64,
+    max_value_bytes: u64,
+}
+
+impl Allowance {
+    pub(crate) fn new(budget: Budget) -> Self {
+        Self {
+            remaining: budget.max_cost,
+            max_value_bytes: budget.max_value_bytes,
+        }
+    }
+
+    /// Takes `estimate` from the allowance, or says why it does not fit.
+    fn charge(&mut self, estimate: Estimate) -> Result<(), ConditionError> {
+        if estimate.largest > self.max_value_bytes {
+            return Err(ConditionError::TooLarge {
+                estimated: estimate.largest,
+                bound: self.max_value_bytes,
+            });
+        }
+        if estimate.cost > self.remaining {
+            return Err(ConditionError::OverBudget {
+                estimated: estimate.cost,
+                budget: self.remaining,
+            });
+        }
+        self.remaining -= estimate.cost;
+        Ok(())
+    }
+}
+
 /// The variables bound for one evaluation: only the parts of the payload some expression reads.
 pub(crate) struct Bindings<'a> {
     context: Context<'a, 'a>,
     /// Why `event` could not be bound (the payload is not JSON): every expression reading it fails
     /// with this error, the others still evaluate.
     event_error: Option<ConditionError>,
+    /// Sizes of the documents behind `event` and `headers`, which bound any part of them.
+    event_bytes: u64,
+    header_bytes: u64,
 }
 
 impl<'a> Bindings<'a> {
@@ -115,6 +193,10 @@ impl<'a> Bindings<'a> {
     {
         let mut context = Context::with_env(Arc::clone(env()));
         let mut event_error = None;
+        let event_bytes = match event {
+            Json::Bytes(bytes) => bytes.len() as u64,
+            Json::Value(value) => json_size(value),
+        };
         if let Some(need) = &needs.event {
             let converted = match event {
                 Json::Bytes(bytes) => from_bytes::convert(bytes, need),
@@ -125,28 +207,90 @@ impl<'a> Bindings<'a> {
                 Err(error) => event_error = Some(error),
             }
         }
+        let mut header_bytes = 0u64;
         if let Some(need) = &needs.headers {
+            let headers = headers.into_iter().inspect(|(name, value)| {
+                header_bytes += (name.len() + value.len()) as u64;
+            });
             context.add_variable_as_val("headers", headers::convert(headers, need));
         }
         Bindings {
             context,
             event_error,
+            event_bytes,
+            header_bytes,
         }
     }
 
-    /// Evaluates `expression`, which must be one of those whose needs these bindings cover.
-    pub(crate) fn evaluate(&self, expression: &Expression) -> Result<Value, ConditionError> {
+    /// Evaluates `expression`, which must be one of those whose needs these bindings cover, if
+    /// its estimated cost fits what is left of `allowance`.
+    pub(crate) fn evaluate(
+        &self,
+        expression: &Expression,
+        allowance: &mut Allowance,
+    ) -> Result<Value, ConditionError> {
         if let Some(error) = &self.event_error
             && expression.needs().event.is_some()
         {
             return Err(error.clone());
         }
-        expression
-            .0
-            .program
-            .execute(&self.context)
-            .map_err(|e| ConditionError::Evaluation(e.to_string()))
+        allowance.charge(self.estimate(expression))?;
+        let program = &expression.0.program;
+        // The interpreter is third-party code: a panic in it fails this evaluation only.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            program.execute(&self.context)
+        }))
+        .map_err(|panic| ConditionError::Internal(panic_message(&panic)))?
+        .map_err(|e| ConditionError::Evaluation(e.to_string()))
     }
+
+    /// The cost of evaluating `expression` on these bindings.
+    pub(crate) fn estimate(&self, expression: &Expression) -> Estimate {
+        let input = |name: &str, bytes: u64| {
+            self.context.get_variable(name).and_then(|v| match v {
+                cel::common::value::CowVal::Borrowed(value) => Some(Input { value, bytes }),
+                cel::common::value::CowVal::Owned(_) => None,
+            })
+        };
+        let inputs = Inputs {
+            event: input("event", self.event_bytes),
+            headers: input("headers", self.header_bytes),
+        };
+        estimate(expression.0.program.expression(), inputs)
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the interpreter panicked".to_owned())
+}
+
+/// An upper bound on the size of `value` as JSON text, without serializing it.
+fn json_size(value: &serde_json::Value) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        total += match value {
+            serde_json::Value::String(s) => s.len() as u64 + 2,
+            serde_json::Value::Array(items) => {
+                stack.extend(items);
+                2 + items.len() as u64
+            }
+            serde_json::Value::Object(members) => {
+                for (key, member) in members {
+                    total += key.len() as u64 + 4;
+                    stack.push(member);
+                }
+                2
+            }
+            _ => 24,
+        };
+    }
+    total
 }
 
 /// The CEL name of a value's type, for error messages.
@@ -174,8 +318,9 @@ pub(crate) fn evaluate_bool(
     bindings: &Bindings<'_>,
     expression: &Expression,
     what: &'static str,
+    allowance: &mut Allowance,
 ) -> Result<bool, ConditionError> {
-    match bindings.evaluate(expression)? {
+    match bindings.evaluate(expression, allowance)? {
         Value::Bool(b) => Ok(b),
         other => Err(ConditionError::UnexpectedType {
             what,

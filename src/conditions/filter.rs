@@ -2,8 +2,9 @@
 
 use std::iter;
 
+use super::cost::Budget;
 use super::error::ConditionError;
-use super::expression::{Bindings, Expression, Json, evaluate_bool};
+use super::expression::{Allowance, Bindings, Expression, Json, evaluate_bool};
 use super::scope::Scope;
 
 /// A compiled boolean expression over `event`, the outbound envelope
@@ -31,14 +32,20 @@ impl OutboundFilter {
         &self.0
     }
 
-    /// Whether the envelope passes the filter.
+    /// Whether the envelope passes the filter, evaluated within `budget`.
     ///
     /// # Errors
     ///
     /// The envelope is not JSON, evaluation failed (e.g. a missing field not guarded by
-    /// `has()`), or the filter did not evaluate to a bool.
-    pub fn matches(&self, envelope: Json<'_>) -> Result<bool, ConditionError> {
+    /// `has()`), the filter did not evaluate to a bool, or it would exceed the budget
+    /// ([`ConditionError::OverBudget`], [`ConditionError::TooLarge`]).
+    pub fn matches(&self, envelope: Json<'_>, budget: Budget) -> Result<bool, ConditionError> {
         let bindings = Bindings::new(self.0.needs(), envelope, iter::empty());
-        evaluate_bool(&bindings, &self.0, "filter")
+        evaluate_bool(&bindings, &self.0, "filter", &mut Allowance::new(budget))
+    }
+
+    /// Whether evaluation is always cheap (see [`Expression::is_linear`]).
+    pub fn is_linear(&self) -> bool {
+        self.0.is_linear()
     }
 }

@@ -15,13 +15,16 @@
 //! an evaluation error unless guarded by `has()`.
 
 mod analyze;
+mod cost;
 mod error;
 mod expression;
 mod filter;
 mod from_bytes;
 mod from_value;
 mod headers;
+pub mod limits;
 mod needs;
+mod pool;
 mod render;
 mod rule;
 mod scope;
@@ -29,8 +32,10 @@ mod scope;
 #[cfg(test)]
 mod tests;
 
+pub use cost::{Budget, UNITS_PER_MILLI};
 pub use error::ConditionError;
 pub use expression::{Expression, Json};
 pub use filter::OutboundFilter;
+pub use pool::{EvalPool, PoolError};
 pub use rule::{ConditionResult, RuleEvaluation, RuleProgram, ThrottleKey};
 pub use scope::Scope;

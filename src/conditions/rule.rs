@@ -5,8 +5,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::analyze::Needs;
+use super::cost::Budget;
 use super::error::ConditionError;
-use super::expression::{Bindings, Expression, Json, evaluate_bool};
+use super::expression::{Allowance, Bindings, Expression, Json, evaluate_bool};
 use super::render;
 use super::scope::Scope;
 
@@ -58,6 +59,14 @@ pub struct RuleEvaluation {
 }
 
 impl RuleEvaluation {
+    /// The evaluation of `conditions` conditions that could not run at all, for `reason`.
+    pub fn failed(conditions: usize, reason: &str) -> Self {
+        Self {
+            conditions: vec![ConditionResult::Error(reason.to_owned()); conditions.max(1)],
+            throttle_key: None,
+        }
+    }
+
     /// Whether every condition held (vacuously true without conditions).
     pub fn matched(&self) -> bool {
         self.conditions.iter().all(|c| *c == ConditionResult::True)
@@ -110,30 +119,50 @@ impl RuleProgram {
         self.0.throttle_key.as_ref()
     }
 
-    /// Evaluates every condition on one event, then, if they all held, the throttle key.
+    /// Evaluates every condition on one event, then, if they all held, the throttle key, all
+    /// within one `budget`: an expression whose estimated cost no longer fits is an error
+    /// result, and so is a panic in the interpreter.
     ///
     /// `headers` are `(name, value)` pairs in any case; they are bound under lower-case names,
     /// the last of a repeated name winning. A payload that is not JSON fails only the
     /// expressions that read `event`.
-    pub fn evaluate<'a, H>(&self, event: Json<'a>, headers: H) -> RuleEvaluation
+    pub fn evaluate<'a, H>(&self, event: Json<'a>, headers: H, budget: Budget) -> RuleEvaluation
     where
         H: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        evaluate_with(&self.0, &self.0.needs, event, headers)
+        evaluate_with(&self.0, &self.0.needs, event, headers, budget)
+    }
+
+    /// Whether evaluation is always cheap: no loop and no function whose work can grow faster
+    /// than its input (see [`Expression::is_linear`]). Other programs are evaluated off the
+    /// actors' threads.
+    pub fn is_linear(&self) -> bool {
+        self.0
+            .conditions
+            .iter()
+            .chain(&self.0.throttle_key)
+            .all(Expression::is_linear)
     }
 }
 
 /// Evaluates the rule with the variables converted under `needs` (the rule's own, or everything
 /// for the equivalence tests).
-fn evaluate_with<'a, H>(rule: &Inner, needs: &Needs, event: Json<'a>, headers: H) -> RuleEvaluation
+fn evaluate_with<'a, H>(
+    rule: &Inner,
+    needs: &Needs,
+    event: Json<'a>,
+    headers: H,
+    budget: Budget,
+) -> RuleEvaluation
 where
     H: IntoIterator<Item = (&'a str, &'a str)>,
 {
     let bindings = Bindings::new(needs, event, headers);
+    let mut allowance = Allowance::new(budget);
     let conditions = rule
         .conditions
         .iter()
-        .map(|c| match evaluate_bool(&bindings, c, "condition") {
+        .map(|c| match evaluate_bool(&bindings, c, "condition", &mut allowance) {
             Ok(true) => ConditionResult::True,
             Ok(false) => ConditionResult::False,
             Err(e) => ConditionResult::Error(e.to_string()),
@@ -143,7 +172,7 @@ where
     let throttle_key = match &rule.throttle_key {
         Some(key) if matched => Some(
             match bindings
-                .evaluate(key)
+                .evaluate(key, &mut allowance)
                 .and_then(|value| render::throttle_key(&value))
             {
                 Ok(key) => ThrottleKey::Key(key),
@@ -170,6 +199,6 @@ impl RuleProgram {
             event: Some(super::needs::ALL.clone()),
             headers: Some(super::needs::ALL.clone()),
         };
-        evaluate_with(&self.0, &everything, event, headers)
+        evaluate_with(&self.0, &everything, event, headers, Budget::default())
     }
 }

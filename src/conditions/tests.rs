@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::analyze::Needs;
-use super::expression::Bindings;
+use super::expression::{Allowance, Bindings};
 use super::needs::ALL;
 use super::*;
 
@@ -43,7 +43,7 @@ fn evaluate(conditions: &[&str], payload: &serde_json::Value) -> Vec<ConditionRe
     let bytes = serde_json::to_vec(payload).unwrap();
     RuleProgram::compile(conditions, None)
         .unwrap()
-        .evaluate(Json::Bytes(&bytes), [("X-GitHub-Event", "push")])
+        .evaluate(Json::Bytes(&bytes), [("X-GitHub-Event", "push")], Budget::default())
         .conditions
 }
 
@@ -249,6 +249,7 @@ fn headers_are_bound_by_lower_case_name() {
             ("Accept", "*/*"),
             ("x-github-delivery", "72d3162e"),
         ],
+        Budget::default(),
     );
     assert_eq!(
         result.conditions,
@@ -264,7 +265,7 @@ fn throttle_keys_render_the_value() {
     let key = |source: &str| {
         RuleProgram::compile(&["true"], Some(source))
             .unwrap()
-            .evaluate(Json::Bytes(&bytes), [])
+            .evaluate(Json::Bytes(&bytes), [], Budget::default())
             .throttle_key
     };
     let k = |s: &str| Some(ThrottleKey::Key(s.to_owned()));
@@ -285,7 +286,7 @@ fn throttle_keys_render_the_value() {
     // No key when the event does not match.
     let unmatched = RuleProgram::compile(&["false"], Some("event.groupKey"))
         .unwrap()
-        .evaluate(Json::Bytes(&bytes), []);
+        .evaluate(Json::Bytes(&bytes), [], Budget::default());
     assert!(!unmatched.matched());
     assert_eq!(unmatched.throttle_key, None);
 }
@@ -293,7 +294,7 @@ fn throttle_keys_render_the_value() {
 #[test]
 fn no_conditions_always_match() {
     let rule = RuleProgram::compile::<&str>(&[], None).unwrap();
-    let result = rule.evaluate(Json::Bytes(b"not json"), []);
+    let result = rule.evaluate(Json::Bytes(b"not json"), [], Budget::default());
     assert!(result.matched());
     assert!(result.conditions.is_empty());
 }
@@ -301,7 +302,7 @@ fn no_conditions_always_match() {
 #[test]
 fn a_payload_that_is_not_json_fails_only_the_conditions_reading_it() {
     let rule = RuleProgram::compile(&["headers['x-a'] == 'b'", "event.a == 1"], None).unwrap();
-    let result = rule.evaluate(Json::Bytes(b"a=1&b=2"), [("x-a", "b")]);
+    let result = rule.evaluate(Json::Bytes(b"a=1&b=2"), [("x-a", "b")], Budget::default());
     assert_eq!(result.conditions[0], True);
     assert!(
         matches!(&result.conditions[1], ConditionResult::Error(m) if m.starts_with("payload is not valid JSON: expected value at line 1 column 1")),
@@ -323,7 +324,7 @@ fn outbound_filters_read_the_envelope() {
     let matches = |source: &str| {
         OutboundFilter::compile(source)
             .unwrap()
-            .matches(Json::Bytes(&bytes))
+            .matches(Json::Bytes(&bytes), Budget::default())
     };
     assert_eq!(matches("event.payload.elapsed > 600"), Ok(true));
     assert_eq!(matches("event.resource_id == 7"), Ok(true));
@@ -344,7 +345,7 @@ fn outbound_filters_read_the_envelope() {
     );
     // The same filter on a parsed envelope.
     let filter = OutboundFilter::compile("event.payload.elapsed > 600").unwrap();
-    assert_eq!(filter.matches(Json::Value(&envelope)), Ok(true));
+    assert_eq!(filter.matches(Json::Value(&envelope), Budget::default()), Ok(true));
 }
 
 #[test]
@@ -456,7 +457,7 @@ fn evaluate_under(
     payload: Json<'_>,
 ) -> Result<cel::Value, ConditionError> {
     let headers = [("X-GitHub-Event", "push"), ("Accept", "*/*")];
-    Bindings::new(needs, payload, headers).evaluate(expression)
+    Bindings::new(needs, payload, headers).evaluate(expression, &mut Allowance::new(Budget::default()))
 }
 
 #[test]
@@ -518,11 +519,11 @@ fn rules_agree_with_their_unpruned_evaluation() {
     .unwrap();
     for bytes in equivalence_payloads() {
         let headers = [("X-GitHub-Event", "push")];
-        let pruned = rule.evaluate(Json::Bytes(&bytes), headers);
+        let pruned = rule.evaluate(Json::Bytes(&bytes), headers, Budget::default());
         assert_eq!(pruned, rule.evaluate_unpruned(Json::Bytes(&bytes), headers));
     }
     let push = serde_json::to_vec(&push()).unwrap();
-    let result = rule.evaluate(Json::Bytes(&push), [("X-GitHub-Event", "push")]);
+    let result = rule.evaluate(Json::Bytes(&push), [("X-GitHub-Event", "push")], Budget::default());
     assert!(result.matched(), "{result:?}");
     assert_eq!(
         result.throttle_key,

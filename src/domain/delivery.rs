@@ -174,6 +174,30 @@ impl EventBody for DeliveryDeadLettered {
     const TYPE: &'static str = "delivery.dead_lettered";
 }
 
+/// A dispatched event's filter could not be evaluated for this endpoint (over its evaluation
+/// budget, or an interpreter failure): recorded as a delivery with status `filter_error` and
+/// the reason, never sent. Recorded at most once per source position, like
+/// [`DeliveryScheduled`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryFilterFailed {
+    /// The endpoint.
+    pub endpoint: u64,
+    /// Its organization.
+    pub organization: u64,
+    /// The `webhook-id` the delivery would have had.
+    pub webhook_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The event.
+    pub source: DeliverySource,
+    /// Why the filter failed.
+    pub error: String,
+}
+
+impl EventBody for DeliveryFilterFailed {
+    const TYPE: &'static str = "delivery.filter_failed";
+}
+
 macro_rules! not_audited {
     ($($ty:ty),*) => {$(
         impl Audited for $ty {
@@ -186,6 +210,7 @@ macro_rules! not_audited {
 
 not_audited!(
     DeliveryScheduled,
+    DeliveryFilterFailed,
     AttemptSucceeded,
     AttemptFailed,
     DeliveryDeadLettered

@@ -6,7 +6,9 @@ use serde::Serialize;
 use crate::codec::{self, CodecError, EventBody};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 
-use super::delivery::{AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled};
+use super::delivery::{
+    AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryFilterFailed, DeliveryScheduled,
+};
 use super::endpoint::{
     EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSecretRotated,
     EndpointUpdated,
@@ -161,6 +163,7 @@ event_registry! {
     AttemptSucceeded(AttemptSucceeded),
     AttemptFailed(AttemptFailed),
     DeliveryDeadLettered(DeliveryDeadLettered),
+    DeliveryFilterFailed(DeliveryFilterFailed),
 }
 
 #[cfg(test)]

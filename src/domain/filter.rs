@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::conditions::{ConditionError, Json, OutboundFilter};
+use crate::conditions::{Budget, ConditionError, Json, OutboundFilter};
 
 /// Longest filter expression accepted, in bytes.
 pub const MAX_FILTER_LEN: usize = 4096;
@@ -77,10 +77,35 @@ impl EndpointFilter {
         &self.source
     }
 
-    /// Whether the envelope passes the filter. A filter that errors at run time (a missing
-    /// field not guarded by `has()`) or is not a bool does not match.
+    /// Whether the envelope (its JSON bytes) passes the filter within `budget`.
+    ///
+    /// A filter that errors at run time (a missing field not guarded by `has()`) or is not a
+    /// bool does not match: `Ok(false)`, as documented. Exceeding the budget, or a failure of
+    /// the interpreter itself, is an `Err` with the reason: the delivery records it as
+    /// `filter_error`.
+    pub fn evaluate(&self, envelope: &[u8], budget: Budget) -> Result<bool, ConditionError> {
+        match self.filter.matches(Json::Bytes(envelope), budget) {
+            Ok(matched) => Ok(matched),
+            Err(
+                e @ (ConditionError::OverBudget { .. }
+                | ConditionError::TooLarge { .. }
+                | ConditionError::Internal(_)),
+            ) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Whether evaluation is always cheap enough to run inline (see
+    /// [`crate::conditions::Expression::is_linear`]).
+    pub fn is_linear(&self) -> bool {
+        self.filter.is_linear()
+    }
+
+    /// [`EndpointFilter::evaluate`] on a parsed envelope, with the default budget (tests).
+    #[cfg(test)]
     pub fn matches(&self, envelope: &serde_json::Value) -> bool {
-        self.filter.matches(Json::Value(envelope)).unwrap_or(false)
+        let bytes = serde_json::to_vec(envelope).expect("a JSON value serializes");
+        self.evaluate(&bytes, Budget::default()).unwrap_or(false)
     }
 }
 

@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Event;
-use crate::domain::filter::EndpointFilter;
 use crate::journal::RecordedEvent;
 
 /// What the index remembers about one endpoint (also its snapshot form).
@@ -76,7 +75,7 @@ pub struct MatchStats {
 /// Enabled endpoints by organization and subscribed pattern.
 #[derive(Debug, Default)]
 pub struct DispatchIndex {
-    endpoints: HashMap<u64, (IndexedEndpoint, Option<EndpointFilter>)>,
+    endpoints: HashMap<u64, IndexedEndpoint>,
     orgs: HashMap<u64, OrgIndex>,
 }
 
@@ -92,8 +91,7 @@ impl DispatchIndex {
 
     /// The snapshot form: every known endpoint, ascending by id.
     pub fn snapshot(&self) -> Vec<IndexedEndpoint> {
-        let mut all: Vec<IndexedEndpoint> =
-            self.endpoints.values().map(|(e, _)| e.clone()).collect();
+        let mut all: Vec<IndexedEndpoint> = self.endpoints.values().cloned().collect();
         all.sort_by_key(|e| e.id);
         all
     }
@@ -109,7 +107,7 @@ impl DispatchIndex {
     }
 
     fn unlink(&mut self, id: u64) -> Option<IndexedEndpoint> {
-        let (old, _) = self.endpoints.remove(&id)?;
+        let old = self.endpoints.remove(&id)?;
         if old.enabled
             && let Some(org) = self.orgs.get_mut(&old.organization)
         {
@@ -128,18 +126,7 @@ impl DispatchIndex {
                 org.slot(pattern).insert(endpoint.id);
             }
         }
-        // Filters were validated when the endpoint was saved; one that no longer compiles (a
-        // CEL upgrade) matches nothing rather than everything.
-        let filter = endpoint
-            .filter
-            .as_deref()
-            .map(|source| EndpointFilter::compile(source).ok());
-        let filter = match filter {
-            None => None,
-            Some(Some(compiled)) => Some(compiled),
-            Some(None) => Some(EndpointFilter::compile("false").expect("a literal compiles")),
-        };
-        self.endpoints.insert(endpoint.id, (endpoint, filter));
+        self.endpoints.insert(endpoint.id, endpoint);
     }
 
     /// Folds an endpoint lifecycle event; returns whether the index changed.
@@ -151,7 +138,7 @@ impl DispatchIndex {
             return false;
         };
         let set_enabled = |index: &mut Self, id: u64, enabled: bool| {
-            if let Some((current, _)) = index.endpoints.get(&id) {
+            if let Some(current) = index.endpoints.get(&id) {
                 let mut updated = current.clone();
                 updated.enabled = enabled;
                 index.upsert(updated);
@@ -166,7 +153,7 @@ impl DispatchIndex {
                 enabled: e.enabled,
             }),
             Event::EndpointUpdated(e) => {
-                let enabled = self.endpoints.get(&e.id).is_some_and(|(c, _)| c.enabled);
+                let enabled = self.endpoints.get(&e.id).is_some_and(|c| c.enabled);
                 self.upsert(IndexedEndpoint {
                     id: e.id,
                     organization: e.organization,
@@ -212,11 +199,6 @@ impl DispatchIndex {
         found.sort_unstable();
         found.dedup();
         found
-    }
-
-    /// The compiled filter of endpoint `id`, if it has one.
-    pub fn filter(&self, id: u64) -> Option<&EndpointFilter> {
-        self.endpoints.get(&id).and_then(|(_, f)| f.as_ref())
     }
 }
 
@@ -333,7 +315,11 @@ mod tests {
         ));
         assert_eq!(matches(&index, 1, "a.b"), Vec::<u64>::new());
         assert_eq!(matches(&index, 1, "c.d"), [1]);
-        assert_eq!(index.filter(1).unwrap().source(), "event.x == 1");
+        assert_eq!(
+            index.snapshot()[0].filter.as_deref(),
+            Some("event.x == 1"),
+            "the index keeps the filter source for its snapshot; endpoints evaluate it"
+        );
         index.apply(&record(
             EndpointDisabled {
                 id: 1,

@@ -203,6 +203,15 @@ impl EndpointState {
                 self.pending.insert(id, pending);
                 Change::Scheduled { id, source }
             }
+            Event::DeliveryFilterFailed(e) => {
+                let source = e.source.position();
+                if let Some(p) = source
+                    && !self.already_dispatched(p)
+                {
+                    self.last_dispatched = Some(p);
+                }
+                Change::Skipped { source }
+            }
             Event::AttemptSucceeded(e) => {
                 if self.take_attempt(e.delivery, e.attempt).is_some() {
                     self.remove(e.delivery);

@@ -64,6 +64,9 @@ pub enum DeliveryStatus {
     Failed,
     /// Dead-lettered after `max_attempts` failures.
     Dead,
+    /// Never sent: the endpoint's filter could not be evaluated on the event (over its budget,
+    /// or an interpreter failure); the error says why.
+    FilterError,
 }
 
 impl DeliveryStatus {
@@ -74,6 +77,7 @@ impl DeliveryStatus {
             "delivered" => Self::Delivered,
             "failed" => Self::Failed,
             "dead" => Self::Dead,
+            "filter_error" => Self::FilterError,
             _ => return None,
         })
     }
@@ -325,6 +329,31 @@ impl OutboundView {
         }
     }
 
+    /// A filter that failed on a dispatched event: a delivery that ends at once.
+    fn filter_failed(
+        &mut self,
+        record: &RecordedEvent,
+        e: crate::domain::delivery::DeliveryFilterFailed,
+    ) {
+        let scheduled = crate::domain::delivery::DeliveryScheduled {
+            endpoint: e.endpoint,
+            organization: e.organization,
+            webhook_id: e.webhook_id,
+            event_type: e.event_type,
+            kind: DeliveryKind::Dispatched,
+            source: e.source,
+        };
+        self.schedule(record, scheduled);
+        let id = record.position;
+        if let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) {
+            endpoint.pending.remove(&id);
+        }
+        if let Some(d) = self.deliveries.get_mut(&id) {
+            d.status = DeliveryStatus::FilterError;
+            d.abandoned = Some(format!("filter_error: {}", e.error).into());
+        }
+    }
+
     fn schedule(&mut self, record: &RecordedEvent, e: crate::domain::delivery::DeliveryScheduled) {
         let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else {
             return;
@@ -525,6 +554,7 @@ impl View for OutboundView {
                 }
             }
             Event::DeliveryScheduled(e) => self.schedule(record, e),
+            Event::DeliveryFilterFailed(e) => self.filter_failed(record, e),
             Event::AttemptSucceeded(e) => {
                 let attempt = AttemptRecord {
                     attempt: e.attempt,
