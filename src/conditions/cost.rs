@@ -24,19 +24,21 @@ use cel::common::types::{CelBytes, CelString};
 use cel::common::value::{CowVal, Val};
 
 /// Budget units per millisecond of evaluation on this class of machine.
-pub const UNITS_PER_MILLI: u64 = 1_000_000;
+pub const UNITS_PER_MILLI: u64 = 800_000;
 
 /// Cost of evaluating any node, on top of the bytes it touches.
-const NODE: u64 = 20;
-/// Cost of one loop iteration, on top of its body.
-const ITERATION: u64 = 20;
+const NODE: u64 = 30;
+/// Cost of one loop iteration, on top of its body and of copying the element it binds.
+const ITERATION: u64 = 40;
+/// Cost of allocating one value (an element of a list `split` builds).
+const ALLOCATION: u64 = 64;
 /// Cost per byte of a regular expression compiled by `matches` (the regex crate compiles in
 /// time linear in the pattern, with a large constant).
 const REGEX_COMPILE_PER_BYTE: u64 = 200;
 /// Bound of a scalar's size in bytes (numbers, booleans, timestamps), and of the text of one.
 const SCALAR_BYTES: u64 = 24;
 /// Most candidate values a shape tracks individually; more are summarised into a bound.
-const MAX_TRACKED: usize = 256;
+const MAX_TRACKED: usize = 4096;
 
 /// What one evaluation may spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +160,7 @@ impl Bound {
 #[derive(Clone)]
 enum Shape<'a> {
     /// One of these parts of an input (a field of `event`, every element a loop variable
-    /// takes), each no larger than `bytes`.
+    /// takes), each no larger than `bytes` in all (a part is never larger than what holds it).
     Data {
         values: Vec<&'a (dyn Val + 'a)>,
         bytes: u64,
@@ -200,10 +202,12 @@ impl<'a> Shape<'a> {
             Shape::Computed(bound) => Shape::Computed(bound.element()),
             Shape::Data { values, bytes } => {
                 let mut found = Vec::new();
+                let mut largest = 0;
                 for value in values {
                     if let Some(iterable) = value.as_iterable() {
                         let mut items = iterable.iter();
                         while let Some(item) = items.next() {
+                            largest = largest.max(deep_size(item));
                             found.push(item);
                             if found.len() > MAX_TRACKED {
                                 return Shape::Computed(Bound::text(*bytes));
@@ -213,7 +217,7 @@ impl<'a> Shape<'a> {
                 }
                 Shape::Data {
                     values: found,
-                    bytes: *bytes,
+                    bytes: largest.min(*bytes),
                 }
             }
         }
@@ -278,9 +282,35 @@ impl<'a> Shape<'a> {
     }
 }
 
-/// `(len, bytes)` of one part of an input: exact for strings and scalars, the document's size
-/// for containers (walking them would cost as much as evaluating).
-fn measure(value: &dyn Val, document: u64) -> (u64, u64) {
+/// The size of a value in bytes, everything included: each element or member also counts the
+/// [`ALLOCATION`] its copy makes, which is what copying it into a loop variable costs. Linear in
+/// the value; JSON nesting bounds the recursion.
+fn deep_size(value: &dyn Val) -> u64 {
+    let (len, bytes) = measure(value, 0);
+    if bytes > 0 || value.as_iterable().is_none() {
+        return bytes.max(len);
+    }
+    let mut total = 0u64;
+    let is_map = value.get_type().kind() == cel::common::types::Kind::Map;
+    if let Some(iterable) = value.as_iterable() {
+        let mut items = iterable.iter();
+        while let Some(item) = items.next() {
+            total = total
+                .saturating_add(deep_size(item))
+                .saturating_add(ALLOCATION);
+            if is_map
+                && let Some(Ok(member)) = value.as_indexer().map(|i| i.get(item))
+            {
+                total = total.saturating_add(deep_size(member.as_ref()));
+            }
+        }
+    }
+    total
+}
+
+/// `(len, bytes)` of one part of an input: exact for strings and scalars, `bound` for
+/// containers (walking them would cost as much as evaluating).
+fn measure(value: &dyn Val, bound: u64) -> (u64, u64) {
     if let Some(s) = value.downcast_ref::<CelString>() {
         let n = s.inner().len() as u64;
         return (n, n);
@@ -290,7 +320,7 @@ fn measure(value: &dyn Val, document: u64) -> (u64, u64) {
         return (n, n);
     }
     match value.as_sizer() {
-        Some(sizer) => (u64::try_from(*sizer.size().inner()).unwrap_or(0), document),
+        Some(sizer) => (u64::try_from(*sizer.size().inner()).unwrap_or(0), bound),
         None => (1, SCALAR_BYTES),
     }
 }
@@ -331,7 +361,8 @@ impl<'a> Walker<'a> {
                     bound = Some(bound.map_or(b.clone(), |acc| acc.join(&b)));
                 }
                 let len = list.elements.len() as u64;
-                let elem = bound.map(Rc::new);
+                // An empty list has no element: the smallest bound joins as a no-op.
+                let elem = Some(Rc::new(bound.unwrap_or_else(|| Bound::sized(0, 0))));
                 (
                     cost.saturating_add(len * ITERATION),
                     Shape::Computed(Bound { len, bytes, elem }),
@@ -423,7 +454,11 @@ impl<'a> Walker<'a> {
             .push((c.accu_var.clone(), Shape::Computed(accumulated)));
         let (result_cost, result) = self.visit(&c.result);
         self.locals.truncate(outer);
-        let per_iteration = cond_cost.saturating_add(step_cost).saturating_add(ITERATION);
+        // The interpreter copies each element into the loop variable.
+        let per_iteration = cond_cost
+            .saturating_add(step_cost)
+            .saturating_add(ITERATION)
+            .saturating_add(element.bytes());
         let cost = range_cost
             .saturating_add(init_cost)
             .saturating_add(iterations.saturating_mul(per_iteration))
@@ -503,7 +538,12 @@ fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
         | operators::LESS_EQUALS
         | operators::GREATER
         | operators::GREATER_EQUALS => (bytes(0).min(bytes(1)).saturating_add(NODE), Bound::scalar()),
-        operators::IN => (all_bytes.saturating_add(NODE), Bound::scalar()),
+        operators::IN => {
+            // A scan of the container, each comparison bounded by the needle's size.
+            let container = args.get(1).map_or(0, Shape::len);
+            let work = container.saturating_mul(bytes(0).saturating_add(NODE));
+            (work.saturating_add(NODE), Bound::scalar())
+        }
         operators::LOGICAL_AND
         | operators::LOGICAL_OR
         | operators::LOGICAL_NOT
@@ -546,7 +586,8 @@ fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
                 bytes: s.saturating_add(s.saturating_add(1).saturating_mul(SCALAR_BYTES)),
                 elem: Some(Rc::new(Bound::text(s))),
             };
-            (parts.bytes.saturating_add(all_bytes), parts)
+            let work = s.saturating_add(1).saturating_mul(ALLOCATION);
+            (work.saturating_add(all_bytes), parts)
         }
         "join" => {
             let list = args.first().map(Shape::bound).unwrap_or_else(Bound::scalar);

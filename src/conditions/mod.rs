@@ -37,5 +37,5 @@ pub use error::ConditionError;
 pub use expression::{Expression, Json};
 pub use filter::OutboundFilter;
 pub use pool::{EvalPool, PoolError};
-pub use rule::{ConditionResult, RuleEvaluation, RuleProgram, ThrottleKey};
+pub use rule::{ConditionResult, Prepared, RuleEvaluation, RuleProgram, ThrottleKey};
 pub use scope::Scope;

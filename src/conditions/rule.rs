@@ -133,6 +133,18 @@ impl RuleProgram {
         evaluate_with(&self.0, &self.0.needs, event, headers, budget)
     }
 
+    /// Converts what the program reads of one input, once, for [`Prepared::cost`] and
+    /// [`Prepared::evaluate`] (what [`RuleProgram::evaluate`] does in one go).
+    pub fn prepare<'a, H>(&'a self, event: Json<'a>, headers: H) -> Prepared<'a>
+    where
+        H: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        Prepared {
+            program: self,
+            bindings: Bindings::new(&self.0.needs, event, headers),
+        }
+    }
+
     /// Whether evaluation is always cheap: no loop and no function whose work can grow faster
     /// than its input (see [`Expression::is_linear`]). Other programs are evaluated off the
     /// actors' threads.
@@ -157,12 +169,15 @@ fn evaluate_with<'a, H>(
 where
     H: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    let bindings = Bindings::new(needs, event, headers);
+    evaluate_bound(rule, &Bindings::new(needs, event, headers), budget)
+}
+
+fn evaluate_bound(rule: &Inner, bindings: &Bindings<'_>, budget: Budget) -> RuleEvaluation {
     let mut allowance = Allowance::new(budget);
     let conditions = rule
         .conditions
         .iter()
-        .map(|c| match evaluate_bool(&bindings, c, "condition", &mut allowance) {
+        .map(|c| match evaluate_bool(bindings, c, "condition", &mut allowance) {
             Ok(true) => ConditionResult::True,
             Ok(false) => ConditionResult::False,
             Err(e) => ConditionResult::Error(e.to_string()),
@@ -184,6 +199,31 @@ where
     RuleEvaluation {
         conditions,
         throttle_key,
+    }
+}
+
+/// A program with its input converted: for estimating and evaluating separately.
+pub struct Prepared<'a> {
+    program: &'a RuleProgram,
+    bindings: Bindings<'a>,
+}
+
+impl Prepared<'_> {
+    /// The estimated cost of evaluating every expression, in budget units (see [`Budget`]):
+    /// what evaluation checks against the budget before running each expression.
+    pub fn cost(&self) -> u64 {
+        let inner = &self.program.0;
+        inner
+            .conditions
+            .iter()
+            .chain(&inner.throttle_key)
+            .map(|e| self.bindings.estimate(e).cost)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Evaluates as [`RuleProgram::evaluate`] does.
+    pub fn evaluate(&self, budget: Budget) -> RuleEvaluation {
+        evaluate_bound(&self.program.0, &self.bindings, budget)
     }
 }
 
