@@ -155,10 +155,13 @@ fn main() {
 fn calibrate_budget() {
     let ten = "[1,2,3,4,5,6,7,8,9,10]";
     let nest = |n: usize, body: &str| {
-        (0..n).fold(body.to_owned(), |inner, i| format!("{ten}.all(v{i}, {inner})"))
+        (0..n).fold(body.to_owned(), |inner, i| {
+            format!("{ten}.all(v{i}, {inner})")
+        })
     };
-    let strings =
-        (0..3).fold("'aaaaaaaaaa'".to_owned(), |s, i| format!("{ten}.map(x{i}, {s} + {s})"));
+    let strings = (0..3).fold("'aaaaaaaaaa'".to_owned(), |s, i| {
+        format!("{ten}.map(x{i}, {s} + {s})")
+    });
     let alerts: Vec<serde_json::Value> = (0..2000)
         .map(|i| {
             let severity = if i % 7 == 0 { "critical" } else { "warning" };
@@ -175,16 +178,44 @@ fn calibrate_budget() {
     let shapes: [(&str, String); 12] = [
         ("5 nested loops over literals", nest(5, "true")),
         ("6 nested loops over literals", nest(6, "v0 < 100")),
-        ("3 nested maps building strings", format!("size({strings}) > 0")),
-        ("exists over 2,000 alerts", "event.alerts.exists(a, a.labels.severity == 'critical' && a.status == 'resolved')".into()),
-        ("all over 2,000 alerts", "event.alerts.all(a, a.labels.team == 'core')".into()),
-        ("map then filter 2,000 alerts", "event.alerts.map(a, a.labels.severity).filter(s, s == 'critical').size() > 1".into()),
-        ("1,000 x 1,000 over the payload", "event.list.all(x, event.list.exists(y, y == x))".into()),
-        ("replace in 100 KB", "event.s.replace('x', 'yy').size() > 0".into()),
-        ("split 100 KB into characters", "event.s.split('').size() > 0".into()),
+        (
+            "3 nested maps building strings",
+            format!("size({strings}) > 0"),
+        ),
+        (
+            "exists over 2,000 alerts",
+            "event.alerts.exists(a, a.labels.severity == 'critical' && a.status == 'resolved')"
+                .into(),
+        ),
+        (
+            "all over 2,000 alerts",
+            "event.alerts.all(a, a.labels.team == 'core')".into(),
+        ),
+        (
+            "map then filter 2,000 alerts",
+            "event.alerts.map(a, a.labels.severity).filter(s, s == 'critical').size() > 1".into(),
+        ),
+        (
+            "1,000 x 1,000 over the payload",
+            "event.list.all(x, event.list.exists(y, y == x))".into(),
+        ),
+        (
+            "replace in 100 KB",
+            "event.s.replace('x', 'yy').size() > 0".into(),
+        ),
+        (
+            "split 100 KB into characters",
+            "event.s.split('').size() > 0".into(),
+        ),
         ("matches over 100 KB", "event.s.matches('x*y')".into()),
-        ("map 3,000 words to strings", "event.words.map(w, w.upperAscii() + '-' + w).size() > 0".into()),
-        ("join 3,000 words", "event.words.join(',').size() > 0".into()),
+        (
+            "map 3,000 words to strings",
+            "event.words.map(w, w.upperAscii() + '-' + w).size() > 0".into(),
+        ),
+        (
+            "join 3,000 words",
+            "event.words.join(',').size() > 0".into(),
+        ),
     ];
     let unlimited = Budget {
         max_cost: u64::MAX,

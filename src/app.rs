@@ -9,7 +9,7 @@ use ractor::ActorRef;
 use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
 use crate::actors::runner::{Runner, RunnerSettings};
-use crate::actors::{ChildSpec, Projector, Supervisor, SupervisorMsg};
+use crate::actors::{ChildSpec, Parking, Projector, Supervisor, SupervisorMsg};
 use crate::conditions::EvalPool;
 use crate::config::Config;
 use crate::delivery::client::{ClientConfig, DeliveryClient};
@@ -118,6 +118,8 @@ pub struct App {
     pub ingress: IngressState,
     /// Threads for expensive expression evaluations, shared fairly between organizations.
     pub eval_pool: EvalPool,
+    /// Sets aside journal records a consumer cannot process.
+    pub parking: Parking,
     rule_actors: Arc<std::sync::Mutex<std::collections::HashMap<u64, ActorRef<RuleMsg>>>>,
     /// The root supervisor.
     pub supervisor: ActorRef<SupervisorMsg>,
@@ -198,6 +200,11 @@ impl App {
             config.jobs.allow_commands,
         ));
         let eval_pool = EvalPool::new(config.conditions.threads()).map_err(dir_error)?;
+        let parking = Parking::new(
+            journal.clone(),
+            metrics.parked.clone(),
+            metrics.parked_now.clone(),
+        );
         let app = Arc::new(App {
             config,
             journal,
@@ -210,6 +217,7 @@ impl App {
             delivery,
             ingress: IngressState::default(),
             eval_pool,
+            parking,
             rule_actors: Arc::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
@@ -241,6 +249,7 @@ impl App {
 
     async fn start_projector<V: View>(&self, projection: Projection<V>) -> Result<(), StartError> {
         let journal = self.journal.clone();
+        let parking = self.parking.clone();
         let spec = ChildSpec {
             key: format!("projector:{}", V::NAME),
             kind: "projector",
@@ -248,6 +257,7 @@ impl App {
                 let actor = Projector {
                     journal: journal.clone(),
                     projection: projection.clone(),
+                    parking: parking.clone(),
                 };
                 Box::pin(async move {
                     ractor::Actor::spawn_linked(None, actor, (), supervisor)
@@ -283,6 +293,7 @@ impl App {
                 },
             },
             live_output: self.live_output.clone(),
+            parking: self.parking.clone(),
         };
         let runner = Arc::new(runner);
         let spec = ChildSpec {
@@ -295,6 +306,7 @@ impl App {
                     master_key: runner.master_key.clone(),
                     settings: runner.settings.clone(),
                     live_output: runner.live_output.clone(),
+                    parking: runner.parking.clone(),
                 };
                 Box::pin(async move {
                     ractor::Actor::spawn_linked(None, actor, (), supervisor)
@@ -314,6 +326,7 @@ impl App {
         let metrics = self.metrics.inbound.clone();
         let budget = self.config.conditions.budget();
         let pool = self.eval_pool.clone();
+        let parking = self.parking.clone();
         let running = self.rule_actors.clone();
         let spec = ChildSpec {
             key: format!("rule:{id}"),
@@ -326,6 +339,7 @@ impl App {
                     metrics: metrics.clone(),
                     budget,
                     pool: pool.clone(),
+                    parking: parking.clone(),
                 };
                 let running = running.clone();
                 Box::pin(async move {

@@ -298,7 +298,10 @@ impl Config {
             return bad("conditions.max_eval_millis", "must be between 1 and 10000");
         }
         if !(1024..=1 << 30).contains(&self.conditions.max_value_bytes) {
-            return bad("conditions.max_value_bytes", "must be between 1024 and 1073741824");
+            return bad(
+                "conditions.max_value_bytes",
+                "must be between 1024 and 1073741824",
+            );
         }
         if self.conditions.eval_threads > 256 {
             return bad("conditions.eval_threads", "must be at most 256");

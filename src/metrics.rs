@@ -24,6 +24,10 @@ pub struct Metrics {
     pub inbound: InboundMetrics,
     /// Outbound delivery.
     pub outbound: OutboundMetrics,
+    /// Records set aside because a consumer could not process them, by consumer kind.
+    pub parked: IntCounterVec,
+    /// Records parked now (from the journal's parked index at start, plus new ones).
+    pub parked_now: IntGauge,
 }
 
 /// Outbound delivery collectors.
@@ -252,6 +256,28 @@ impl Metrics {
         for kind in ["projector", "rule", "endpoint", "dispatcher"] {
             actor_restarts.with_label_values(&[kind]);
         }
+        let parked = IntCounterVec::new(
+            Opts::new(
+                "hookforge_parked_total",
+                "Records parked because a consumer could not process them, by consumer kind",
+            ),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(parked.clone()))
+            .expect("registers once");
+        for kind in ["view", "rule", "endpoint", "dispatcher", "runner"] {
+            parked.with_label_values(&[kind]);
+        }
+        let parked_now = IntGauge::new(
+            "hookforge_parked_records",
+            "Records parked now, awaiting `hookforge parked retry`",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(parked_now.clone()))
+            .expect("registers once");
         let inbound = InboundMetrics::new(&registry);
         let outbound = OutboundMetrics::new(&registry);
         Self {
@@ -262,6 +288,8 @@ impl Metrics {
             actor_restarts,
             inbound,
             outbound,
+            parked,
+            parked_now,
         }
     }
 

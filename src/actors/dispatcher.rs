@@ -373,8 +373,12 @@ impl Actor for Dispatcher {
         match msg {
             DispatcherMsg::Events(events, next, reply) => {
                 for record in &events {
-                    state.index.apply(record);
-                    if let Some(event) = deliverable(record) {
+                    let index = &mut state.index;
+                    let event = self.app.parking.guard("dispatcher", record, || {
+                        index.apply(record);
+                        deliverable(record)
+                    });
+                    if let Some(event) = event.flatten() {
                         self.dispatch(&myself, state, record, event).await;
                     }
                 }

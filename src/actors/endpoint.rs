@@ -267,7 +267,11 @@ impl EndpointActor {
 
     fn reconfigure(&self, run: &mut EndpointRun) {
         run.spec = self.build_spec(&run.state);
-        let source = run.state.settings.as_ref().and_then(|s| s.filter.as_deref());
+        let source = run
+            .state
+            .settings
+            .as_ref()
+            .and_then(|s| s.filter.as_deref());
         run.filter = match source.map(EndpointFilter::compile) {
             None => Filter::None,
             Some(Ok(filter)) => Filter::Compiled(filter),
@@ -314,8 +318,15 @@ impl EndpointActor {
     fn fold(&self, run: &mut EndpointRun, events: &[RecordedEvent]) {
         let before = run.state.pending.len();
         let mut reconfigure = false;
+        let consumer = format!("endpoint:{}", self.id);
         for record in events {
-            match run.state.apply(record) {
+            let state = &mut run.state;
+            let change = self
+                .app
+                .parking
+                .guard(&consumer, record, || state.apply(record))
+                .unwrap_or(Change::None);
+            match change {
                 Change::Scheduled { id, source } => {
                     if let Some(p) = source {
                         if let Some(event) = run.incoming.remove(&p)
@@ -338,6 +349,11 @@ impl EndpointActor {
                     }
                 }
                 Change::Config => reconfigure = true,
+                Change::Undecodable(reason) => self.app.parking.park(
+                    &consumer,
+                    record.position,
+                    format!("{} does not decode: {reason}", record.event_type),
+                ),
             }
         }
         if reconfigure {
@@ -786,8 +802,15 @@ impl Actor for EndpointActor {
         let stream = self.stream();
         let mut state: EndpointState =
             load_state(&self.app.journal, &self.tag()).unwrap_or_default();
+        let consumer = format!("endpoint:{}", self.id);
+        let parking = self.app.parking.clone();
         let next = catch_up(&self.app.journal, &stream, state.next_revision, |event| {
-            state.apply(event);
+            if let Some(Change::Undecodable(reason)) =
+                parking.guard(&consumer, event, || state.apply(event))
+            {
+                let reason = format!("{} does not decode: {reason}", event.event_type);
+                parking.park(&consumer, event.position, reason);
+            }
         })
         .await?;
         state.next_revision = next;

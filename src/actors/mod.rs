@@ -5,10 +5,12 @@ pub mod dispatcher;
 pub mod endpoint;
 pub mod manager;
 pub mod outbound;
+pub mod parking;
 pub mod projector;
 pub mod rule;
 pub mod runner;
 pub mod supervisor;
 
+pub use self::parking::Parking;
 pub use self::projector::Projector;
 pub use self::supervisor::{ChildSpec, Supervisor, SupervisorMsg};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
+use super::Parking;
 use crate::journal::{Journal, JournalError, Position, RecordedEvent};
 use crate::projections::{Projection, View};
 
@@ -30,6 +31,8 @@ pub struct Projector<V: View> {
     pub journal: Journal,
     /// The shared view it maintains.
     pub projection: Projection<V>,
+    /// Where records the view cannot fold are set aside.
+    pub parking: Parking,
 }
 
 /// Messages from the pump.
@@ -123,8 +126,10 @@ impl<V: View> Actor for Projector<V> {
         let ProjectorMsg::Apply(events, next, reply) = msg;
         {
             let mut view = self.projection.write();
+            let consumer = format!("view:{}", V::NAME);
             for event in &events {
-                view.apply(event);
+                // A record this build cannot fold is parked; the view goes on with the next.
+                self.parking.guard(&consumer, event, || view.apply(event));
             }
         }
         self.projection.advance(next);

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -19,7 +20,9 @@ use crate::conditions::{
 use crate::domain::Event;
 use crate::domain::rule::{self, Action};
 use crate::domain::rule_state::{Pending, RuleState, received};
-use crate::domain::webhook::{ActionResult, ActionStatus, ActionsFired, Outcome, WebhookReceived};
+use crate::domain::webhook::{
+    ActionResult, ActionStatus, ActionsFired, Outcome, WebhookParked, WebhookReceived,
+};
 use crate::journal::{
     AppendTicket, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
 };
@@ -72,6 +75,8 @@ pub struct RuleActor {
     pub budget: Budget,
     /// Where evaluations that may be expensive run.
     pub pool: EvalPool,
+    /// Where webhooks the rule cannot process are set aside.
+    pub parking: crate::actors::Parking,
 }
 
 /// A dry run's input.
@@ -171,17 +176,43 @@ impl RuleActor {
         &self,
         pending: &Pending,
         at_hand: &HashMap<u64, RecordedEvent>,
-    ) -> Option<(WebhookReceived, String)> {
+    ) -> Result<(WebhookReceived, String), String> {
         let record = match at_hand.get(&pending.event_log_id) {
             Some(record) => record.clone(),
             None => self
                 .journal
                 .read_stream(&self.stream(), pending.revision, 1)
-                .ok()?
+                .map_err(|e| format!("the received webhook cannot be read: {e}"))?
                 .into_iter()
-                .next()?,
+                .next()
+                .ok_or("the received webhook is missing from its stream")?,
         };
-        Some((received(&record)?, record.metadata.correlation_id))
+        Ok((received(&record)?, record.metadata.correlation_id))
+    }
+
+    /// Sets webhook `event_log_id` aside for `reason`: journaled (the event log shows
+    /// `parked`), counted, and listed for `hookforge parked retry`.
+    fn park(
+        &self,
+        actor: &mut RuleActorState,
+        event_log_id: u64,
+        reason: String,
+        tickets: &mut Vec<AppendTicket>,
+    ) {
+        self.parking
+            .park(&format!("rule:{}", self.id), event_log_id, reason.clone());
+        actor.state.park(event_log_id);
+        let parked = WebhookParked {
+            event_log_id,
+            rule: self.id,
+            organization: actor.state.organization,
+            reason,
+        };
+        tickets.push(self.journal.append(
+            self.stream(),
+            ExpectedRevision::Any,
+            vec![Event::from(parked).encode(self.metadata(""))],
+        ));
     }
 
     /// Decides every undecided webhook, then fires every decided-but-unfired one.
@@ -197,10 +228,12 @@ impl RuleActor {
         let mut webhooks: HashMap<u64, (WebhookReceived, String)> = HashMap::new();
         let pending: Vec<Pending> = actor.state.undecided.values().cloned().collect();
         for pending in pending {
-            let Some((webhook, correlation_id)) = self.webhook(&pending, &at_hand) else {
-                return Err(
-                    format!("webhook at position {} is unreadable", pending.event_log_id).into(),
-                );
+            let (webhook, correlation_id) = match self.webhook(&pending, &at_hand) {
+                Ok(found) => found,
+                Err(reason) => {
+                    self.park(actor, pending.event_log_id, reason, &mut tickets);
+                    continue;
+                }
             };
             let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending)) {
                 (Some(program), true) => {
@@ -209,12 +242,21 @@ impl RuleActor {
                         .inc_by(program.conditions().len() as u64);
                     let payload = webhook.payload();
                     Some(
-                        self.evaluate(program, actor.state.organization, &payload, &webhook.headers)
-                            .await,
+                        self.evaluate(
+                            program,
+                            actor.state.organization,
+                            &payload,
+                            &webhook.headers,
+                        )
+                        .await,
                     )
                 }
                 _ => None,
             };
+            if let Some(failure) = evaluation.as_ref().and_then(|e| e.internal_error.clone()) {
+                self.park(actor, pending.event_log_id, failure, &mut tickets);
+                continue;
+            }
             let decision = actor.state.decide(&pending, evaluation);
             self.metrics
                 .decisions
@@ -234,15 +276,22 @@ impl RuleActor {
             let (webhook, correlation_id) = match webhooks.remove(&event_log_id) {
                 Some(found) => found,
                 None => {
-                    let revision = self.revision_of(event_log_id)?;
-                    let pending = Pending {
-                        event_log_id,
-                        revision,
-                        received_at: 0,
-                        event_guid: None,
-                    };
-                    self.webhook(&pending, &at_hand)
-                        .ok_or("a fired webhook is unreadable")?
+                    let found = self.revision_of(event_log_id).and_then(|revision| {
+                        let pending = Pending {
+                            event_log_id,
+                            revision,
+                            received_at: 0,
+                            event_guid: None,
+                        };
+                        self.webhook(&pending, &at_hand)
+                    });
+                    match found {
+                        Ok(found) => found,
+                        Err(reason) => {
+                            self.park(actor, event_log_id, reason, &mut tickets);
+                            continue;
+                        }
+                    }
                 }
             };
             let mut results = Vec::with_capacity(config.actions.len());
@@ -256,7 +305,21 @@ impl RuleActor {
                     action: action.clone(),
                     correlation_id: correlation_id.clone(),
                 };
-                let result = self.launcher.launch(request).await;
+                // A launcher that panics fails this action only.
+                let result = std::panic::AssertUnwindSafe(self.launcher.launch(request))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| ActionResult {
+                        action_type: action.action_type,
+                        target_id: action.target_id,
+                        status: ActionStatus::Failed,
+                        job_id: None,
+                        workflow_job_id: None,
+                        error: Some(format!(
+                            "internal error: {}",
+                            crate::conditions::panic_message(&*panic)
+                        )),
+                    });
                 self.metrics
                     .actions
                     .with_label_values(&[action.action_type.as_str(), status_label(result.status)])
@@ -312,14 +375,17 @@ impl RuleActor {
     }
 
     /// The stream revision of the webhook at `position` (read back for an unfired decision).
-    fn revision_of(&self, position: u64) -> Result<u64, ActorProcessingErr> {
+    fn revision_of(&self, position: u64) -> Result<u64, String> {
         let mut revision = 0;
         loop {
-            let batch = self.journal.read_stream(&self.stream(), revision, BATCH)?;
+            let batch = self
+                .journal
+                .read_stream(&self.stream(), revision, BATCH)
+                .map_err(|e| format!("the rule's stream cannot be read: {e}"))?;
             if batch.is_empty() {
-                return Err(
-                    format!("webhook at position {position} not found in its stream").into(),
-                );
+                return Err(format!(
+                    "webhook at position {position} not found in its stream"
+                ));
             }
             if let Some(record) = batch.iter().find(|r| r.position == position) {
                 return Ok(record.revision);
@@ -429,6 +495,7 @@ impl Actor for RuleActor {
             metrics: self.metrics.clone(),
             budget: self.budget,
             pool: self.pool.clone(),
+            parking: self.parking.clone(),
         };
         let state = tokio::task::spawn_blocking(move || this.load()).await??;
         let program = compile(&state);

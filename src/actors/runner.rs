@@ -43,6 +43,8 @@ use crate::journal::{
 };
 use crate::secrets::MasterKey;
 
+use super::Parking;
+
 /// Operator settings the runner obeys.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -70,6 +72,8 @@ pub struct Runner {
     pub settings: RunnerSettings,
     /// Live output of running jobs.
     pub live_output: LiveOutput,
+    /// Where records the runner cannot process are set aside.
+    pub parking: Parking,
 }
 
 /// Messages the runner handles.
@@ -132,6 +136,23 @@ impl Runner {
             vec![event.encode(system(correlation.to_owned()))],
         ));
         actor.state.apply(event, now, 0);
+    }
+
+    /// Folds one record; one that does not decode or panics is parked, not retried forever.
+    fn fold(&self, state: &mut RunnerState, record: &RecordedEvent) {
+        match Event::decode(record) {
+            Ok(Some(event)) => {
+                self.parking.guard("runner", record, || {
+                    state.apply(event, record.recorded_at, record.position)
+                });
+            }
+            Ok(None) => {}
+            Err(e) => self.parking.park(
+                "runner",
+                record.position,
+                format!("{} does not decode: {e}", record.event_type),
+            ),
+        }
     }
 
     fn reconcile(&self, myself: &ActorRef<RunnerMsg>, actor: &mut RunnerActorState) {
@@ -654,9 +675,7 @@ impl Actor for Runner {
         let mut state = RunnerState::default();
         while subscription.position() < head {
             for record in subscription.next_batch(1024).await? {
-                if let Ok(Some(event)) = Event::decode(&record) {
-                    state.apply(event, record.recorded_at, record.position);
-                }
+                self.fold(&mut state, &record);
             }
         }
         let pump_self = myself.clone();
@@ -703,11 +722,7 @@ impl Actor for Runner {
         match msg {
             RunnerMsg::Events(events, reply) => {
                 for record in &events {
-                    if let Ok(Some(event)) = Event::decode(record) {
-                        actor
-                            .state
-                            .apply(event, record.recorded_at, record.position);
-                    }
+                    self.fold(&mut actor.state, record);
                 }
                 let _ = reply.send(());
             }

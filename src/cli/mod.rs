@@ -1,6 +1,7 @@
 //! The command line: `serve`, and read-only journal tools for audit.
 
 mod journal;
+mod parked;
 mod serve;
 mod sign;
 
@@ -30,6 +31,19 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Records set aside because a consumer could not process them (stopped server).
+    Parked {
+        #[command(subcommand)]
+        command: ParkedCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ParkedCommand {
+    /// Print every parked record: consumer, position, when, why.
+    List(parked::ParkedArgs),
+    /// Process parked records again at the next start (after an upgrade that fixes the cause).
+    Retry(parked::ParkedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +73,10 @@ pub fn run(cli: Cli) -> ExitCode {
             JournalCommand::Replay(args) => journal::replay(args),
             JournalCommand::Verify(args) => journal::verify(args),
             JournalCommand::Stats(args) => journal::stats(args),
+        },
+        Command::Parked { command } => match command {
+            ParkedCommand::List(args) => parked::list(args),
+            ParkedCommand::Retry(args) => parked::retry(args),
         },
     };
     result.unwrap_or_else(|e| {

@@ -298,9 +298,7 @@ fn deep_size(value: &dyn Val) -> u64 {
             total = total
                 .saturating_add(deep_size(item))
                 .saturating_add(ALLOCATION);
-            if is_map
-                && let Some(Ok(member)) = value.as_indexer().map(|i| i.get(item))
-            {
+            if is_map && let Some(Ok(member)) = value.as_indexer().map(|i| i.get(item)) {
                 total = total.saturating_add(deep_size(member.as_ref()));
             }
         }
@@ -513,14 +511,19 @@ impl<'a> Walker<'a> {
 /// its result. Unknown functions are assumed linear in their arguments and no larger than them.
 fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
     let bytes = |i: usize| args.get(i).map_or(0, Shape::bytes);
-    let all_bytes = args.iter().fold(0u64, |acc, a| acc.saturating_add(a.bytes()));
+    let all_bytes = args
+        .iter()
+        .fold(0u64, |acc, a| acc.saturating_add(a.bytes()));
     match name {
         operators::ADD => {
             let (a, b) = (
                 args.first().map(Shape::bound),
                 args.get(1).map(Shape::bound),
             );
-            let (a, b) = (a.unwrap_or_else(Bound::scalar), b.unwrap_or_else(Bound::scalar));
+            let (a, b) = (
+                a.unwrap_or_else(Bound::scalar),
+                b.unwrap_or_else(Bound::scalar),
+            );
             let elem = match (&a.elem, &b.elem) {
                 (Some(x), Some(y)) => Some(Rc::new(x.join(y))),
                 _ => None,
@@ -537,7 +540,9 @@ fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
         | operators::LESS
         | operators::LESS_EQUALS
         | operators::GREATER
-        | operators::GREATER_EQUALS => (bytes(0).min(bytes(1)).saturating_add(NODE), Bound::scalar()),
+        | operators::GREATER_EQUALS => {
+            (bytes(0).min(bytes(1)).saturating_add(NODE), Bound::scalar())
+        }
         operators::IN => {
             // A scan of the container, each comparison bounded by the needle's size.
             let container = args.get(1).map_or(0, Shape::len);
@@ -591,9 +596,7 @@ fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
         }
         "join" => {
             let list = args.first().map(Shape::bound).unwrap_or_else(Bound::scalar);
-            let out = list
-                .bytes
-                .saturating_add(list.len.saturating_mul(bytes(1)));
+            let out = list.bytes.saturating_add(list.len.saturating_mul(bytes(1)));
             (out.saturating_add(NODE), Bound::text(out))
         }
         "format" => {

@@ -55,7 +55,9 @@ pub enum ConditionError {
         max: usize,
     },
     /// The source nests (or its syntax tree is) deeper than the limit.
-    #[error("{what} {depth} levels deep; the limit is {max} (split the expression, e.g. into several conditions)")]
+    #[error(
+        "{what} {depth} levels deep; the limit is {max} (split the expression, e.g. into several conditions)"
+    )]
     TooDeep {
         /// What is too deep, worded to precede the depth.
         what: &'static str,
@@ -65,7 +67,9 @@ pub enum ConditionError {
         max: usize,
     },
     /// Evaluating the expression on this input would cost more than the evaluation budget.
-    #[error("evaluation budget exceeded: the expression would cost about {estimated} units on this input, over the budget of {budget} (conditions.max_eval_millis)")]
+    #[error(
+        "evaluation budget exceeded: the expression would cost about {estimated} units on this input, over the budget of {budget} (conditions.max_eval_millis)"
+    )]
     OverBudget {
         /// The estimated cost.
         estimated: u64,
@@ -73,7 +77,9 @@ pub enum ConditionError {
         budget: u64,
     },
     /// Evaluating the expression on this input could build a value larger than allowed.
-    #[error("evaluation memory bound exceeded: the expression could build a value of about {estimated} bytes on this input, over the bound of {bound} (conditions.max_value_bytes)")]
+    #[error(
+        "evaluation memory bound exceeded: the expression could build a value of about {estimated} bytes on this input, over the bound of {bound} (conditions.max_value_bytes)"
+    )]
     TooLarge {
         /// The estimated size of its largest intermediate value.
         estimated: u64,

@@ -95,6 +95,12 @@ impl Expression {
         self.0.linear
     }
 
+    /// The parsed expression.
+    #[cfg(test)]
+    pub(crate) fn program_expression(&self) -> &cel::common::ast::IdedExpr {
+        self.0.program.expression()
+    }
+
     /// What the expression reads of each variable.
     pub(crate) fn needs(&self) -> &Needs {
         &self.0.needs
@@ -261,7 +267,7 @@ impl<'a> Bindings<'a> {
 }
 
 /// The text of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

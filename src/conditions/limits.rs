@@ -138,7 +138,12 @@ pub(crate) fn children(expr: &IdedExpr) -> Vec<&IdedExpr> {
     match &expr.expr {
         Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => Vec::new(),
         Expr::Select(select) => vec![&select.operand],
-        Expr::Call(call) => call.target.as_deref().into_iter().chain(&call.args).collect(),
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(&call.args)
+            .collect(),
         Expr::List(list) => list.elements.iter().collect(),
         Expr::Map(map) => map.entries.iter().flat_map(|e| entry(&e.expr)).collect(),
         Expr::Struct(s) => s.entries.iter().flat_map(|e| entry(&e.expr)).collect(),
@@ -175,7 +180,11 @@ mod tests {
             check_source(&long),
             Err(ConditionError::TooLong { max: MAX_LEN, .. })
         ));
-        let deep = format!("{}1{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
+        let deep = format!(
+            "{}1{}",
+            "(".repeat(MAX_NESTING + 1),
+            ")".repeat(MAX_NESTING + 1)
+        );
         let error = check_source(&deep).unwrap_err().to_string();
         assert!(error.contains("33") && error.contains("32"), "{error}");
         let fine = format!("{}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));

@@ -34,6 +34,7 @@ mod tests;
 
 pub use cost::{Budget, UNITS_PER_MILLI};
 pub use error::ConditionError;
+pub use expression::panic_message;
 pub use expression::{Expression, Json};
 pub use filter::OutboundFilter;
 pub use pool::{EvalPool, PoolError};

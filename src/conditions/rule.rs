@@ -56,6 +56,9 @@ pub struct RuleEvaluation {
     pub conditions: Vec<ConditionResult>,
     /// The throttle key, when the rule has one and the event matched; `None` otherwise.
     pub throttle_key: Option<ThrottleKey>,
+    /// Set when evaluation failed inside the interpreter (a panic), not because of the
+    /// expression or the input: the webhook is then parked rather than decided.
+    pub internal_error: Option<String>,
 }
 
 impl RuleEvaluation {
@@ -64,6 +67,7 @@ impl RuleEvaluation {
         Self {
             conditions: vec![ConditionResult::Error(reason.to_owned()); conditions.max(1)],
             throttle_key: None,
+            internal_error: Some(reason.to_owned()),
         }
     }
 
@@ -172,22 +176,38 @@ where
     evaluate_bound(rule, &Bindings::new(needs, event, headers), budget)
 }
 
+/// Passes `outcome` on, noting in `internal` the first failure of the interpreter itself.
+fn noting<T>(
+    internal: &mut Option<String>,
+    outcome: Result<T, ConditionError>,
+) -> Result<T, ConditionError> {
+    if let Err(e @ ConditionError::Internal(_)) = &outcome {
+        internal.get_or_insert_with(|| e.to_string());
+    }
+    outcome
+}
+
 fn evaluate_bound(rule: &Inner, bindings: &Bindings<'_>, budget: Budget) -> RuleEvaluation {
     let mut allowance = Allowance::new(budget);
+    let mut internal_error = None;
     let conditions = rule
         .conditions
         .iter()
-        .map(|c| match evaluate_bool(bindings, c, "condition", &mut allowance) {
-            Ok(true) => ConditionResult::True,
-            Ok(false) => ConditionResult::False,
-            Err(e) => ConditionResult::Error(e.to_string()),
+        .map(|c| {
+            match noting(
+                &mut internal_error,
+                evaluate_bool(bindings, c, "condition", &mut allowance),
+            ) {
+                Ok(true) => ConditionResult::True,
+                Ok(false) => ConditionResult::False,
+                Err(e) => ConditionResult::Error(e.to_string()),
+            }
         })
         .collect::<Vec<_>>();
     let matched = conditions.iter().all(|c| *c == ConditionResult::True);
     let throttle_key = match &rule.throttle_key {
         Some(key) if matched => Some(
-            match bindings
-                .evaluate(key, &mut allowance)
+            match noting(&mut internal_error, bindings.evaluate(key, &mut allowance))
                 .and_then(|value| render::throttle_key(&value))
             {
                 Ok(key) => ThrottleKey::Key(key),
@@ -199,6 +219,7 @@ fn evaluate_bound(rule: &Inner, bindings: &Bindings<'_>, budget: Budget) -> Rule
     RuleEvaluation {
         conditions,
         throttle_key,
+        internal_error,
     }
 }
 

@@ -43,7 +43,11 @@ fn evaluate(conditions: &[&str], payload: &serde_json::Value) -> Vec<ConditionRe
     let bytes = serde_json::to_vec(payload).unwrap();
     RuleProgram::compile(conditions, None)
         .unwrap()
-        .evaluate(Json::Bytes(&bytes), [("X-GitHub-Event", "push")], Budget::default())
+        .evaluate(
+            Json::Bytes(&bytes),
+            [("X-GitHub-Event", "push")],
+            Budget::default(),
+        )
         .conditions
 }
 
@@ -345,7 +349,10 @@ fn outbound_filters_read_the_envelope() {
     );
     // The same filter on a parsed envelope.
     let filter = OutboundFilter::compile("event.payload.elapsed > 600").unwrap();
-    assert_eq!(filter.matches(Json::Value(&envelope), Budget::default()), Ok(true));
+    assert_eq!(
+        filter.matches(Json::Value(&envelope), Budget::default()),
+        Ok(true)
+    );
 }
 
 #[test]
@@ -457,7 +464,8 @@ fn evaluate_under(
     payload: Json<'_>,
 ) -> Result<cel::Value, ConditionError> {
     let headers = [("X-GitHub-Event", "push"), ("Accept", "*/*")];
-    Bindings::new(needs, payload, headers).evaluate(expression, &mut Allowance::new(Budget::default()))
+    Bindings::new(needs, payload, headers)
+        .evaluate(expression, &mut Allowance::new(Budget::default()))
 }
 
 #[test]
@@ -523,7 +531,11 @@ fn rules_agree_with_their_unpruned_evaluation() {
         assert_eq!(pruned, rule.evaluate_unpruned(Json::Bytes(&bytes), headers));
     }
     let push = serde_json::to_vec(&push()).unwrap();
-    let result = rule.evaluate(Json::Bytes(&push), [("X-GitHub-Event", "push")], Budget::default());
+    let result = rule.evaluate(
+        Json::Bytes(&push),
+        [("X-GitHub-Event", "push")],
+        Budget::default(),
+    );
     assert!(result.matched(), "{result:?}");
     assert_eq!(
         result.throttle_key,
@@ -558,4 +570,213 @@ fn only_what_is_read_is_converted() {
         converted,
         evaluate_under(&event, &everything, Json::Bytes(&expected_bytes)).unwrap()
     );
+}
+
+/// Generated expressions of every shape that nests the syntax tree, up to (and past) the size
+/// limit: each is either refused with a limit or syntax error, or compiles and evaluates within
+/// its budget. A stack overflow would abort the test binary, so "no crash" is the assertion
+/// that matters; the thread has the 2 MiB stack of a tokio worker.
+mod hostile_shapes {
+    use super::*;
+    use crate::conditions::limits::{MAX_DEPTH, MAX_LEN, depth};
+    use proptest::prelude::*;
+
+    /// One shape, repeated `n` times around `inner`.
+    #[derive(Debug, Clone, Copy)]
+    enum Shape {
+        Chain(&'static str),
+        Unary(&'static str),
+        Call,
+        Member,
+        Macro(&'static str),
+        List,
+        Map,
+        Index,
+        Ternary,
+        Parens,
+    }
+
+    fn wrap(shape: Shape, n: usize, inner: &str) -> String {
+        match shape {
+            Shape::Chain(op) => format!("{inner}{}", format!(" {op} {inner}").repeat(n)),
+            Shape::Unary(op) => format!("{}{inner}", op.repeat(n)),
+            Shape::Call => format!("{}{inner}{}", "int(".repeat(n), ")".repeat(n)),
+            Shape::Member => format!("({inner}){}", ".size()".repeat(n)),
+            Shape::Macro(m) => format!(
+                "{}{inner}{}",
+                format!("[1, 2].{m}(x, ").repeat(n),
+                ")".repeat(n)
+            ),
+            Shape::List => format!("{}{inner}{}", "[".repeat(n), "]".repeat(n)),
+            Shape::Map => format!("{}{inner}{}", "{'k': ".repeat(n), "}".repeat(n)),
+            Shape::Index => format!("{}{inner}{}", "[[1]][".repeat(n), "]".repeat(n)),
+            Shape::Ternary => format!("{}{inner}", "true ? 1 : ".repeat(n)),
+            Shape::Parens => format!("{}{inner}{}", "(".repeat(n), ")".repeat(n)),
+        }
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            Just(Shape::Chain("+")),
+            Just(Shape::Chain("&&")),
+            Just(Shape::Chain("||")),
+            Just(Shape::Chain("==")),
+            Just(Shape::Chain("<")),
+            Just(Shape::Chain("*")),
+            Just(Shape::Chain("in")),
+            Just(Shape::Unary("!")),
+            Just(Shape::Unary("-")),
+            Just(Shape::Call),
+            Just(Shape::Member),
+            Just(Shape::Macro("all")),
+            Just(Shape::Macro("exists")),
+            Just(Shape::Macro("map")),
+            Just(Shape::Macro("filter")),
+            Just(Shape::List),
+            Just(Shape::Map),
+            Just(Shape::Index),
+            Just(Shape::Ternary),
+            Just(Shape::Parens),
+        ]
+    }
+
+    /// An expression of up to three nested shapes, each repeated up to what fits the limit.
+    fn expression() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("1".to_owned()),
+            Just("true".to_owned()),
+            Just("event.a".to_owned()),
+            Just("'s'".to_owned()),
+        ];
+        (
+            leaf,
+            proptest::collection::vec((shape(), 1usize..=2100), 1..=3),
+        )
+            .prop_map(|(leaf, layers)| {
+                layers.into_iter().fold(leaf, |inner, (shape, n)| {
+                    // Keep the source within twice the limit, so large repeats stay cheap to build.
+                    let per = wrap(shape, 1, &inner)
+                        .len()
+                        .saturating_sub(inner.len())
+                        .max(1);
+                    let n = n.min(2 * MAX_LEN / per + 1);
+                    wrap(shape, n, &inner)
+                })
+            })
+    }
+
+    fn check(source: String) -> Result<(), TestCaseError> {
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let compiled = RuleProgram::compile(&[source.as_str()], Some(source.as_str()));
+                match compiled {
+                    Err(e) => Err(e.to_string()),
+                    Ok(rule) => {
+                        let tree = depth(rule.conditions()[0].program_expression());
+                        assert!(source.len() <= MAX_LEN && tree <= MAX_DEPTH);
+                        let evaluated = rule.evaluate(
+                            Json::Bytes(br#"{"a": 1}"#),
+                            [("x", "y")],
+                            Budget::default(),
+                        );
+                        Ok(evaluated.conditions.len())
+                    }
+                }
+            })
+            .expect("thread starts")
+            .join()
+            .expect("compiling and evaluating never panics");
+        if let Err(message) = outcome {
+            let known = ["levels deep", "bytes long", "Syntax error", "undeclared"];
+            prop_assert!(
+                known.iter().any(|k| message.contains(k)),
+                "unexpected refusal: {message}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+        #[test]
+        fn no_expression_overflows_a_stack(source in expression()) {
+            check(source)?;
+        }
+    }
+
+    #[test]
+    fn every_shape_at_the_size_limit_is_refused_or_safe() {
+        let shapes = [
+            Shape::Chain("+"),
+            Shape::Chain("&&"),
+            Shape::Unary("!"),
+            Shape::Unary("-"),
+            Shape::Call,
+            Shape::Member,
+            Shape::Macro("all"),
+            Shape::List,
+            Shape::Map,
+            Shape::Index,
+            Shape::Ternary,
+            Shape::Parens,
+        ];
+        for shape in shapes {
+            let per = wrap(shape, 1, "1").len() - 1;
+            for n in [
+                MAX_DEPTH - 2,
+                MAX_DEPTH + 2,
+                MAX_LEN / per - 1,
+                MAX_LEN / per + 1,
+            ] {
+                check(wrap(shape, n, "1")).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_issue_expressions_are_refused_with_the_limit() {
+        let chain = format!("{}1 == 1", "1+".repeat(1999));
+        let error = compile_error(&[chain.as_str()]);
+        assert!(
+            error.starts_with("conditions[0]: the syntax tree is"),
+            "{error}"
+        );
+        assert!(error.contains("the limit is 100"), "{error}");
+        let long = format!("{}1 == 1", "1 + ".repeat(5000));
+        assert!(compile_error(&[long.as_str()]).contains("the limit is 4096"));
+        let filter = format!("{}1 == 1", "1+".repeat(2000));
+        let error = OutboundFilter::compile(&filter).unwrap_err().to_string();
+        assert!(error.starts_with("filter: the syntax tree is"), "{error}");
+    }
+
+    #[test]
+    fn nested_loops_are_refused_by_the_budget_at_evaluation() {
+        let ten = "[1,2,3,4,5,6,7,8,9,10]";
+        let nested = (0..8).fold("true".to_owned(), |s, i| format!("{ten}.all(v{i}, {s})"));
+        let rule = RuleProgram::compile(&[nested.as_str()], None).unwrap();
+        let started = std::time::Instant::now();
+        let result = rule.evaluate(Json::Bytes(b"{}"), [], Budget::default());
+        let [ConditionResult::Error(message)] = result.conditions.as_slice() else {
+            panic!("{result:?}");
+        };
+        assert!(
+            message.starts_with("evaluation budget exceeded"),
+            "{message}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let strings = (0..7).fold("'aaaaaaaaaa' + 'aaaaaaaaaa'".to_owned(), |s, i| {
+            format!("{ten}.map(x{i}, {s})")
+        });
+        let building = format!("size({strings}) > 0");
+        let rule = RuleProgram::compile(&[building.as_str()], None).unwrap();
+        let result = rule.evaluate(Json::Bytes(b"{}"), [], Budget::default());
+        let [ConditionResult::Error(message)] = result.conditions.as_slice() else {
+            panic!("{result:?}");
+        };
+        assert!(
+            message.contains("budget") || message.contains("memory bound"),
+            "{message}"
+        );
+    }
 }

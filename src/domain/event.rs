@@ -23,7 +23,10 @@ use super::organization::{OrganizationCreated, OrganizationDeleted, Organization
 use super::published::EventPublished;
 use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
 use super::token::{TokenCreated, TokenRevoked};
-use super::webhook::{ActionsFired, EventEvaluated, WebhookReceived, WebhookRejected};
+use super::webhook::{
+    ActionsFired, EventEvaluated, WebhookParked, WebhookReceived, WebhookRejected,
+    WebhookRetryRequested,
+};
 use super::workflow::{
     WorkflowCancelRequested, WorkflowDurationExceeded, WorkflowFinished, WorkflowLaunched,
     WorkflowNodeCompleted, WorkflowNodeLaunched, WorkflowStarted, WorkflowTemplateCreated,
@@ -164,6 +167,8 @@ event_registry! {
     AttemptFailed(AttemptFailed),
     DeliveryDeadLettered(DeliveryDeadLettered),
     DeliveryFilterFailed(DeliveryFilterFailed),
+    WebhookParked(WebhookParked),
+    WebhookRetryRequested(WebhookRetryRequested),
 }
 
 #[cfg(test)]

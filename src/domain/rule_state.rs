@@ -27,6 +27,15 @@ pub struct Pending {
     pub event_guid: Option<String>,
 }
 
+/// Where a parked webhook was when it was set aside, so that a retry resumes it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParkedStage {
+    /// Not decided yet.
+    Undecided(Pending),
+    /// Decided `fire`, actions not fired (the decision's time, µs).
+    Unfired(i64),
+}
+
 /// Everything a rule needs to decide: a fold of its stream.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuleState {
@@ -49,6 +58,8 @@ pub struct RuleState {
     pub undecided: BTreeMap<Position, Pending>,
     /// Decided `fire`, actions not yet recorded as fired, in order.
     pub unfired: BTreeMap<Position, i64>,
+    /// Set aside because the rule could not process them, until an operator retries them.
+    pub parked: BTreeMap<Position, ParkedStage>,
     /// The next revision of the stream to fold.
     pub next_revision: u64,
     /// The position just after the last folded event.
@@ -72,8 +83,16 @@ impl RuleState {
         }
         self.next_revision = record.revision + 1;
         self.next_position = record.position + 1;
-        let Ok(Some(event)) = Event::decode(record) else {
-            return;
+        let event = match Event::decode(record) {
+            Ok(Some(event)) => event,
+            // A webhook whose record does not decode is still one to decide: the actor, unable
+            // to read it, parks it with the reason.
+            Err(_) if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE => {
+                self.undecided
+                    .insert(record.position, pending(record, None));
+                return;
+            }
+            _ => return,
         };
         match event {
             Event::RuleCreated(e) => {
@@ -88,19 +107,34 @@ impl RuleState {
             }
             Event::RuleDeleted(_) => self.config = None,
             Event::WebhookReceived(e) => {
-                let pending = Pending {
-                    event_log_id: record.position,
-                    revision: record.revision,
-                    received_at: record.recorded_at,
-                    event_guid: e.event_guid,
-                };
-                self.undecided.insert(record.position, pending);
+                self.undecided
+                    .insert(record.position, pending(record, e.event_guid));
             }
+            Event::WebhookParked(e) => self.park(e.event_log_id),
+            Event::WebhookRetryRequested(e) => match self.parked.remove(&e.event_log_id) {
+                Some(ParkedStage::Undecided(p)) => {
+                    self.undecided.insert(e.event_log_id, p);
+                }
+                Some(ParkedStage::Unfired(at)) => {
+                    self.unfired.insert(e.event_log_id, at);
+                }
+                None => {}
+            },
             Event::EventEvaluated(e) => self.apply_decision(&e),
             Event::ActionsFired(e) => {
                 self.unfired.remove(&e.event_log_id);
             }
             _ => {}
+        }
+    }
+
+    /// Sets a webhook aside (made now, or read back from the log): it is neither decided nor
+    /// fired until retried.
+    pub fn park(&mut self, event_log_id: Position) {
+        if let Some(p) = self.undecided.remove(&event_log_id) {
+            self.parked.insert(event_log_id, ParkedStage::Undecided(p));
+        } else if let Some(at) = self.unfired.remove(&event_log_id) {
+            self.parked.insert(event_log_id, ParkedStage::Unfired(at));
         }
     }
 
@@ -239,11 +273,24 @@ impl RuleState {
     }
 }
 
-/// The webhook body of a received event, for the actor to evaluate.
-pub fn received(record: &RecordedEvent) -> Option<WebhookReceived> {
+fn pending(record: &RecordedEvent, event_guid: Option<String>) -> Pending {
+    Pending {
+        event_log_id: record.position,
+        revision: record.revision,
+        received_at: record.recorded_at,
+        event_guid,
+    }
+}
+
+/// The webhook body of a received event, for the actor to evaluate, or why it cannot be read.
+pub fn received(record: &RecordedEvent) -> Result<WebhookReceived, String> {
     match Event::decode(record) {
-        Ok(Some(Event::WebhookReceived(e))) => Some(e),
-        _ => None,
+        Ok(Some(Event::WebhookReceived(e))) => Ok(e),
+        Ok(_) => Err(format!(
+            "the record at position {} is a {}, not a received webhook",
+            record.position, record.event_type
+        )),
+        Err(e) => Err(format!("the received webhook does not decode: {e}")),
     }
 }
 
@@ -344,6 +391,7 @@ mod tests {
                         ConditionResult::False
                     }],
                     throttle_key: key.map(|k| ThrottleKey::Key(k.into())),
+                    internal_error: None,
                 });
             let decision = self.state.decide(&pending, evaluation);
             let outcome = decision.outcome;
@@ -445,6 +493,7 @@ mod tests {
                 ConditionResult::Error("no such key: x".into()),
             ],
             throttle_key: None,
+            internal_error: None,
         };
         let decision = log.state.decide(&pending, Some(evaluation));
         assert_eq!(decision.outcome, Outcome::Error);

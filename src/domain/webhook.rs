@@ -118,6 +118,48 @@ impl EventBody for EventEvaluated {
     const TYPE: &'static str = "webhook.evaluated";
 }
 
+/// A received webhook the rule could not process (its record does not decode, or evaluating it
+/// failed inside the interpreter): set aside with the reason, so the rule goes on with the next
+/// one. `hookforge parked retry` asks for it to be processed again ([`WebhookRetryRequested`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookParked {
+    /// Position of the `webhook.received` event.
+    pub event_log_id: u64,
+    /// The rule.
+    pub rule: u64,
+    /// Its organization.
+    pub organization: u64,
+    /// Why it could not be processed.
+    pub reason: String,
+}
+
+impl EventBody for WebhookParked {
+    const TYPE: &'static str = "webhook.parked";
+}
+
+/// An operator asked for a parked webhook to be processed again (after an upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRetryRequested {
+    /// Position of the `webhook.received` event.
+    pub event_log_id: u64,
+}
+
+impl EventBody for WebhookRetryRequested {
+    const TYPE: &'static str = "webhook.retry_requested";
+}
+
+impl Audited for WebhookParked {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
+impl Audited for WebhookRetryRequested {
+    fn audit(&self) -> Option<AuditInfo> {
+        None
+    }
+}
+
 /// How firing one action went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -57,7 +57,10 @@ pub async fn run(
     if let Err(e) = write_private(&vars_file, extra_vars) {
         return error(format!("cannot write the extra variables file: {e}"));
     }
-    let mut command = tokio::process::Command::new(&spec.argv[0]);
+    let Some(program) = spec.argv.first() else {
+        return error("the job template has no command to run".to_owned());
+    };
+    let mut command = tokio::process::Command::new(program);
     command.args(&spec.argv[1..]).env_clear();
     for name in PASSED_THROUGH {
         if let Ok(value) = std::env::var(name) {

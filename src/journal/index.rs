@@ -44,6 +44,7 @@ pub(crate) struct Index {
     db: sled::Db,
     tree: sled::Tree,
     snapshots: sled::Tree,
+    parked: sled::Tree,
 }
 
 /// Index entries for one commit, applied atomically.
@@ -112,6 +113,13 @@ fn stream_key(stream: &str, revision: Revision) -> Vec<u8> {
     key
 }
 
+fn parked_key(consumer: &str, position: Position) -> Vec<u8> {
+    let mut key = consumer.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
 fn be_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
@@ -127,10 +135,12 @@ impl Index {
             .open()?;
         let tree = db.open_tree("index")?;
         let snapshots = db.open_tree("snapshots")?;
+        let parked = db.open_tree("parked")?;
         Ok(Self {
             db,
             tree,
             snapshots,
+            parked,
         })
     }
 
@@ -229,5 +239,45 @@ impl Index {
     /// Drops every snapshot (they are an optimisation; state is rebuilt from the log).
     pub fn clear_snapshots(&self) -> sled::Result<()> {
         self.snapshots.clear()
+    }
+
+    /// Drops the snapshots whose names start with `prefix`.
+    pub fn remove_snapshots(&self, prefix: &str) -> sled::Result<usize> {
+        let mut removed = 0;
+        for key in self.snapshots.scan_prefix(prefix).keys() {
+            self.snapshots.remove(key?)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Records that `consumer` could not process the record at `position` (durable at once:
+    /// parking is rare, and must survive the crash that may follow).
+    pub fn park(&self, consumer: &str, position: Position, value: &[u8]) -> sled::Result<()> {
+        self.parked.insert(parked_key(consumer, position), value)?;
+        self.parked.flush().map(drop)
+    }
+
+    /// Whether `consumer` parked the record at `position`.
+    pub fn is_parked(&self, consumer: &str, position: Position) -> sled::Result<bool> {
+        self.parked.contains_key(parked_key(consumer, position))
+    }
+
+    /// Every parked record: `(consumer, position, value)`, by consumer then position.
+    pub fn parked(&self) -> sled::Result<Vec<(String, Position, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.parked.iter() {
+            let (key, value) = item?;
+            let split = key.len().saturating_sub(9);
+            let consumer = String::from_utf8_lossy(&key[..split]).into_owned();
+            out.push((consumer, be_u64(&key[split + 1..]), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Forgets a parked record.
+    pub fn unpark(&self, consumer: &str, position: Position) -> sled::Result<()> {
+        self.parked.remove(parked_key(consumer, position))?;
+        self.parked.flush().map(drop)
     }
 }

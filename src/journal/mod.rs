@@ -362,6 +362,49 @@ impl Journal {
         Ok(self.inner.index.clear_snapshots()?)
     }
 
+    /// Drops the snapshots whose names start with `prefix` (e.g. one view's), so that state is
+    /// rebuilt from the log; returns how many there were.
+    pub fn remove_snapshots(&self, prefix: &str) -> Result<usize, JournalError> {
+        Ok(self.inner.index.remove_snapshots(prefix)?)
+    }
+
+    /// Records that `consumer` (a view, an actor) could not process the record at `position`,
+    /// and why, so that it goes on with the next one and an operator can retry this one later.
+    pub fn park(&self, item: &Parked) -> Result<(), JournalError> {
+        let value =
+            postcard::to_stdvec(item).map_err(|e| JournalError::Io(std::io::Error::other(e)))?;
+        Ok(self
+            .inner
+            .index
+            .park(&item.consumer, item.position, &value)?)
+    }
+
+    /// Whether `consumer` already parked the record at `position`.
+    pub fn is_parked(&self, consumer: &str, position: Position) -> Result<bool, JournalError> {
+        Ok(self.inner.index.is_parked(consumer, position)?)
+    }
+
+    /// Every parked record, by consumer then position.
+    pub fn parked(&self) -> Result<Vec<Parked>, JournalError> {
+        let entries = self.inner.index.parked()?;
+        Ok(entries
+            .into_iter()
+            .map(|(consumer, position, value)| {
+                postcard::from_bytes(&value).unwrap_or(Parked {
+                    consumer,
+                    position,
+                    reason: "(unreadable parking record)".into(),
+                    parked_at: 0,
+                })
+            })
+            .collect())
+    }
+
+    /// Forgets a parked record (it was retried).
+    pub fn unpark(&self, consumer: &str, position: Position) -> Result<(), JournalError> {
+        Ok(self.inner.index.unpark(consumer, position)?)
+    }
+
     /// Number of streams and bytes on disk (segments, index).
     pub fn disk_usage(&self) -> Result<(u64, u64), JournalError> {
         let mut segment_bytes = 0;

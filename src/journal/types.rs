@@ -205,3 +205,17 @@ mod tests {
         assert!(EventFilter::All.admits("anything"));
     }
 }
+
+/// A record a consumer could not process, set aside so that everything else goes on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Parked {
+    /// Who could not process it: `view:event_logs`, `rule:7`, `endpoint:3`, `dispatcher`,
+    /// `runner`.
+    pub consumer: String,
+    /// The record's position.
+    pub position: Position,
+    /// Why (a decode error, a panic message).
+    pub reason: String,
+    /// When it was parked (µs since the epoch).
+    pub parked_at: i64,
+}

@@ -33,7 +33,7 @@ pub struct PendingDelivery {
 }
 
 /// What folding one event changed, for the actor's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Nothing the actor tracks.
     None,
@@ -56,6 +56,8 @@ pub enum Change {
     },
     /// Settings, secrets or the enabled state changed.
     Config,
+    /// The record does not decode (the actor parks it).
+    Undecodable(String),
 }
 
 /// The fold of an endpoint's stream.
@@ -131,8 +133,10 @@ impl EndpointState {
     /// Folds one event of the stream.
     pub fn apply(&mut self, record: &RecordedEvent) -> Change {
         self.next_revision = record.revision + 1;
-        let Ok(Some(event)) = Event::decode(record) else {
-            return Change::None;
+        let event = match Event::decode(record) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Change::None,
+            Err(e) => return Change::Undecodable(e.to_string()),
         };
         match event {
             Event::EndpointCreated(e) => {

@@ -34,11 +34,13 @@ pub enum Status {
     Error,
     /// Verification failed.
     SignatureFailed,
+    /// The rule could not process it (see `error`); an operator can retry it after an upgrade.
+    Parked,
 }
 
 impl Status {
     /// Every status, as the API names them.
-    pub const NAMES: &'static str = "received, matched, unmatched, throttled, duplicate, action_fired, action_failed, error, signature_failed";
+    pub const NAMES: &'static str = "received, matched, unmatched, throttled, duplicate, action_fired, action_failed, error, signature_failed, parked";
 
     /// Parses the API name.
     pub fn parse(name: &str) -> Option<Self> {
@@ -203,6 +205,30 @@ impl View for EventLogsView {
                 log.throttle_key = e.throttle_key;
                 log.error = e.error;
                 log.modified = at;
+            }
+            Event::WebhookParked(e) => {
+                // Created here if the received record itself could not be folded.
+                let rules = &self.rules;
+                let log = self
+                    .entries
+                    .entry(e.event_log_id)
+                    .or_insert_with(|| EventLogEntry {
+                        id: e.event_log_id,
+                        revision: u64::MAX,
+                        ..entry(rules, e.rule, e.organization, SourceType::WebhookGeneric)
+                    });
+                log.status = Status::Parked;
+                log.error = Some(e.reason);
+                log.modified = at;
+            }
+            Event::WebhookRetryRequested(e) => {
+                if let Some(log) = self.entries.get_mut(&e.event_log_id)
+                    && log.status == Status::Parked
+                {
+                    log.status = Status::Received;
+                    log.error = None;
+                    log.modified = at;
+                }
             }
             Event::ActionsFired(e) => {
                 let Some(log) = self.entries.get_mut(&e.event_log_id) else {

@@ -1,0 +1,228 @@
+//! Hostile input through the real server: poison records in the journal, expensive expressions,
+//! floods of rejected webhooks, replays, slow clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN, TestServer, eventually, hookforge};
+use hookforge::journal::{ExpectedRevision, Journal, JournalOptions, Metadata, NewEvent};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const KEY: &str = "hostile-test-key-0123456789";
+
+fn sign(body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+    )
+}
+
+async fn generic_rule(t: &TestServer, org: u64, path: &str, extra: Value) -> u64 {
+    let mut body = json!({
+        "name": path, "organization": org, "source_type": "webhook_generic",
+        "webhook_path": path, "webhook_key": KEY,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, rule) = t.post("/api/v2/event_rules/", ADMIN, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    rule["id"].as_u64().unwrap()
+}
+
+async fn send(t: &TestServer, path: &str, delivery: &str, body: &Value) -> (StatusCode, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let signature = sign(&bytes);
+    t.deliver(
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("x-forge-delivery", delivery),
+            ("x-forge-signature", signature.as_str()),
+        ],
+        bytes,
+    )
+    .await
+}
+
+/// Appends raw records to a stopped server's journal, as an older (or broken) version might
+/// have written them.
+async fn append_raw(data_dir: &std::path::Path, records: Vec<(String, &str, Vec<u8>)>) -> Vec<u64> {
+    let journal = Journal::open(&data_dir.join("journal"), JournalOptions::default()).unwrap();
+    let mut positions = Vec::new();
+    for (stream, event_type, data) in records {
+        let event = NewEvent {
+            event_type: event_type.to_owned(),
+            schema_version: 1,
+            metadata: Metadata {
+                actor: "webhook".into(),
+                correlation_id: "poison".into(),
+            },
+            data,
+        };
+        let appended = journal
+            .append(stream, ExpectedRevision::Any, vec![event])
+            .await
+            .unwrap();
+        positions.push(appended.first_position);
+    }
+    journal.close().await;
+    positions
+}
+
+async fn metric(t: &TestServer, line_prefix: &str) -> f64 {
+    let text = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric line {line_prefix}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_are_parked_and_the_server_keeps_serving_across_restarts() {
+    let t = TestServer::start().await;
+    let org = t.create_org("poison").await;
+    let rule = generic_rule(&t, org, "poison", json!({})).await;
+    let (status, first) = send(&t, "poison", "good-1", &json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(
+        t.decided_event_log(first["event_log_id"].as_u64().unwrap())
+            .await["status"],
+        "matched"
+    );
+    let (status, endpoint) = t
+        .post(
+            "/api/v2/outbound_webhooks/",
+            ADMIN,
+            json!({"name": "e", "organization": org, "url": "https://example.com/hook", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let endpoint = endpoint["id"].as_u64().unwrap();
+    let dir = t.dir.clone();
+    let temp = t.shutdown().await;
+
+    // Records no build can decode, in a rule's stream, an endpoint's and a job's.
+    let garbage = vec![0xff, 0xfe, 0x00, 0x13, 0x37];
+    let positions = append_raw(
+        &dir,
+        vec![
+            (format!("rule-{rule}"), "webhook.received", garbage.clone()),
+            (
+                format!("endpoint-{endpoint}"),
+                "delivery.scheduled",
+                garbage.clone(),
+            ),
+            ("job-99".into(), "job.launched", garbage),
+        ],
+    )
+    .await;
+
+    // Twice: a parked record never stops a start, nor is it processed again by itself.
+    let mut config = common::config(&dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    for round in 0..2 {
+        let t = TestServer::start_with(config.clone()).await;
+        let log = t.decided_event_log(positions[0]).await;
+        assert_eq!(log["status"], "parked", "round {round}: {log}");
+        assert!(
+            log["error"].as_str().unwrap().contains("does not decode"),
+            "{log}"
+        );
+        assert_eq!(log["event_rule"], rule);
+        assert_eq!(
+            log["organization"], org,
+            "the parked log stays in its tenant"
+        );
+        // The rule goes on deciding.
+        let (status, next) = send(
+            &t,
+            "poison",
+            &format!("good-after-{round}"),
+            &json!({"n": round}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{next}");
+        let next = t
+            .decided_event_log(next["event_log_id"].as_u64().unwrap())
+            .await;
+        assert_eq!(next["status"], "matched", "{next}");
+        // Parked in the first start (counted then), still parked in the second.
+        let counted = if round == 0 { 1.0 } else { 0.0 };
+        for kind in ["rule", "endpoint", "runner"] {
+            let line = format!("hookforge_parked_total{{consumer=\"{kind}\"}}");
+            assert_eq!(metric(&t, &line).await, counted, "{line} in round {round}");
+        }
+        assert_eq!(metric(&t, "hookforge_parked_records").await, 3.0);
+        let (status, _) = t.get("/api/v2/jobs/", ADMIN).await;
+        assert_eq!(status, StatusCode::OK);
+        t.shutdown().await;
+    }
+
+    let data_dir = dir.to_str().unwrap();
+    let (code, listed, stderr) = hookforge(&["parked", "list", "--data-dir", data_dir]);
+    assert_eq!(code, 0, "{stderr}");
+    for (consumer, position) in [
+        (format!("rule:{rule}"), positions[0]),
+        (format!("endpoint:{endpoint}"), positions[1]),
+        ("runner".to_owned(), positions[2]),
+    ] {
+        assert!(
+            listed.contains(&format!("{consumer}\t{position}\t")),
+            "{consumer} at {position} not in:\n{listed}"
+        );
+    }
+    let (code, retried, stderr) = hookforge(&[
+        "parked",
+        "retry",
+        "--data-dir",
+        data_dir,
+        "--consumer",
+        "rule:",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        retried.contains(&format!("retrying\trule:{rule}\t{}", positions[0])),
+        "{retried}"
+    );
+    let (_, listed, _) = hookforge(&[
+        "parked",
+        "list",
+        "--data-dir",
+        data_dir,
+        "--consumer",
+        "rule:",
+    ]);
+    assert!(listed.is_empty(), "{listed}");
+
+    // Retried with a build that still cannot decode it: processed again, and parked again.
+    let t = TestServer::start_with(config).await;
+    let replayed = eventually(
+        Duration::from_secs(10),
+        "the retried webhook to be parked again",
+        || async {
+            let (_, page) = t
+                .get(
+                    &format!("/api/v2/event_logs/?event_rule={rule}&status=parked"),
+                    ADMIN,
+                )
+                .await;
+            (page["count"] == 1).then_some(page)
+        },
+    )
+    .await;
+    assert_eq!(replayed["results"][0]["id"], positions[0]);
+    t.shutdown().await;
+    drop(temp);
+}
