@@ -126,6 +126,14 @@ pub struct IngressConfig {
     pub key_rotation_grace_seconds: u64,
     /// Bytes of a payload kept for forensics when its signature fails.
     pub failed_payload_bytes: usize,
+    /// Bytes of headers (names and values, in all) kept when a signature fails; the rest is
+    /// dropped with a truncation marker.
+    pub failed_header_bytes: usize,
+    /// Rejected webhooks journaled per rule and minute (beyond, only counted in
+    /// `hookforge_ingress_rejected_total{logged="false"}`).
+    pub rejected_logs_per_minute: u32,
+    /// Rejected webhooks a rule may journal in a burst.
+    pub rejected_logs_burst: u32,
 }
 
 /// Outbound webhook settings.
@@ -200,6 +208,9 @@ impl Default for IngressConfig {
         Self {
             key_rotation_grace_seconds: 3600,
             failed_payload_bytes: 64 * 1024,
+            failed_header_bytes: 8 * 1024,
+            rejected_logs_per_minute: 60,
+            rejected_logs_burst: 10,
         }
     }
 }

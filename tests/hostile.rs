@@ -226,3 +226,67 @@ async fn poison_records_are_parked_and_the_server_keeps_serving_across_restarts(
     t.shutdown().await;
     drop(temp);
 }
+
+fn journal_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            journal_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_rejected_webhooks_cannot_grow_the_journal() {
+    let t = TestServer::start().await;
+    let org = t.create_org("flood").await;
+    generic_rule(&t, org, "flood", json!({})).await;
+    let before = journal_bytes(&t.dir.join("journal"));
+    let body = vec![b'x'; 1024 * 1024 - 16];
+    let big = "h".repeat(60 * 1024);
+    for i in 0..200 {
+        let response = t
+            .client
+            .post(format!("{}/api/v2/eda_webhooks/flood/", t.base))
+            .header("content-type", "application/json")
+            .header("x-forge-signature", format!("sha256={}", "0".repeat(64)))
+            .header("x-forge-delivery", format!("flood-{i}"))
+            .header("x-junk-1", &big)
+            .header("x-junk-2", &big)
+            .header("x-junk-3", &big)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "signature_mismatch", "{error}");
+    }
+    // The logged ones are durable once a later write is.
+    let org2 = t.create_org("after-flood").await;
+    assert!(org2 > org);
+    let grown = journal_bytes(&t.dir.join("journal")) - before;
+    assert!(grown < 5 * 1024 * 1024, "the journal grew {grown} bytes");
+    let logged = metric(&t, "hookforge_ingress_rejected_total{logged=\"true\",source_type=\"webhook_generic\"}").await;
+    let counted = metric(&t, "hookforge_ingress_rejected_total{logged=\"false\",source_type=\"webhook_generic\"}").await;
+    assert_eq!(logged + counted, 200.0);
+    assert!((1.0..=20.0).contains(&logged), "{logged} journaled");
+    let logs = t.event_logs("status=signature_failed").await;
+    assert_eq!(logs.len() as f64, logged);
+    let headers = logs[0]["headers"].as_object().unwrap();
+    let stored: usize = headers
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().unwrap().len())
+        .sum();
+    assert!(stored < 9 * 1024, "{stored} bytes of headers stored");
+    assert!(
+        headers["x-hookforge-truncated"].as_str().unwrap().contains("dropped"),
+        "{headers:?}"
+    );
+    t.shutdown().await;
+}

@@ -26,6 +26,18 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket refilled at `per_minute` tokens a minute and holding at most `burst` (at
+    /// least one): e.g. how many rejected webhooks a rule journals.
+    pub fn per_minute(per_minute: u32, burst: u32, now: i64) -> Self {
+        let capacity = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(per_minute) / 60.0,
+            capacity,
+            tokens: capacity,
+            updated: now,
+        }
+    }
+
     /// The configured rate.
     pub fn rate(&self) -> f64 {
         self.rate

@@ -19,6 +19,7 @@ use super::response::{Response, json};
 use crate::app::App;
 use crate::codec::RawJson;
 use crate::domain::Event;
+use crate::domain::rate_limit::TokenBucket;
 use crate::domain::rule;
 use crate::domain::webhook::{CREDENTIAL_HEADERS, WebhookReceived, WebhookRejected, form_payload};
 use crate::journal::{ExpectedRevision, Metadata};
@@ -32,6 +33,8 @@ type InflightKey = (u64, String);
 #[derive(Default)]
 pub struct IngressState {
     inflight: Arc<Mutex<HashMap<InflightKey, watch::Receiver<Option<u64>>>>>,
+    /// Per rule, how many more rejected webhooks may be journaled now.
+    rejections: Mutex<HashMap<u64, TokenBucket>>,
 }
 
 /// Removes an in-flight entry however the request ends (even when the client hangs up).
@@ -120,6 +123,44 @@ fn kept_headers(req: &Request) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Marks where headers were dropped to fit the cap.
+pub const TRUNCATED_HEADER: &str = "x-hookforge-truncated";
+
+/// Keeps headers in order while names and values fit `cap` bytes in all; a value that does not
+/// fit is cut, and a final [`TRUNCATED_HEADER`] says how much was dropped.
+fn cap_headers(headers: Vec<(String, String)>, cap: usize) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let (mut used, mut dropped_headers, mut dropped_bytes) = (0usize, 0usize, 0usize);
+    for (name, value) in headers {
+        let size = name.len() + value.len();
+        if used + size <= cap {
+            used += size;
+            kept.push((name, value));
+            continue;
+        }
+        let room = cap.saturating_sub(used + name.len());
+        if dropped_headers == 0 && room >= 16 {
+            let mut end = room;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            dropped_bytes += value.len() - end;
+            used += name.len() + end;
+            kept.push((name, value[..end].to_owned()));
+        } else {
+            dropped_headers += 1;
+            dropped_bytes += size;
+        }
+    }
+    if dropped_bytes > 0 {
+        kept.push((
+            TRUNCATED_HEADER.to_owned(),
+            format!("{dropped_headers} headers and {dropped_bytes} bytes dropped (limit {cap} bytes)"),
+        ));
+    }
+    kept
+}
+
 /// Sources whose event type or delivery id come from the payload rather than headers.
 fn identity_needs_payload(source: SourceType) -> bool {
     !matches!(
@@ -164,11 +205,18 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         now,
     };
     if let Err(e) = verify_request(source, &inbound, &key_refs, &app.sns_certs).await {
-        record_rejection(&app, &rule, &req, e.to_string());
-        app.metrics
-            .inbound
+        let logged = may_log_rejection(&app, rule.id, now_micros);
+        if logged {
+            record_rejection(&app, &rule, &req, e.to_string());
+        }
+        let inbound = &app.metrics.inbound;
+        inbound
             .webhooks
             .with_label_values(&[source.as_str(), "rejected"])
+            .inc();
+        inbound
+            .rejected
+            .with_label_values(&[source.as_str(), if logged { "true" } else { "false" }])
             .inc();
         return Err(ApiError::unauthorized(
             e.code(),
@@ -273,7 +321,25 @@ fn duplicate(app: &App, source: SourceType, original: u64) -> Response {
     )
 }
 
-/// Journals a failed verification for forensics (capped); the sender gets its 401 at once.
+/// Whether rule `rule` may journal one more rejected webhook now: unauthenticated senders must
+/// not be able to grow the journal at the speed of the network.
+fn may_log_rejection(app: &App, rule: u64, now: i64) -> bool {
+    let settings = &app.config.ingress;
+    let mut buckets = app.ingress.rejections.lock().expect("rejections poisoned");
+    buckets
+        .entry(rule)
+        .or_insert_with(|| {
+            TokenBucket::per_minute(
+                settings.rejected_logs_per_minute,
+                settings.rejected_logs_burst,
+                now,
+            )
+        })
+        .try_take(now)
+}
+
+/// Journals a failed verification for forensics (body and headers capped); the sender gets its
+/// 401 at once.
 fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String) {
     let cap = app.config.ingress.failed_payload_bytes;
     let rejected = WebhookRejected {
@@ -282,7 +348,7 @@ fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String)
         source_type: rule.config.source_type,
         reason,
         source_ip: req.remote.map(|a| a.ip().to_string()),
-        headers: kept_headers(req),
+        headers: cap_headers(kept_headers(req), app.config.ingress.failed_header_bytes),
         body: RawJson(req.body[..req.body.len().min(cap)].to_vec()),
         truncated: req.body.len() > cap,
     };
@@ -321,4 +387,41 @@ fn confirm_subscription(envelope: &Value) {
             Err(e) => tracing::warn!(%url, error = %e, "SNS subscription confirmation failed"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(sizes: &[usize]) -> Vec<(String, String)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("h{i}"), "v".repeat(*n)))
+            .collect()
+    }
+
+    #[test]
+    fn small_headers_are_kept_whole() {
+        let kept = cap_headers(headers(&[10, 20]), 100);
+        assert_eq!(kept, headers(&[10, 20]));
+    }
+
+    #[test]
+    fn large_headers_are_cut_to_the_cap_with_a_marker() {
+        let kept = cap_headers(headers(&[60_000, 60_000, 60_000]), 8192);
+        let total: usize = kept.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let (marker, note) = kept.last().unwrap();
+        assert_eq!(marker, TRUNCATED_HEADER);
+        assert!(note.starts_with("2 headers and"), "{note}");
+        assert!(total - marker.len() - note.len() <= 8192, "{total}");
+        assert_eq!(kept[0].0, "h0", "the first header is kept, cut");
+        assert!(kept[0].1.len() > 8000);
+    }
+
+    #[test]
+    fn cutting_respects_character_boundaries() {
+        let kept = cap_headers(vec![("h".into(), "é".repeat(100))], 51);
+        assert!(kept[0].1.chars().all(|c| c == 'é'));
+    }
 }
