@@ -1148,7 +1148,9 @@ async fn notifications_are_retried_and_resume_after_a_restart() {
     )
     .await;
     let fire = |t: &TestServer, delivery: &'static str| {
-        let body = br#"{"event_type": "disk.full"}"#;
+        // Each firing is a distinct webhook (a repeated body would be refused as a replay).
+        let body = format!(r#"{{"event_type": "disk.full", "delivery": "{delivery}"}}"#).into_bytes();
+        let body = &body[..];
         t.client
             .post(format!("{}/api/v2/eda_webhooks/flaky/", t.base))
             .header("content-type", "application/json")
@@ -1160,7 +1162,7 @@ async fn notifications_are_retried_and_resume_after_a_restart() {
                 ),
             )
             .header("x-forge-delivery", delivery)
-            .body(&body[..])
+            .body(body.to_vec())
             .send()
     };
     assert_eq!(

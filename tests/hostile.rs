@@ -150,7 +150,7 @@ async fn poison_records_are_parked_and_the_server_keeps_serving_across_restarts(
             &t,
             "poison",
             &format!("good-after-{round}"),
-            &json!({"n": round}),
+            &json!({"after": round}),
         )
         .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{next}");
@@ -272,8 +272,16 @@ async fn a_flood_of_rejected_webhooks_cannot_grow_the_journal() {
     assert!(org2 > org);
     let grown = journal_bytes(&t.dir.join("journal")) - before;
     assert!(grown < 5 * 1024 * 1024, "the journal grew {grown} bytes");
-    let logged = metric(&t, "hookforge_ingress_rejected_total{logged=\"true\",source_type=\"webhook_generic\"}").await;
-    let counted = metric(&t, "hookforge_ingress_rejected_total{logged=\"false\",source_type=\"webhook_generic\"}").await;
+    let logged = metric(
+        &t,
+        "hookforge_ingress_rejected_total{logged=\"true\",source_type=\"webhook_generic\"}",
+    )
+    .await;
+    let counted = metric(
+        &t,
+        "hookforge_ingress_rejected_total{logged=\"false\",source_type=\"webhook_generic\"}",
+    )
+    .await;
     assert_eq!(logged + counted, 200.0);
     assert!((1.0..=20.0).contains(&logged), "{logged} journaled");
     let logs = t.event_logs("status=signature_failed").await;
@@ -285,8 +293,84 @@ async fn a_flood_of_rejected_webhooks_cannot_grow_the_journal() {
         .sum();
     assert!(stored < 9 * 1024, "{stored} bytes of headers stored");
     assert!(
-        headers["x-hookforge-truncated"].as_str().unwrap().contains("dropped"),
+        headers["x-hookforge-truncated"]
+            .as_str()
+            .unwrap()
+            .contains("dropped"),
         "{headers:?}"
     );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_webhook_replayed_under_a_new_delivery_id_is_a_duplicate() {
+    let t = TestServer::start().await;
+    let org = t.create_org("replay").await;
+    generic_rule(&t, org, "replay", json!({})).await;
+    let body = json!({"event_type": "deploy", "service": "api"});
+    let (status, first) = send(&t, "replay", "captured-1", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let original = first["event_log_id"].as_u64().unwrap();
+    for delivery in ["replayed-1", "replayed-2", ""] {
+        let (status, again) = send(&t, "replay", delivery, &body).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again, json!({"event_log_id": original, "status": "duplicate"}));
+    }
+    assert_eq!(t.event_log_count().await, 1);
+    // A different body is a different webhook.
+    let (status, _) = send(&t, "replay", "captured-2", &json!({"event_type": "deploy", "service": "web"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Senders that legitimately repeat bodies opt out per rule.
+    generic_rule(&t, org, "repeats", json!({"dedup_by_body": false})).await;
+    let (_, rule) = t.get("/api/v2/event_rules/?name=repeats", ADMIN).await;
+    assert_eq!(rule["results"][0]["dedup_by_body"], false, "{rule}");
+    for delivery in ["r-1", "r-2"] {
+        let (status, _) = send(&t, "repeats", delivery, &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, _) = send(&t, "repeats", "r-2", &body).await;
+    assert_eq!(status, StatusCode::OK, "the delivery id still de-duplicates");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamped_generic_signatures_from_hookforge_sign_refuse_stale_replays() {
+    let t = TestServer::start().await;
+    let org = t.create_org("stamped").await;
+    generic_rule(&t, org, "stamped", json!({})).await;
+    let body = br#"{"event_type": "build.finished", "status": "failed"}"#;
+    let sign = |timestamp: i64| {
+        let (code, out, err) = common::hookforge_with_stdin(
+            &["sign", "--key", KEY, "--scheme", "generic-timestamped", "--timestamp", &timestamp.to_string()],
+            body,
+        );
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| {
+                let (name, value) = l.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect::<Vec<_>>()
+    };
+    let deliver = |headers: Vec<(String, String)>| {
+        let t = &t;
+        async move {
+            let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            all.push(("content-type", "application/json"));
+            t.deliver("stamped", &all, body.to_vec()).await
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let fresh = sign(now);
+    assert_eq!(fresh[0].0, "X-Forge-Timestamp");
+    let (status, accepted) = deliver(fresh.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (status, replayed) = deliver(fresh).await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["status"], "duplicate");
+    let (status, stale) = deliver(sign(now - 3600)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{stale}");
+    assert_eq!(stale["code"], "timestamp_out_of_tolerance", "{stale}");
     t.shutdown().await;
 }

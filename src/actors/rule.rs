@@ -282,6 +282,7 @@ impl RuleActor {
                             revision,
                             received_at: 0,
                             event_guid: None,
+                            replay_key: None,
                         };
                         self.webhook(&pending, &at_hand)
                     });

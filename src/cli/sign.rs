@@ -14,6 +14,9 @@ pub enum Scheme {
     Gitea,
     /// `X-Forge-Signature: sha256=<hex>` (generic senders, Alertmanager/Datadog proxies).
     Generic,
+    /// `X-Forge-Timestamp` and `X-Forge-Signature` over `{timestamp}.{body}`: refused when
+    /// replayed more than 5 minutes later.
+    GenericTimestamped,
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     Standard,
 }
@@ -39,7 +42,7 @@ pub struct SignArgs {
     /// Message id for Standard Webhooks (default: a random `msg_` id).
     #[arg(long)]
     id: Option<String>,
-    /// Unix timestamp for Standard Webhooks (default: now).
+    /// Unix timestamp for Standard Webhooks and generic-timestamped (default: now).
     #[arg(long)]
     timestamp: Option<i64>,
     /// Output format.
@@ -68,6 +71,17 @@ pub fn headers(
             "X-Forge-Signature".into(),
             format!("sha256={}", hmac_sha256_hex(key.as_bytes(), body)),
         )],
+        Scheme::GenericTimestamped => {
+            let mut signed = format!("{timestamp}.").into_bytes();
+            signed.extend_from_slice(body);
+            vec![
+                ("X-Forge-Timestamp".into(), timestamp.to_string()),
+                (
+                    "X-Forge-Signature".into(),
+                    format!("sha256={}", hmac_sha256_hex(key.as_bytes(), &signed)),
+                ),
+            ]
+        }
         Scheme::Standard => vec![
             ("webhook-id".into(), id.to_owned()),
             ("webhook-timestamp".into(), timestamp.to_string()),

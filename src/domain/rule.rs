@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{AuditInfo, Audited};
 use super::{DomainError, FieldErrors, check_name};
-use crate::codec::{EventBody, RawJson, Sealed};
+use crate::codec::{CodecError, EventBody, RawJson, Sealed, decode_as};
 use crate::conditions::RuleProgram;
 use crate::verify::SourceType;
 
@@ -106,6 +106,68 @@ pub struct RuleConfig {
     pub throttle_key: Option<String>,
     /// A delivery id seen within this many seconds is a duplicate (0: no dedup).
     pub dedup_window_seconds: u64,
+    /// Within the same window, a repeat of what the signature covers (the body, or the signed
+    /// timestamp and body) is a duplicate too, whatever delivery id it carries: a captured
+    /// webhook cannot be replayed under a new id. Off for senders that legitimately repeat
+    /// identical bodies.
+    pub dedup_by_body: bool,
+}
+
+/// [`RuleConfig`] as written before `dedup_by_body` (schema version 1 of the rule events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleConfigV1 {
+    name: String,
+    description: String,
+    enabled: bool,
+    source_type: SourceType,
+    webhook_path: String,
+    conditions: Vec<Condition>,
+    actions: Vec<Action>,
+    throttle_seconds: u64,
+    throttle_key: Option<String>,
+    dedup_window_seconds: u64,
+}
+
+impl From<RuleConfigV1> for RuleConfig {
+    fn from(v1: RuleConfigV1) -> Self {
+        Self {
+            name: v1.name,
+            description: v1.description,
+            enabled: v1.enabled,
+            source_type: v1.source_type,
+            webhook_path: v1.webhook_path,
+            conditions: v1.conditions,
+            actions: v1.actions,
+            throttle_seconds: v1.throttle_seconds,
+            throttle_key: v1.throttle_key,
+            dedup_window_seconds: v1.dedup_window_seconds,
+            dedup_by_body: true,
+        }
+    }
+}
+
+/// [`RuleCreated`] v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RuleCreatedV1 {
+    id: u64,
+    organization: u64,
+    config: RuleConfigV1,
+    webhook_key: Sealed,
+}
+
+/// [`RuleUpdated`] v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RuleUpdatedV1 {
+    id: u64,
+    organization: u64,
+    config: RuleConfigV1,
+}
+
+fn unknown_version<T: EventBody>(version: u16) -> CodecError {
+    CodecError::UnknownVersion {
+        event_type: T::TYPE,
+        version,
+    }
 }
 
 impl RuleConfig {
@@ -135,6 +197,19 @@ pub struct RuleCreated {
 
 impl EventBody for RuleCreated {
     const TYPE: &'static str = "rule.created";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<RuleCreatedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                id: v1.id,
+                organization: v1.organization,
+                config: v1.config.into(),
+                webhook_key: v1.webhook_key,
+            }),
+            _ => Err(unknown_version::<Self>(version)),
+        }
+    }
 }
 
 /// A rule's configuration changed (the full new configuration).
@@ -150,6 +225,18 @@ pub struct RuleUpdated {
 
 impl EventBody for RuleUpdated {
     const TYPE: &'static str = "rule.updated";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<RuleUpdatedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                id: v1.id,
+                organization: v1.organization,
+                config: v1.config.into(),
+            }),
+            _ => Err(unknown_version::<Self>(version)),
+        }
+    }
 }
 
 /// A rule was switched on or off.
@@ -221,6 +308,7 @@ fn config_details(config: &RuleConfig) -> serde_json::Value {
         "throttle_seconds": config.throttle_seconds,
         "throttle_key": config.throttle_key,
         "dedup_window_seconds": config.dedup_window_seconds,
+        "dedup_by_body": config.dedup_by_body,
     })
 }
 
@@ -319,6 +407,8 @@ pub struct RuleInput {
     pub throttle_key: Option<Option<String>>,
     /// Seconds a delivery id is remembered.
     pub dedup_window_seconds: Option<u64>,
+    /// Whether a repeated body is a duplicate too.
+    pub dedup_by_body: Option<bool>,
     /// A key to use instead of a generated one (on creation only).
     pub webhook_key: Option<String>,
 }
@@ -494,6 +584,9 @@ pub fn configure(
     if let Some(seconds) = input.dedup_window_seconds {
         config.dedup_window_seconds = seconds;
     }
+    if let Some(by_body) = input.dedup_by_body {
+        config.dedup_by_body = by_body;
+    }
     if config.dedup_window_seconds > MAX_WINDOW {
         errors.add(
             "dedup_window_seconds",
@@ -551,6 +644,7 @@ pub fn defaults(webhook_path: String) -> RuleConfig {
         throttle_seconds: 0,
         throttle_key: None,
         dedup_window_seconds: DEFAULT_DEDUP_WINDOW,
+        dedup_by_body: true,
     }
 }
 

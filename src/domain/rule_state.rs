@@ -25,6 +25,8 @@ pub struct Pending {
     pub received_at: i64,
     /// Its delivery id.
     pub event_guid: Option<String>,
+    /// The digest of what its signature covers, when the rule de-duplicates on it.
+    pub replay_key: Option<String>,
 }
 
 /// Where a parked webhook was when it was set aside, so that a retry resumes it there.
@@ -89,7 +91,7 @@ impl RuleState {
             // to read it, parks it with the reason.
             Err(_) if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE => {
                 self.undecided
-                    .insert(record.position, pending(record, None));
+                    .insert(record.position, pending(record, None, None));
                 return;
             }
             _ => return,
@@ -108,7 +110,7 @@ impl RuleState {
             Event::RuleDeleted(_) => self.config = None,
             Event::WebhookReceived(e) => {
                 self.undecided
-                    .insert(record.position, pending(record, e.event_guid));
+                    .insert(record.position, pending(record, e.event_guid, e.replay_key));
             }
             Event::WebhookParked(e) => self.park(e.event_log_id),
             Event::WebhookRetryRequested(e) => match self.parked.remove(&e.event_log_id) {
@@ -157,8 +159,8 @@ impl RuleState {
             }
             _ => {}
         }
-        if let Some(guid) = pending.event_guid {
-            self.remember(guid, at);
+        for key in pending.event_guid.into_iter().chain(pending.replay_key) {
+            self.remember(key, at);
         }
     }
 
@@ -186,13 +188,21 @@ impl RuleState {
         }
     }
 
-    /// Whether a delivery id seen at `at` repeats one accepted within the dedup window.
+    /// Whether a delivery id (or replay key) seen at `at` repeats one accepted within the dedup
+    /// window.
     pub fn is_duplicate(&self, guid: Option<&str>, at: i64) -> bool {
         let window = self.window_micros();
         match guid.and_then(|g| self.seen.get(g)) {
             Some(first) => window > 0 && at - first < window,
             None => false,
         }
+    }
+
+    /// Whether `pending` repeats a webhook accepted within the window, by delivery id or by
+    /// replay key.
+    fn repeats(&self, pending: &Pending) -> bool {
+        self.is_duplicate(pending.event_guid.as_deref(), pending.received_at)
+            || self.is_duplicate(pending.replay_key.as_deref(), pending.received_at)
     }
 
     /// Whether firing at `at` for `key` falls inside the throttle window.
@@ -216,11 +226,7 @@ impl RuleState {
             error,
         };
         let evaluation = match evaluation {
-            Some(evaluation)
-                if !self.is_duplicate(pending.event_guid.as_deref(), pending.received_at) =>
-            {
-                evaluation
-            }
+            Some(evaluation) if !self.repeats(pending) => evaluation,
             _ => return decision(Outcome::Duplicate, Vec::new(), None, None),
         };
         let errors: Vec<String> = evaluation
@@ -269,16 +275,21 @@ impl RuleState {
 
     /// Whether `pending` needs its conditions evaluated (duplicates do not).
     pub fn needs_evaluation(&self, pending: &Pending) -> bool {
-        !self.is_duplicate(pending.event_guid.as_deref(), pending.received_at)
+        !self.repeats(pending)
     }
 }
 
-fn pending(record: &RecordedEvent, event_guid: Option<String>) -> Pending {
+fn pending(
+    record: &RecordedEvent,
+    event_guid: Option<String>,
+    replay_key: Option<String>,
+) -> Pending {
     Pending {
         event_log_id: record.position,
         revision: record.revision,
         received_at: record.recorded_at,
         event_guid,
+        replay_key,
     }
 }
 
@@ -378,6 +389,7 @@ mod tests {
                 headers: vec![],
                 body: RawJson(b"{}".to_vec()),
                 form_encoded: false,
+                replay_key: None,
             };
             let position = self.push(at, received.into());
             let pending = self.state.undecided[&position].clone();
@@ -484,6 +496,7 @@ mod tests {
             headers: vec![],
             body: RawJson(b"{}".to_vec()),
             form_encoded: false,
+            replay_key: None,
         };
         let position = log.push(at, received.into());
         let pending = log.state.undecided[&position].clone();
@@ -533,6 +546,7 @@ mod tests {
             headers: vec![],
             body: RawJson(b"{}".to_vec()),
             form_encoded: false,
+            replay_key: None,
         };
         let position = log.push(3 * SECOND, received.into());
         assert!(log.state.undecided.contains_key(&position));

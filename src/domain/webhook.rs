@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{AuditInfo, Audited};
 use super::rule::ActionType;
-use crate::codec::{EventBody, RawJson};
+use crate::codec::{CodecError, EventBody, RawJson, decode_as};
 use crate::conditions::ConditionResult;
 use crate::verify::SourceType;
 
@@ -31,10 +31,49 @@ pub struct WebhookReceived {
     pub body: RawJson,
     /// Whether `body` is GitHub's `application/x-www-form-urlencoded` `payload=` form.
     pub form_encoded: bool,
+    /// A digest of what the signature covers, when the rule also de-duplicates on it (the
+    /// delivery id alone is not signed by most providers): `sha256:<hex>`.
+    pub replay_key: Option<String>,
+}
+
+/// [`WebhookReceived`] v1, before `replay_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WebhookReceivedV1 {
+    rule: u64,
+    organization: u64,
+    source_type: SourceType,
+    event_type: Option<String>,
+    event_guid: Option<String>,
+    source_ip: Option<String>,
+    headers: Vec<(String, String)>,
+    body: RawJson,
+    form_encoded: bool,
 }
 
 impl EventBody for WebhookReceived {
     const TYPE: &'static str = "webhook.received";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<WebhookReceivedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                rule: v1.rule,
+                organization: v1.organization,
+                source_type: v1.source_type,
+                event_type: v1.event_type,
+                event_guid: v1.event_guid,
+                source_ip: v1.source_ip,
+                headers: v1.headers,
+                body: v1.body,
+                form_encoded: v1.form_encoded,
+                replay_key: None,
+            }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
+        }
+    }
 }
 
 impl WebhookReceived {

@@ -24,7 +24,7 @@ use crate::domain::rule;
 use crate::domain::webhook::{CREDENTIAL_HEADERS, WebhookReceived, WebhookRejected, form_payload};
 use crate::journal::{ExpectedRevision, Metadata};
 use crate::projections::RuleRecord;
-use crate::verify::{Inbound, SourceType, identify, verify_request};
+use crate::verify::{Inbound, SourceType, identify, replay_key, verify_request};
 
 type InflightKey = (u64, String);
 
@@ -155,7 +155,9 @@ fn cap_headers(headers: Vec<(String, String)>, cap: usize) -> Vec<(String, Strin
     if dropped_bytes > 0 {
         kept.push((
             TRUNCATED_HEADER.to_owned(),
-            format!("{dropped_headers} headers and {dropped_bytes} bytes dropped (limit {cap} bytes)"),
+            format!(
+                "{dropped_headers} headers and {dropped_bytes} bytes dropped (limit {cap} bytes)"
+            ),
         ));
     }
     kept
@@ -204,7 +206,8 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         body: &req.body,
         now,
     };
-    if let Err(e) = verify_request(source, &inbound, &key_refs, &app.sns_certs).await {
+    let verified = verify_request(source, &inbound, &key_refs, &app.sns_certs).await;
+    if let Err(e) = verified.as_ref() {
         let logged = may_log_rejection(&app, rule.id, now_micros);
         if logged {
             record_rejection(&app, &rule, &req, e.to_string());
@@ -241,6 +244,18 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         Value::Null
     };
     let identity = identify(source, &req.headers, &value);
+    let replay = match verified {
+        Ok(verified) if rule.config.dedup_by_body && rule.config.dedup_window_seconds > 0 => {
+            replay_key(verified.scheme, &req.headers, &req.body)
+        }
+        _ => None,
+    };
+    // A replay of a captured request under a new delivery id is still the same signed content.
+    if let Some(key) = &replay
+        && let Some(original) = app.views.dedup.read().original(rule.id, key, now_micros)
+    {
+        return Ok(duplicate(&app, source, original));
+    }
 
     let guard = match identity.event_guid.as_deref() {
         None => None,
@@ -270,6 +285,7 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         headers: kept_headers(&req),
         body: RawJson(req.body.to_vec()),
         form_encoded: form,
+        replay_key: replay.clone(),
     };
     let is_confirmation =
         source == SourceType::Cloudwatch && value["Type"] == "SubscriptionConfirmation";
@@ -284,6 +300,12 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     );
     let appended = ticket.await?;
     let event_log_id = appended.first_position;
+    if let Some(key) = &replay {
+        app.views
+            .dedup
+            .write()
+            .record(rule.id, key, event_log_id, now_micros);
+    }
     if let (Some(guard), Some(guid)) = (guard, identity.event_guid.as_deref()) {
         app.views
             .dedup

@@ -1,5 +1,6 @@
-//! The ingress's de-duplication index: per rule, each delivery id received within the rule's
-//! dedup window and the event log it first created. A projection of the log (so it survives
+//! The ingress's de-duplication index: per rule, each delivery id (and replay key: a digest of
+//! what the signature covers) received within the rule's dedup window and the event log it
+//! first created. A projection of the log (so it survives
 //! restarts exactly), which the ingress also updates the moment its own append is durable.
 
 use std::collections::{HashMap, VecDeque};
@@ -95,8 +96,8 @@ impl View for DedupView {
                 self.rules.remove(&e.id);
             }
             Event::WebhookReceived(e) => {
-                if let Some(guid) = &e.event_guid {
-                    self.record(e.rule, guid, event.position, event.recorded_at);
+                for key in e.event_guid.iter().chain(&e.replay_key) {
+                    self.record(e.rule, key, event.position, event.recorded_at);
                 }
             }
             _ => {}

@@ -2,6 +2,10 @@
 //!
 //! - `X-Forge-Signature: sha256=<hex HMAC-SHA256(key, body)>`, key = the key string's UTF-8 bytes
 //!   (what `openssl dgst -sha256 -hmac "$KEY"` computes);
+//! - the same with `X-Forge-Timestamp: <Unix seconds>` and the HMAC over `"{timestamp}.{body}"`
+//!   (as hookforge's own outbound and Stripe sign), refused outside [`TOLERANCE_SECS`]: a
+//!   captured request cannot be replayed later. A timestamp sent beside a body-only signature
+//!   (older senders) verifies as the plain scheme;
 //! - Standard Webhooks (<https://www.standardwebhooks.com/>): `webhook-id`, `webhook-timestamp`,
 //!   `webhook-signature: v1,<base64>[ v1,<base64>…]` over `"{id}.{timestamp}.{body}"`, key =
 //!   base64-decoded after `whsec_` (see [`signing::standard_webhooks_key`]), with a replay window
@@ -16,13 +20,17 @@ use super::{Inbound, Scheme, Verified, VerifyError, signing};
 pub const TOLERANCE_SECS: u64 = 300;
 
 const FORGE_HEADER: &str = "X-Forge-Signature";
+const FORGE_TIMESTAMP_HEADER: &str = "X-Forge-Timestamp";
 const FORGE_SHAPE: &str = "sha256=<64 hex digits>";
 const ID_HEADER: &str = "webhook-id";
 const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 const SIGNATURE_HEADER: &str = "webhook-signature";
 const SIGNATURE_SHAPE: &str = "space-separated v1,<base64> entries";
 
-/// `X-Forge-Signature: sha256=<hex>`.
+/// The scheme name of a verified `X-Forge-Timestamp` signature.
+pub const TIMESTAMPED: &str = "forge-sha256-timestamped";
+
+/// `X-Forge-Signature: sha256=<hex>`, optionally with `X-Forge-Timestamp`.
 pub struct ForgeSignature;
 
 impl Scheme for ForgeSignature {
@@ -39,6 +47,30 @@ impl Scheme for ForgeSignature {
             .strip_prefix("sha256=")
             .filter(|hex| is_hex_of_len(hex, 32))
             .ok_or(malformed)?;
+        if let Some(timestamp) = inbound.headers.get(FORGE_TIMESTAMP_HEADER) {
+            let timestamp = timestamp
+                .to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .ok_or(VerifyError::MalformedHeader {
+                    header: FORGE_TIMESTAMP_HEADER,
+                    expected: "integer Unix seconds",
+                })?;
+            let mut signed = format!("{timestamp}.").into_bytes();
+            signed.extend_from_slice(inbound.body);
+            if let Some(index) = matching_key(keys, |key| {
+                signing::verify_hmac_sha256_hex(key.as_bytes(), &signed, mac)
+            }) {
+                let skew_secs = inbound.now.timestamp().abs_diff(timestamp);
+                if skew_secs > TOLERANCE_SECS {
+                    return Err(VerifyError::TimestampOutOfTolerance {
+                        skew_secs,
+                        tolerance_secs: TOLERANCE_SECS,
+                    });
+                }
+                return Ok(Verified::with_key(TIMESTAMPED, index));
+            }
+        }
         matching_key(keys, |key| {
             signing::verify_hmac_sha256_hex(key.as_bytes(), inbound.body, mac)
         })
@@ -119,6 +151,56 @@ mod tests {
     const SW_TIMESTAMP: i64 = 1614265330;
     const SW_BODY: &[u8] = br#"{"test": 2432232314}"#;
     const SW_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    #[test]
+    fn timestamped_forge_signatures_verify_within_the_tolerance_only() {
+        let key = "forge-key-0123456789";
+        let body = br#"{"a":1}"#;
+        let sign = |ts: i64| {
+            let mut signed = format!("{ts}.").into_bytes();
+            signed.extend_from_slice(body);
+            format!(
+                "sha256={}",
+                signing::hmac_sha256_hex(key.as_bytes(), &signed)
+            )
+        };
+        let request = |ts: &str, signature: &str| {
+            headers(&[("X-Forge-Timestamp", ts), ("X-Forge-Signature", signature)])
+        };
+        let now = 1_700_000_000;
+        let fresh = request("1700000100", &sign(1_700_000_100));
+        let verified = ForgeSignature
+            .verify(&at(&fresh, body, now), &[key])
+            .unwrap();
+        assert_eq!(verified.scheme, TIMESTAMPED);
+        let stale = request("1699999000", &sign(1_699_999_000));
+        assert!(matches!(
+            ForgeSignature.verify(&at(&stale, body, now), &[key]),
+            Err(VerifyError::TimestampOutOfTolerance {
+                skew_secs: 1000,
+                ..
+            })
+        ));
+        // The timestamp is signed: changing it breaks the signature.
+        let moved = request("1700000000", &sign(1_699_999_000));
+        assert!(matches!(
+            ForgeSignature.verify(&at(&moved, body, now), &[key]),
+            Err(VerifyError::SignatureMismatch { .. })
+        ));
+        // A body-only signature sent with a timestamp (older senders) is the plain scheme.
+        let plain = format!("sha256={}", signing::hmac_sha256_hex(key.as_bytes(), body));
+        let old = request("5", &plain);
+        let verified = ForgeSignature.verify(&at(&old, body, now), &[key]).unwrap();
+        assert_eq!(verified.scheme, "forge-sha256");
+        let junk = request("soon", &plain);
+        assert!(matches!(
+            ForgeSignature.verify(&at(&junk, body, now), &[key]),
+            Err(VerifyError::MalformedHeader {
+                header: "X-Forge-Timestamp",
+                ..
+            })
+        ));
+    }
 
     fn sw_headers(signature: &str) -> HeaderMap {
         headers(&[

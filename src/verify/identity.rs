@@ -61,6 +61,32 @@ pub fn identify(source: SourceType, headers: &HeaderMap, payload: &Value) -> Ide
     }
 }
 
+/// The key that identifies a delivery by what its signature covers, for de-duplication that a
+/// replay under a new (unsigned) delivery id cannot dodge: `sha256:<hex>` of the signed
+/// content (`{id}.{timestamp}.{body}` for Standard Webhooks, `{timestamp}.{body}` for a
+/// timestamped `X-Forge-Signature`, the body otherwise). `None` for SNS, whose signed
+/// `MessageId` already is the delivery id.
+pub fn replay_key(scheme: &str, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    match scheme {
+        s if s.starts_with("sns") => return None,
+        s if s.ends_with("standard-webhooks") => {
+            for name in ["webhook-id", "webhook-timestamp"] {
+                digest.update(header(headers, name).unwrap_or_default());
+                digest.update(b".");
+            }
+        }
+        super::generic::TIMESTAMPED => {
+            digest.update(header(headers, "X-Forge-Timestamp").unwrap_or_default());
+            digest.update(b".");
+        }
+        _ => {}
+    }
+    digest.update(body);
+    Some(format!("sha256:{}", hex::encode(digest.finalize())))
+}
+
 /// A JSON string (non-empty) or number as text; anything else is absent.
 fn text(value: &Value) -> Option<String> {
     match value {

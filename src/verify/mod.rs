@@ -38,7 +38,7 @@ pub use self::generic::{ForgeSignature, StandardWebhooks, TOLERANCE_SECS};
 pub use self::gitea::Gitea;
 pub use self::github::Github;
 pub use self::gitlab::Gitlab;
-pub use self::identity::{Identity, identify};
+pub use self::identity::{Identity, identify, replay_key};
 pub use self::pagerduty::Pagerduty;
 pub use self::scheme::{FirstPresent, Inbound, Scheme, Verified};
 pub use self::source::{SourceType, UnknownSourceType};

@@ -83,6 +83,7 @@ pub fn render(app: &App, rule: &RuleRecord) -> Value {
         "throttle_seconds": config.throttle_seconds,
         "throttle_key": config.throttle_key,
         "dedup_window_seconds": config.dedup_window_seconds,
+        "dedup_by_body": config.dedup_by_body,
         "fire_count": rule.fire_count,
         "last_fired_at": rule.last_fired_at.map(rfc3339),
         "created": rfc3339(rule.created),
