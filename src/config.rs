@@ -116,6 +116,16 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has to send a request's head (line and headers), counted from the
+    /// connection's opening or its previous response: slow headers and idle keep-alive
+    /// connections are closed after it.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client has to send a request's whole body once its head arrived (408 after).
+    pub body_read_timeout_seconds: u64,
+    /// Connections open at once; beyond, new ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest request head in bytes (431 beyond; at most 100 headers in any case).
+    pub max_header_bytes: usize,
 }
 
 /// Inbound webhook settings.
@@ -199,6 +209,10 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_seconds: 30,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+            max_connections: 8192,
+            max_header_bytes: 256 * 1024,
         }
     }
 }
@@ -305,6 +319,25 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
         }
+        if !(1..=3600).contains(&self.http.header_read_timeout_seconds) {
+            return bad(
+                "http.header_read_timeout_seconds",
+                "must be between 1 and 3600",
+            );
+        }
+        if !(1..=3600).contains(&self.http.body_read_timeout_seconds) {
+            return bad(
+                "http.body_read_timeout_seconds",
+                "must be between 1 and 3600",
+            );
+        }
+        if !(1..=1_000_000).contains(&self.http.max_connections) {
+            return bad("http.max_connections", "must be between 1 and 1000000");
+        }
+        if !(8192..=16 << 20).contains(&self.http.max_header_bytes) {
+            return bad("http.max_header_bytes", "must be between 8192 and 16777216");
+        }
+
         if !(1..=10_000).contains(&self.conditions.max_eval_millis) {
             return bad("conditions.max_eval_millis", "must be between 1 and 10000");
         }

@@ -1149,7 +1149,8 @@ async fn notifications_are_retried_and_resume_after_a_restart() {
     .await;
     let fire = |t: &TestServer, delivery: &'static str| {
         // Each firing is a distinct webhook (a repeated body would be refused as a replay).
-        let body = format!(r#"{{"event_type": "disk.full", "delivery": "{delivery}"}}"#).into_bytes();
+        let body =
+            format!(r#"{{"event_type": "disk.full", "delivery": "{delivery}"}}"#).into_bytes();
         let body = &body[..];
         t.client
             .post(format!("{}/api/v2/eda_webhooks/flaky/", t.base))

@@ -314,11 +314,20 @@ async fn a_captured_webhook_replayed_under_a_new_delivery_id_is_a_duplicate() {
     for delivery in ["replayed-1", "replayed-2", ""] {
         let (status, again) = send(&t, "replay", delivery, &body).await;
         assert_eq!(status, StatusCode::OK, "{again}");
-        assert_eq!(again, json!({"event_log_id": original, "status": "duplicate"}));
+        assert_eq!(
+            again,
+            json!({"event_log_id": original, "status": "duplicate"})
+        );
     }
     assert_eq!(t.event_log_count().await, 1);
     // A different body is a different webhook.
-    let (status, _) = send(&t, "replay", "captured-2", &json!({"event_type": "deploy", "service": "web"})).await;
+    let (status, _) = send(
+        &t,
+        "replay",
+        "captured-2",
+        &json!({"event_type": "deploy", "service": "web"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // Senders that legitimately repeat bodies opt out per rule.
@@ -330,7 +339,11 @@ async fn a_captured_webhook_replayed_under_a_new_delivery_id_is_a_duplicate() {
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     let (status, _) = send(&t, "repeats", "r-2", &body).await;
-    assert_eq!(status, StatusCode::OK, "the delivery id still de-duplicates");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the delivery id still de-duplicates"
+    );
     t.shutdown().await;
 }
 
@@ -342,7 +355,15 @@ async fn timestamped_generic_signatures_from_hookforge_sign_refuse_stale_replays
     let body = br#"{"event_type": "build.finished", "status": "failed"}"#;
     let sign = |timestamp: i64| {
         let (code, out, err) = common::hookforge_with_stdin(
-            &["sign", "--key", KEY, "--scheme", "generic-timestamped", "--timestamp", &timestamp.to_string()],
+            &[
+                "sign",
+                "--key",
+                KEY,
+                "--scheme",
+                "generic-timestamped",
+                "--timestamp",
+                &timestamp.to_string(),
+            ],
             body,
         );
         assert_eq!(code, 0, "{err}");
@@ -356,7 +377,10 @@ async fn timestamped_generic_signatures_from_hookforge_sign_refuse_stale_replays
     let deliver = |headers: Vec<(String, String)>| {
         let t = &t;
         async move {
-            let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut all: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             all.push(("content-type", "application/json"));
             t.deliver("stamped", &all, body.to_vec()).await
         }
@@ -372,5 +396,181 @@ async fn timestamped_generic_signatures_from_hookforge_sign_refuse_stale_replays
     let (status, stale) = deliver(sign(now - 3600)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{stale}");
     assert_eq!(stale["code"], "timestamp_out_of_tolerance", "{stale}");
+    t.shutdown().await;
+}
+
+/// Reads until the peer closes (or `limit` passes); returns what arrived and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn json_body(response: &str) -> Value {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not a JSON body: {response:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = common::config(temp.path());
+    config.http.header_read_timeout_seconds = 2;
+    config.http.body_read_timeout_seconds = 2;
+    let mut t = TestServer::start_with(config).await;
+    t.keep(temp);
+    let org = t.create_org("slow").await;
+    generic_rule(&t, org, "slow", json!({})).await;
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    let started = tokio::time::Instant::now();
+
+    // 200 sockets: idle, dribbling headers, and dribbling a body.
+    let mut sockets = Vec::new();
+    for i in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        match i % 3 {
+            0 => {}
+            1 => stream.write_all(b"POST /api/v2/eda_webhooks/slow/ HT").await.unwrap(),
+            _ => stream
+                .write_all(b"POST /api/v2/eda_webhooks/slow/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":")
+                .await
+                .unwrap(),
+        }
+        sockets.push((i % 3, stream));
+    }
+    let dribble = tokio::spawn(async move {
+        for _ in 0..30 {
+            for (kind, stream) in sockets.iter_mut() {
+                if *kind != 0 {
+                    let _ = stream.write_all(b" ").await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        sockets
+    });
+
+    // Meanwhile, ordinary requests are served at once.
+    for i in 0..20 {
+        let (status, reply) = send(&t, "slow", &format!("normal-{i}"), &json!({"i": i})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served while 200 sockets were held"
+    );
+
+    let sockets = dribble.await.unwrap();
+    for (kind, mut stream) in sockets {
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert!(
+            closed,
+            "a kind {kind} socket was still open after {:?}",
+            started.elapsed()
+        );
+        if kind == 2 {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert_eq!(json_body(&answer)["code"], "request_timeout");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // An idle keep-alive connection is closed after the same deadline.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "idle keep-alive connection not closed");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_and_oversized_heads_get_the_json_error_shape() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestServer::start().await;
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    let many_headers: String = (0..200).map(|i| format!("X-H-{i}: v\r\n")).collect();
+    let huge = "x".repeat(300 * 1024);
+    let cases = [
+        ("GARBAGE\r\n\r\n".to_owned(), "400", "malformed_request"),
+        (
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"),
+            "431",
+            "headers_too_large",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            "431",
+            "headers_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer:.200}"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = json_body(&answer);
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["detail"].is_string() && body["fields"].is_object(),
+            "{body}"
+        );
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_with_503() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = common::config(temp.path());
+    config.http.max_connections = 20;
+    let mut t = TestServer::start_with(config).await;
+    t.keep(temp);
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    // The test client's own pooled connection may hold a slot: leave room for it.
+    let mut held = Vec::new();
+    for _ in 0..19 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = 0;
+    for _ in 0..3 {
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut extra, Duration::from_secs(3)).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(closed);
+            assert_eq!(json_body(&answer)["code"], "too_many_connections");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "{refused} of 3 refused");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = t.get("/api/v2/me/", ADMIN).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "served again once connections closed"
+    );
     t.shutdown().await;
 }

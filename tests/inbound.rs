@@ -140,7 +140,7 @@ async fn rules_decide_in_order_and_state_survives_a_restart() {
         &t.client,
         "alerts",
         "d-4",
-        &json!({"severity": "critical", "host": "db1"}),
+        &json!({"severity": "critical", "host": "db1", "repeat": 4}),
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -173,7 +173,7 @@ async fn rules_decide_in_order_and_state_survives_a_restart() {
         &t.client,
         "alerts",
         "d-5",
-        &json!({"severity": "critical", "host": "db2"}),
+        &json!({"severity": "critical", "host": "db2", "repeat": 5}),
     )
     .await;
     assert_eq!(

@@ -1366,7 +1366,11 @@ async fn github_delivery(
     key: &str,
     delivery: &str,
 ) -> (StatusCode, Value) {
-    let push = fixture("github/push.json");
+    // A real push per delivery: GitHub's redeliveries repeat the body and the id, new events
+    // differ in content (a repeated body under a new id is refused as a replay).
+    let mut push: Value = serde_json::from_slice(&fixture("github/push.json")).unwrap();
+    push["hookforge_test_delivery"] = json!(delivery);
+    let push = serde_json::to_vec(&push).unwrap();
     let signature = format!("sha256={}", hmac_sha256_hex(key, &push));
     t.deliver(
         path,

@@ -573,7 +573,7 @@ fn function(name: &str, args: &[Shape<'_>]) -> (u64, Bound) {
             let pattern = bytes(1);
             let work = pattern
                 .saturating_mul(REGEX_COMPILE_PER_BYTE)
-                .saturating_add(bytes(0).saturating_mul(pattern.max(1).min(64)));
+                .saturating_add(bytes(0).saturating_mul(pattern.clamp(1, 64)));
             (work.saturating_add(NODE), Bound::scalar())
         }
         "replace" => {

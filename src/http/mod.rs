@@ -5,8 +5,10 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+mod error_bodies;
 pub mod health;
 pub mod ingress;
+pub mod listener;
 pub mod pagination;
 pub mod request;
 pub mod response;
@@ -25,6 +27,7 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::path::FullPath;
 
 pub use self::error::ApiError;
+use self::listener::{Limits, Peer};
 pub use self::request::Request;
 pub use self::response::Response;
 use self::router::{Router, with_allow};
@@ -47,14 +50,15 @@ pub async fn serve(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>())
         .and(warp::body::stream())
-        .then(
+        .then({
+            let app = app.clone();
             move |method: Method,
                   path: FullPath,
                   query: String,
                   headers: HeaderMap,
-                  remote: Option<SocketAddr>,
+                  peer: Option<Peer>,
                   body| {
                 let app = app.clone();
                 let router = router.clone();
@@ -66,18 +70,20 @@ pub async fn serve(
                         path.as_str().to_owned(),
                         query,
                         headers,
-                        remote,
+                        peer.map(|p| p.0),
                         body,
                     )
                     .await
                 }
-            },
-        );
-    warp::serve(filter)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+            }
+        });
+    let http = &app.config.http;
+    let limits = Limits {
+        max_connections: http.max_connections,
+        header_read_timeout: std::time::Duration::from_secs(http.header_read_timeout_seconds),
+        max_header_bytes: http.max_header_bytes,
+    };
+    listener::serve(listener, warp::service(filter), limits, shutdown).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -111,7 +117,21 @@ where
             let limit = app.config.http.max_body_bytes;
             let not_ready =
                 matched.pattern.starts_with("/api/") && !app.wait_ready(READY_WAIT).await;
-            let response = match read_body(&headers, body, limit).await {
+            let deadline =
+                std::time::Duration::from_secs(app.config.http.body_read_timeout_seconds);
+            let body = tokio::time::timeout(deadline, read_body(&headers, body, limit))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        format!(
+                            "The request body did not arrive within {} seconds.",
+                            deadline.as_secs()
+                        ),
+                    ))
+                });
+            let response = match body {
                 _ if not_ready => ApiError::unavailable(
                     "The server is starting and rebuilding its read models; retry shortly.",
                     2,
