@@ -198,6 +198,7 @@ impl App {
             views.workflows.clone(),
             notifier,
             config.jobs.allow_commands,
+            master_key.clone(),
         ));
         let eval_pool = EvalPool::new(config.conditions.threads()).map_err(dir_error)?;
         let parking = Parking::new(

@@ -1272,3 +1272,167 @@ async fn a_slow_workflow_publishes_duration_exceeded_once() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_variables_environment_and_headers_are_sealed_masked_and_usable() {
+    use warp::Filter;
+    let received = Arc::new(Mutex::new(Vec::<warp::http::HeaderMap>::new()));
+    let sink = received.clone();
+    let route = warp::post()
+        .and(warp::header::headers_cloned())
+        .map(move |h| {
+            sink.lock().unwrap().push(h);
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let t = server().await;
+    let org = t.create_org("acme").await;
+    let (_, member) = t.create_token(org, "member").await;
+    // The job checks it sees every secret in clear, without printing any (split quotes keep the
+    // secrets themselves out of its command line, which is stored).
+    let check = r#"F=$HOOKFORGE_EXTRA_VARS_FILE; [ "$DEPLOY_PASSWORD" = "env-secret-""4411" ] && grep -q "vars-secret-""5522" "$F" && echo template-secrets-seen; grep -q "launch-secret-""7744" "$F" && echo launch-secret-seen; grep -q "action-secret-""6633" "$F" && echo action-secret-seen; true"#;
+    let template = command_template(
+        &t,
+        org,
+        "deploy",
+        &["/bin/sh", "-c", check],
+        json!({"env": {"DEPLOY_PASSWORD": "env-secret-4411", "REGION": "eu"},
+               "extra_vars": {"db": {"password": "vars-secret-5522"}, "user": "bob"}}),
+    )
+    .await;
+    let (status, notification) = t
+        .post("/api/v2/notification_templates/", ADMIN, json!({"name": "ops", "organization": org, "notification_type": "webhook",
+            "notification_configuration": {"url": url, "headers": {"Authorization": "Bearer header-secret-8855"}}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{notification}");
+    let rule = t
+        .create_rule(json!({"name": "deploy", "organization": org, "webhook_path": "secrets", "webhook_key": KEY,
+            "actions": [{"action_type": "launch_job_template", "target_id": template, "extra_vars": {"api_token": "action-secret-6633"}}]}))
+        .await;
+
+    for token in [ADMIN, member.as_str()] {
+        let (_, shown) = t
+            .get(&format!("/api/v2/job_templates/{template}/"), token)
+            .await;
+        assert_eq!(
+            shown["env"],
+            json!({"DEPLOY_PASSWORD": "$encrypted$", "REGION": "eu"})
+        );
+        assert_eq!(
+            shown["extra_vars"],
+            json!({"db": {"password": "$encrypted$"}, "user": "bob"})
+        );
+        let (_, shown) = t
+            .get(&format!("/api/v2/event_rules/{}/", rule["id"]), token)
+            .await;
+        assert_eq!(
+            shown["actions"][0]["extra_vars"],
+            json!({"api_token": "$encrypted$"})
+        );
+        let (_, shown) = t
+            .get(
+                &format!("/api/v2/notification_templates/{}/", notification["id"]),
+                token,
+            )
+            .await;
+        let header = shown["notification_configuration"]["headers"]["Authorization"]
+            .as_str()
+            .unwrap();
+        assert!(!header.contains("header-secret"), "{header}");
+    }
+    // Saving back what was read keeps the secrets.
+    let (status, _) = t
+        .patch(
+            &format!("/api/v2/job_templates/{template}/"),
+            ADMIN,
+            json!({"env": {"DEPLOY_PASSWORD": "$encrypted$", "REGION": "us"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The launched job sees them all in clear; its own view masks them.
+    let job = launch(&t, template, json!({"deploy_key": "launch-secret-7744"})).await;
+    let job = finished(&t, &format!("/api/v2/jobs/{job}/")).await;
+    assert_eq!(job["status"], "successful", "{job}");
+    let stdout = job["result_stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("template-secrets-seen") && stdout.contains("launch-secret-seen"),
+        "{job}"
+    );
+    assert_eq!(job["extra_vars"]["deploy_key"], "$encrypted$");
+    // A rule firing carries the action's secret to the job, sealed all the way.
+    let body = br#"{"event_type": "deploy"}"#;
+    let signature = format!(
+        "sha256={}",
+        hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
+    );
+    let (status, reply) = t
+        .deliver(
+            "secrets",
+            &[
+                ("content-type", "application/json"),
+                ("x-forge-signature", &signature),
+            ],
+            body.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let log = t
+        .decided_event_log(reply["event_log_id"].as_u64().unwrap())
+        .await;
+    let fired = wait_status(
+        &t,
+        &format!("/api/v2/event_logs/{}/", log["id"]),
+        "action_fired",
+    )
+    .await;
+    let job = fired["job_id"].as_u64().unwrap();
+    let job = finished(&t, &format!("/api/v2/jobs/{job}/")).await;
+    assert_eq!(job["extra_vars"]["api_token"], "$encrypted$");
+    let stdout = job["result_stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("template-secrets-seen") && stdout.contains("action-secret-seen"),
+        "{job}"
+    );
+
+    // The notification goes out with its header in clear.
+    let (status, tested) = t
+        .post(
+            &format!(
+                "/api/v2/notification_templates/{}/test/",
+                notification["id"]
+            ),
+            ADMIN,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, tested["delivered"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{tested}"
+    );
+    assert_eq!(
+        received.lock().unwrap()[0]["authorization"],
+        "Bearer header-secret-8855"
+    );
+
+    // And no file of the data directory holds any of them.
+    let dir = t.dir.clone();
+    let _kept = t.shutdown().await;
+    for secret in [
+        "env-secret-4411",
+        "vars-secret-5522",
+        "action-secret-6633",
+        "launch-secret-7744",
+        "header-secret-8855",
+    ] {
+        assert_eq!(
+            common::files_containing(&dir, secret),
+            Vec::<std::path::PathBuf>::new(),
+            "{secret} at rest"
+        );
+    }
+}

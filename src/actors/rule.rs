@@ -424,7 +424,7 @@ impl RuleActor {
             config
                 .actions
                 .iter()
-                .map(|a| serde_json::json!({"action_type": a.action_type, "target_id": a.target_id, "extra_vars": a.extra_vars.to_value(), "description": a.description}))
+                .map(|a| serde_json::json!({"action_type": a.action_type, "target_id": a.target_id, "extra_vars": crate::secrets::mask_secret_members(&a.extra_vars.to_value()), "description": a.description}))
                 .collect()
         } else {
             Vec::new()

@@ -602,20 +602,41 @@ async fn run_job(
         })
     });
 
-    let outcome = match &launched.kind {
-        JobKind::Command(spec) if !settings.allow_commands => Outcome {
+    // Secrets sealed in the variables and environment are opened for the job itself only.
+    let opened = master_key
+        .open_secret_members(&launched.extra_vars.to_value())
+        .map_err(|e| format!("the job's secret variables do not open: {e}"));
+    let outcome = match (&launched.kind, opened) {
+        (_, Err(explanation)) => Outcome {
+            status: JobStatus::Error,
+            exit_code: None,
+            explanation: Some(explanation),
+            stdout: Vec::new(),
+        },
+        (JobKind::Command(spec), Ok(_)) if !settings.allow_commands => Outcome {
             status: JobStatus::Error,
             exit_code: None,
             explanation: Some("command job templates are switched off on this server (jobs.allow_commands = false)".into()),
             stdout: Vec::new(),
         },
-        JobKind::Command(spec) => {
-            let started = append(started_event(None).into());
-            let outcome = command::run(spec, &launched.extra_vars.0, timeout, settings.kill_grace, cancel, output.clone(), || {}).await;
-            let _ = started.await;
-            outcome
+        (JobKind::Command(spec), Ok(vars)) => {
+            let mut spec = spec.clone();
+            let opened_env: Result<(), _> = spec.env.values_mut().try_for_each(|v| {
+                *v = master_key.open_text(v)?;
+                Ok::<_, crate::secrets::SecretError>(())
+            });
+            match opened_env {
+                Err(e) => Outcome { status: JobStatus::Error, exit_code: None, explanation: Some(format!("the job's environment does not open: {e}")), stdout: Vec::new() },
+                Ok(()) => {
+                    let vars = serde_json::to_vec(&vars).expect("JSON values serialize");
+                    let started = append(started_event(None).into());
+                    let outcome = command::run(&spec, &vars, timeout, settings.kill_grace, cancel, output.clone(), || {}).await;
+                    let _ = started.await;
+                    outcome
+                }
+            }
         }
-        JobKind::Controller(spec) => {
+        (JobKind::Controller(spec), Ok(vars)) => {
             let field = format!("{}/controller_token", job_template::stream(launched.template));
             match master_key.open_string(&field, &spec.token).map_err(|e| e.to_string()).and_then(|token| {
                 Controller::new(&spec.controller_url, token, spec.ssl_verify, settings.allow_private_networks)
@@ -624,7 +645,7 @@ async fn run_job(
                 Ok(controller) => {
                     let remote = match resume {
                         Some((remote, _)) => Ok(remote),
-                        None => controller.launch(spec.remote_id, &launched.extra_vars.to_value()).await,
+                        None => controller.launch(spec.remote_id, &vars).await,
                     };
                     match remote {
                         Err(e) => Outcome { status: JobStatus::Error, exit_code: None, explanation: Some(e), stdout: Vec::new() },

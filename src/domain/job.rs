@@ -290,35 +290,6 @@ pub fn merge_extra_vars(
     Value::Object(merged)
 }
 
-/// Replaces the values of secret-looking keys (password, token, secret, private key...) with
-/// `$encrypted$`, as AWX shows them.
-pub fn redact(value: &Value) -> Value {
-    const SECRET_HINTS: [&str; 6] = [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "private_key",
-        "api_key",
-    ];
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let lower = k.to_ascii_lowercase();
-                    if SECRET_HINTS.iter().any(|hint| lower.contains(hint)) && !v.is_null() {
-                        (k.clone(), Value::String("$encrypted$".into()))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,20 +317,5 @@ mod tests {
             merge_extra_vars(&json!({"a": 1}), &json!(null), None),
             json!({"a": 1})
         );
-    }
-
-    #[test]
-    fn secrets_are_redacted_at_any_depth() {
-        let redacted = redact(
-            &json!({"db_password": "hunter2", "nested": {"API_TOKEN": "t", "list": [{"client_secret": "s"}]}, "user": "bob", "token_hint": null}),
-        );
-        assert_eq!(redacted["db_password"], "$encrypted$");
-        assert_eq!(redacted["nested"]["API_TOKEN"], "$encrypted$");
-        assert_eq!(
-            redacted["nested"]["list"][0]["client_secret"],
-            "$encrypted$"
-        );
-        assert_eq!(redacted["user"], "bob");
-        assert_eq!(redacted["token_hint"], Value::Null);
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::notify::{Notifier, Summary};
 use crate::actors::rule::{ActionLauncher, LaunchRequest};
+use crate::codec::RawJson;
 use crate::domain::Event;
 use crate::domain::job::{self, Injected, JobLaunched, LaunchedBy, merge_extra_vars};
 use crate::domain::job_template::JobKind;
@@ -16,6 +17,7 @@ use crate::domain::webhook::{ActionResult, ActionStatus};
 use crate::domain::workflow::{self, WorkflowLaunched};
 use crate::journal::{AppendError, ExpectedRevision, Journal, Metadata};
 use crate::projections::{JobsView, Projection, WorkflowsView};
+use crate::secrets::MasterKey;
 
 /// Why a launch did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +68,7 @@ pub struct Launcher {
     pub ids: Ids,
     notifier: Notifier,
     allow_commands: bool,
+    master_key: Arc<MasterKey>,
 }
 
 impl Launcher {
@@ -76,6 +79,7 @@ impl Launcher {
         workflows: Projection<WorkflowsView>,
         notifier: Notifier,
         allow_commands: bool,
+        master_key: Arc<MasterKey>,
     ) -> Self {
         Self {
             journal,
@@ -84,7 +88,20 @@ impl Launcher {
             ids: Ids::default(),
             notifier,
             allow_commands,
+            master_key,
         }
+    }
+
+    /// Extra variables as a launch records them: merged, secret members sealed (the runner
+    /// opens them when the job starts).
+    fn launch_vars(
+        &self,
+        template: &Value,
+        overrides: &Value,
+        injected: Option<Injected<'_>>,
+    ) -> RawJson {
+        let merged = merge_extra_vars(template, overrides, injected);
+        RawJson::from_value(&self.master_key.seal_secret_members(&merged))
     }
 
     /// The notifier.
@@ -145,7 +162,7 @@ impl Launcher {
             ));
         }
         let extra_vars =
-            merge_extra_vars(&record.config.extra_vars.to_value(), overrides, injected);
+            self.launch_vars(&record.config.extra_vars.to_value(), overrides, injected);
         let launched = JobLaunched {
             id,
             organization,
@@ -155,7 +172,7 @@ impl Launcher {
             timeout_seconds: record.config.timeout_seconds,
             alert_after_seconds: record.config.alert_after_seconds,
             concurrency: record.config.concurrency,
-            extra_vars: crate::codec::RawJson::from_value(&extra_vars),
+            extra_vars,
             launched_by,
         };
         let result = self
@@ -198,11 +215,7 @@ impl Launcher {
             template,
             template_name: record.config.name.clone(),
             nodes: record.config.nodes.clone(),
-            extra_vars: crate::codec::RawJson::from_value(&merge_extra_vars(
-                &record.config.extra_vars.to_value(),
-                overrides,
-                injected,
-            )),
+            extra_vars: self.launch_vars(&record.config.extra_vars.to_value(), overrides, injected),
             alert_after_seconds: record.config.alert_after_seconds,
             launched_by,
         };

@@ -143,8 +143,9 @@ impl Notifier {
                 let bytes = serde_json::to_vec(&body).expect("JSON of plain values");
                 let custom: Vec<(String, String)> = headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                    .map(|(k, v)| Ok((k.clone(), self.master_key.open_text(v)?)))
+                    .collect::<Result<_, crate::secrets::SecretError>>()
+                    .map_err(|e| format!("the notification's headers do not open: {e}"))?;
                 let headers = match secret {
                     Some(sealed) => {
                         let secret = self

@@ -58,7 +58,11 @@ pub fn launch_overrides(req: &Request) -> Result<Value, ApiError> {
     };
     match input.extra_vars {
         None | Some(Value::Null) => Ok(json!({})),
-        Some(v @ Value::Object(_)) => Ok(v),
+        // A secret sent back as `$encrypted$` means "the template's value".
+        Some(Value::Object(mut members)) => {
+            members.retain(|_, v| v.as_str() != Some(crate::secrets::MASK));
+            Ok(Value::Object(members))
+        }
         Some(_) => Err(ApiError::field(
             "extra_vars",
             "Extra variables must be a JSON object.",

@@ -8,6 +8,7 @@ use super::common::{launch_overrides, url_policy};
 use super::jobs::render_job;
 use super::templates::{Change, TemplateResource, template_events, visible};
 use crate::app::App;
+use crate::codec::RawJson;
 use crate::domain::access::Principal;
 use crate::domain::job::LaunchedBy;
 use crate::domain::job_template::{
@@ -21,7 +22,7 @@ use crate::http::response::{Response, created};
 use crate::http::{ApiError, Request, metadata};
 use crate::jobs::launch::LaunchError;
 use crate::projections::JobTemplateRecord;
-use crate::secrets::mask;
+use crate::secrets::{MASK, is_secret_name, mask, mask_secret_members, mask_text};
 
 fn token_field(id: u64) -> String {
     format!("{}/controller_token", job_template::stream(id))
@@ -39,7 +40,7 @@ fn render(app: &App, t: &JobTemplateRecord) -> Value {
         "kind": c.kind.name(),
         "timeout_seconds": c.timeout_seconds,
         "alert_after_seconds": c.alert_after_seconds,
-        "extra_vars": c.extra_vars.to_value(),
+        "extra_vars": mask_secret_members(&c.extra_vars.to_value()),
         "concurrency": c.concurrency,
         "created": rfc3339(t.created),
         "modified": rfc3339(t.modified),
@@ -47,7 +48,19 @@ fn render(app: &App, t: &JobTemplateRecord) -> Value {
     match &c.kind {
         JobKind::Command(spec) => {
             body["argv"] = json!(spec.argv);
-            body["env"] = json!(spec.env);
+            let env: serde_json::Map<String, Value> = spec
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    let shown = if is_secret_name(k) {
+                        MASK
+                    } else {
+                        mask_text(v)
+                    };
+                    (k.clone(), json!(shown))
+                })
+                .collect();
+            body["env"] = Value::Object(env);
             body["working_dir"] = json!(spec.working_dir);
         }
         JobKind::Controller(spec) => {
@@ -144,13 +157,28 @@ impl TemplateResource for JobTemplates {
         input: JobTemplateInput,
     ) -> Result<JobTemplateConfig, DomainError> {
         let view = app.views.jobs.read();
-        job_template::configure(
+        let before = current.clone();
+        let mut config = job_template::configure(
             current,
             input,
             |token| app.master_key.seal(&token_field(id), token.as_bytes()),
             url_policy(app),
             |name| view.name_taken(organization, name),
-        )
+        )?;
+        // Secret variables and environment never reach the journal in clear.
+        let key = &app.master_key;
+        let before_vars = before.as_ref().map(|b| b.extra_vars.to_value());
+        config.extra_vars = RawJson::from_value(
+            &key.seal_secret_members_over(&config.extra_vars.to_value(), before_vars.as_ref()),
+        );
+        if let JobKind::Command(spec) = &mut config.kind {
+            let before_env = match before.as_ref().map(|b| &b.kind) {
+                Some(JobKind::Command(b)) => Some(&b.env),
+                _ => None,
+            };
+            key.seal_texts(&mut spec.env, before_env, false);
+        }
+        Ok(config)
     }
     template_events!(JobTemplateCreated, JobTemplateUpdated, JobTemplateDeleted);
     fn render(app: &App, template: &JobTemplateRecord) -> Value {

@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 use super::common::{choice, time};
 use crate::app::App;
 use crate::domain::Event;
-use crate::domain::job::{self, JobCancelRequested, JobStatus, LaunchedBy, redact};
+use crate::domain::job::{self, JobCancelRequested, JobStatus, LaunchedBy};
 use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_manage, require_read};
 use crate::http::pagination::paginate_iter;
@@ -16,6 +16,7 @@ use crate::http::response::{Response, json, ok, text};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::JobRecord;
+use crate::secrets::mask_secret_members;
 
 /// A job as the API shows it (secrets in extra variables redacted).
 pub fn render_job(j: &JobRecord) -> Value {
@@ -32,7 +33,7 @@ pub fn render_job(j: &JobRecord) -> Value {
         "started": time(j.started),
         "finished": time(j.finished),
         "elapsed": j.elapsed_ms.map(|ms| ms as f64 / 1000.0),
-        "extra_vars": redact(&j.extra_vars.to_value()),
+        "extra_vars": mask_secret_members(&j.extra_vars.to_value()),
         "result_stdout": j.stdout_tail,
         "exit_code": j.exit_code,
         "job_explanation": j.explanation,

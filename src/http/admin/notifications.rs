@@ -37,6 +37,13 @@ fn render(app: &App, t: &NotificationRecord) -> Value {
             headers,
             secret,
         } => {
+            let headers: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(name, value)| {
+                    let clear = app.master_key.open_text(value).unwrap_or_default();
+                    (name.clone(), json!(mask(&clear)))
+                })
+                .collect();
             json!({"url": url, "headers": headers, "secret": secret.as_ref().map(|s| open("secret", s))})
         }
         NotificationKind::Slack { url } => json!({"url": open("url", url)}),
@@ -119,13 +126,22 @@ impl TemplateResource for NotificationTemplates {
         input: NotificationInput,
     ) -> Result<NotificationConfig, DomainError> {
         let view = app.views.notifications.read();
-        notification::configure(
+        let before = match current.as_ref().map(|c| &c.kind) {
+            Some(NotificationKind::Webhook { headers, .. }) => Some(headers.clone()),
+            _ => None,
+        };
+        let mut config = notification::configure(
             current,
             input,
             |name, secret| app.master_key.seal(&field(id, name), secret.as_bytes()),
             url_policy(app),
             |name| view.name_taken(organization, name),
-        )
+        )?;
+        // Header values are credentials more often than not (Authorization, API keys).
+        if let NotificationKind::Webhook { headers, .. } = &mut config.kind {
+            app.master_key.seal_texts(headers, before.as_ref(), true);
+        }
+        Ok(config)
     }
     template_events!(
         NotificationTemplateCreated,

@@ -8,9 +8,10 @@ use super::common::target_organization;
 use super::event_logs;
 use crate::actors::rule::{DryRun, RuleMsg};
 use crate::app::App;
+use crate::codec::RawJson;
 use crate::domain::rule::{
-    self, ActionType, RuleCreated, RuleDeleted, RuleEnabledChanged, RuleInput, RuleKeyRotated,
-    RuleUpdated, TargetCheck,
+    self, ActionType, RuleConfig, RuleCreated, RuleDeleted, RuleEnabledChanged, RuleInput,
+    RuleKeyRotated, RuleUpdated, TargetCheck,
 };
 use crate::domain::{FieldErrors, organization_unchanged, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
@@ -78,7 +79,7 @@ pub fn render(app: &App, rule: &RuleRecord) -> Value {
         "webhook_key": masked,
         "conditions": config.conditions.iter().map(|c| json!({"expression": c.expression, "description": c.description})).collect::<Vec<_>>(),
         "actions": config.actions.iter().map(|a| json!({
-            "action_type": a.action_type, "target_id": a.target_id, "extra_vars": a.extra_vars.to_value(), "description": a.description,
+            "action_type": a.action_type, "target_id": a.target_id, "extra_vars": secrets::mask_secret_members(&a.extra_vars.to_value()), "description": a.description,
         })).collect::<Vec<_>>(),
         "throttle_seconds": config.throttle_seconds,
         "throttle_key": config.throttle_key,
@@ -183,7 +184,7 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             |name| rules.name_taken(organization, name, None),
             |path| rules.path_taken(path, None),
         )?;
-        (id, config)
+        (id, seal_action_vars(&app, config, None))
     };
     let event = RuleCreated {
         id,
@@ -204,6 +205,21 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let mut body = render_id(&app, id)?;
     body["webhook_key"] = json!(key);
     Ok(created(&body))
+}
+
+/// Seals the secret members of each action's `extra_vars` (a member sent back as `$encrypted$`
+/// keeps the value of the same action before).
+fn seal_action_vars(app: &App, mut config: RuleConfig, before: Option<&RuleConfig>) -> RuleConfig {
+    for (i, action) in config.actions.iter_mut().enumerate() {
+        let previous = before
+            .and_then(|b| b.actions.get(i))
+            .map(|a| a.extra_vars.to_value());
+        action.extra_vars = RawJson::from_value(
+            &app.master_key
+                .seal_secret_members_over(&action.extra_vars.to_value(), previous.as_ref()),
+        );
+    }
+    config
 }
 
 /// `GET /{id}`.
@@ -240,6 +256,7 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             |name| rules.name_taken(current.organization, name, Some(id)),
             |path| rules.path_taken(path, Some(id)),
         )?;
+        let config = seal_action_vars(&app, config, Some(&current.config));
         let unchanged = config == current.config;
         (config, unchanged)
     };

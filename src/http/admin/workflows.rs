@@ -11,7 +11,7 @@ use super::job_templates::launch_error;
 use super::templates::{TemplateResource, template_events, visible};
 use crate::app::App;
 use crate::domain::access::Principal;
-use crate::domain::job::{JobStatus, LaunchedBy, redact};
+use crate::domain::job::{JobStatus, LaunchedBy};
 use crate::domain::workflow::{
     self, NodeState, WorkflowCancelRequested, WorkflowConfig, WorkflowInput,
     WorkflowTemplateCreated, WorkflowTemplateDeleted, WorkflowTemplateUpdated,
@@ -23,6 +23,7 @@ use crate::http::response::{Response, created, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::{WorkflowJobRecord, WorkflowTemplateRecord};
+use crate::secrets::mask_secret_members;
 
 fn render_template(t: &WorkflowTemplateRecord) -> Value {
     json!({
@@ -67,7 +68,7 @@ fn render_job(w: &WorkflowJobRecord) -> Value {
         "started": time(w.started),
         "finished": time(w.finished),
         "elapsed": w.elapsed_ms.map(|ms| ms as f64 / 1000.0),
-        "extra_vars": redact(&w.extra_vars.to_value()),
+        "extra_vars": mask_secret_members(&w.extra_vars.to_value()),
         "launched_by": w.launched_by.to_json(),
         "job_explanation": w.explanation,
         "nodes": nodes,
@@ -138,9 +139,16 @@ impl TemplateResource for WorkflowTemplates {
         input: WorkflowInput,
     ) -> Result<WorkflowConfig, DomainError> {
         let view = app.views.workflows.read();
-        workflow::configure(current, input, template_exists(app, organization), |n| {
-            view.name_taken(organization, n)
-        })
+        let before = current.as_ref().map(|c| c.extra_vars.to_value());
+        let mut config =
+            workflow::configure(current, input, template_exists(app, organization), |n| {
+                view.name_taken(organization, n)
+            })?;
+        config.extra_vars = crate::codec::RawJson::from_value(
+            &app.master_key
+                .seal_secret_members_over(&config.extra_vars.to_value(), before.as_ref()),
+        );
+        Ok(config)
     }
     template_events!(
         WorkflowTemplateCreated,

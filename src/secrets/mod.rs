@@ -19,6 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::Sealed;
 
+mod values;
+
+pub use self::values::{MASK, is_secret_name, mask_secret_members, mask_text};
+
 const NONCE_LEN: usize = 24;
 const KEY_FILE: &str = "master.key";
 
