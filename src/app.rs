@@ -148,7 +148,7 @@ impl App {
             path: data_dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
+        crate::data_dir::prepare(&data_dir).map_err(dir_error)?;
         let master_key = Arc::new(MasterKey::load(config.master_key.as_deref(), &data_dir)?);
         let admin_digest =
             bootstrap_admin_token(config.admin_token.as_deref(), &data_dir).map_err(dir_error)?;

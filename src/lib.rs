@@ -7,6 +7,7 @@ pub mod cli;
 pub mod codec;
 pub mod conditions;
 pub mod config;
+pub mod data_dir;
 pub mod delivery;
 pub mod domain;
 pub mod http;

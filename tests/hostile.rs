@@ -574,3 +574,35 @@ async fn connections_over_the_cap_are_refused_with_503() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_of_the_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // Started with a permissive umask, as many shells have.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut t = TestServer::start_with(common::config(&dir)).await;
+    t.keep(temp);
+    let org = t.create_org("private").await;
+    generic_rule(&t, org, "private", json!({})).await;
+    let (status, _) = send(&t, "private", "p-1", &json!({"secret": "payload"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let _kept = t.shutdown().await;
+    let mut stack = vec![dir.clone()];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files += 1;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+    }
+    assert!(files >= 3, "journal, index and keys were checked ({files} files)");
+}

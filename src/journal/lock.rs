@@ -1,6 +1,7 @@
 //! The data directory's lock: one server at a time, and read-only tools only when none runs.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::JournalError;
@@ -20,6 +21,7 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(dir.join(LOCK_FILE))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),

@@ -207,7 +207,8 @@ impl Journal {
     /// records past the index's tail are re-indexed and a torn last write is cut off.
     pub fn open(dir: &Path, options: JournalOptions) -> Result<Journal, JournalError> {
         let segments_dir = dir.join("segments");
-        fs::create_dir_all(&segments_dir)?;
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&segments_dir)?;
         let lock = DirLock::exclusive(dir)?;
         let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
         let (segment, tail, last_recorded_at) = recover(&segments_dir, &index)?;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,7 @@ impl ActiveSegment {
             .create_new(true)
             .read(true)
             .append(true)
+            .mode(0o600)
             .open(segment_path(dir, id))?;
         sync_dir(dir)?;
         Ok(Self { id, file, len: 0 })
