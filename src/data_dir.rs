@@ -18,7 +18,10 @@ const MAX_ENTRIES: usize = 10_000;
 /// and directories under it stripped of group and other permissions.
 pub fn prepare(dir: &Path) -> std::io::Result<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let mut tightened = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0;
@@ -67,12 +70,20 @@ mod tests {
         fs::create_dir_all(dir.join("journal")).unwrap();
         fs::write(dir.join("journal/old.seg"), b"x").unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::set_permissions(dir.join("journal/old.seg"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(
+            dir.join("journal/old.seg"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         prepare(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("journal")), 0o700);
         assert_eq!(mode(&dir.join("journal/old.seg")), 0o600);
         fs::write(dir.join("new"), b"y").unwrap();
-        assert_eq!(mode(&dir.join("new")), 0o600, "the umask applies to new files");
+        assert_eq!(
+            mode(&dir.join("new")),
+            0o600,
+            "the umask applies to new files"
+        );
     }
 }

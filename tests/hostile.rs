@@ -604,5 +604,8 @@ async fn every_file_of_the_data_dir_is_private() {
             assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
         }
     }
-    assert!(files >= 3, "journal, index and keys were checked ({files} files)");
+    assert!(
+        files >= 3,
+        "journal, index and keys were checked ({files} files)"
+    );
 }
