@@ -110,14 +110,25 @@ async fn hookforge(
         .unwrap();
     assert_eq!(created.status(), 201);
 
-    let signature = format!(
-        "sha256={}",
-        hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &payload)
-    );
-    // Delivery ids must stay unique across the warm-up and the measured run (no duplicates).
+    // Every request is a distinct push: delivery id and `after` commit unique across the warm-up
+    // and the measured run, each body signed on its own. A repeated body (or id) would be a cheap
+    // duplicate that flatters the rate.
+    let needle = b"\"after\":";
+    let after = payload
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the push payload has an `after` commit")
+        + needle.len();
+    let quote = after + payload[after..].iter().position(|b| *b == b'"').unwrap() + 1;
     let sequence = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move |_| {
         let n = sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut body = payload.to_vec();
+        body[quote..quote + 40].copy_from_slice(format!("{n:040x}").as_bytes());
+        let signature = format!(
+            "sha256={}",
+            hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body)
+        );
         Request::post("/api/v2/eda_webhooks/bench/")
             .header("host", "bench")
             .header("content-type", "application/json")
@@ -128,7 +139,7 @@ async fn hookforge(
             )
             .header("x-hub-signature-256", signature.as_str())
             .header("user-agent", "GitHub-Hookshot/044aadd")
-            .body(Full::new(payload.clone()))
+            .body(Full::new(Bytes::from(body)))
             .unwrap()
     });
     let started = Instant::now();
@@ -157,6 +168,13 @@ async fn hookforge(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let decide_rate = decided as f64 / started.elapsed().as_secs_f64();
+    // Every request must have been a new webhook: no duplicate, no error, one event log each.
+    let others: Vec<_> = report.statuses.iter().filter(|(s, _)| **s != 202).collect();
+    assert!(others.is_empty(), "non-202 answers: {others:?}");
+    let logs = server.app.views.event_logs.read().all().count() as u64;
+    let warm_up = logs - total_received;
+    assert!(logs >= total_received, "{logs} event logs for {total_received} accepted webhooks");
+    println!("{:<46} {logs} event logs = {warm_up} warm-up + {total_received} measured webhooks", "check");
     let bytes = server
         .app
         .journal

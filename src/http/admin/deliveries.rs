@@ -71,7 +71,7 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
             ApiError::from(FieldErrors::one(
                 "status",
-                format!("{text:?} is not one of pending, delivered, failed, dead."),
+                format!("{text:?} is not one of pending, delivered, failed, dead, filter_error."),
             ))
         })?),
     };
