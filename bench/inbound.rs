@@ -28,6 +28,10 @@ const CONDITIONS: [&str; 3] = [
     r#"headers["x-github-event"] == "push""#,
 ];
 
+// The same allocator as the `hookforge` binary (decision 0009), so figures match production.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -205,15 +209,23 @@ fn main() {
         payload.len(),
         seconds.as_secs()
     );
-    let base = runtime.block_on(baseline(payload.clone(), seconds, connections));
-    print("baseline: bare warp POST, read body, 200", &base, 200, None);
+    // BENCH_PROFILE=1 skips the baseline, so that a profiler attached to this process sees the
+    // server's work only.
+    let profiling = std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1");
+    let base = if profiling {
+        None
+    } else {
+        let base = runtime.block_on(baseline(payload.clone(), seconds, connections));
+        print("baseline: bare warp POST, read body, 200", &base, 200, None);
+        Some(base.rate(200))
+    };
     let (report, decide_rate, bytes_per_event) =
         runtime.block_on(hookforge(payload, seconds, connections));
     print(
         "hookforge: verify + durable journal + 202",
         &report,
         202,
-        Some(base.rate(200)),
+        base,
     );
     println!(
         "{:<46} {decide_rate:>9.0} decisions/s ({:.0} CEL evaluations/s, 3 conditions each), {bytes_per_event} bytes on disk per webhook",

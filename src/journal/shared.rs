@@ -1,12 +1,54 @@
-//! State the writer shares with readers: the committed head and per-stream wake-ups.
+//! State the writer shares with readers: the committed head, per-stream wake-ups, and the
+//! records of the latest commits.
+//!
+//! Live subscribers (a dozen read models and actors) read what was just committed. Serving it
+//! from the writer's own bytes, decoded once, spares each of them a read from the segment file
+//! and a decode per record: the data of every copy is the same shared buffer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::watch;
 
 use super::metrics::JournalMetrics;
-use super::types::{Position, Revision};
+use super::types::{EventFilter, Position, RecordedEvent, Revision};
+
+/// Most records kept for live readers, and most bytes of data they may hold.
+const RECENT_RECORDS: usize = 8192;
+const RECENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The latest committed records, in order.
+#[derive(Debug, Default)]
+struct Recent {
+    records: VecDeque<RecordedEvent>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first(&self) -> Option<Position> {
+        self.records.front().map(|r| r.position)
+    }
+
+    fn push(&mut self, records: Vec<RecordedEvent>) {
+        // A commit always follows the previous one; anything else starts afresh.
+        if let (Some(last), Some(first)) = (self.records.back(), records.first())
+            && last.position + 1 != first.position
+        {
+            self.records.clear();
+            self.bytes = 0;
+        }
+        for record in records {
+            self.bytes += record.data.len();
+            self.records.push_back(record);
+        }
+        while self.records.len() > RECENT_RECORDS || self.bytes > RECENT_BYTES {
+            match self.records.pop_front() {
+                Some(old) => self.bytes -= old.data.len(),
+                None => break,
+            }
+        }
+    }
+}
 
 /// How far the journal is committed, and whether it still accepts appends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +63,7 @@ pub(crate) struct Committed {
 pub(crate) struct Shared {
     pub committed: watch::Sender<Committed>,
     streams: Mutex<HashMap<String, watch::Sender<Revision>>>,
+    recent: Mutex<Recent>,
     pub metrics: JournalMetrics,
 }
 
@@ -33,8 +76,69 @@ impl Shared {
         Self {
             committed,
             streams: Mutex::default(),
+            recent: Mutex::default(),
             metrics,
         }
+    }
+
+    /// Keeps a commit's records for live readers (before [`Shared::publish`] announces it).
+    pub fn remember(&self, records: Vec<RecordedEvent>) {
+        self.recent.lock().expect("recent records poisoned").push(records);
+    }
+
+    /// The committed records from `from` (below `until`) that pass `filter`, at most `max`, and
+    /// the position after the last one examined: `None` if `from` is no longer kept.
+    pub fn recent_since(
+        &self,
+        from: Position,
+        until: Position,
+        max: usize,
+        filter: &EventFilter,
+    ) -> Option<(Vec<RecordedEvent>, Position)> {
+        let recent = self.recent.lock().expect("recent records poisoned");
+        let first = recent.first()?;
+        if from < first {
+            return None;
+        }
+        let start = usize::try_from(from - first).ok()?;
+        let mut out = Vec::new();
+        let mut next = from;
+        for record in recent.records.iter().skip(start) {
+            if record.position >= until || out.len() >= max {
+                break;
+            }
+            if filter.admits(&record.stream) {
+                out.push(record.clone());
+            }
+            next = record.position + 1;
+        }
+        Some((out, next))
+    }
+
+    /// The kept records of `stream` from revision `from` on (at most `max`); `None` if the
+    /// record at `from` is not among those kept.
+    pub fn recent_of_stream(
+        &self,
+        stream: &str,
+        from: Revision,
+        max: usize,
+    ) -> Option<Vec<RecordedEvent>> {
+        let recent = self.recent.lock().expect("recent records poisoned");
+        let mut found = Vec::new();
+        for record in recent.records.iter().rev() {
+            if record.stream != stream {
+                continue;
+            }
+            if record.revision < from {
+                break;
+            }
+            found.push(record);
+            if record.revision == from {
+                found.reverse();
+                return Some(found.into_iter().take(max).cloned().collect());
+            }
+        }
+        None
     }
 
     /// Announces a commit: the new head and the last revision of each stream it touched.

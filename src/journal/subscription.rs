@@ -73,6 +73,15 @@ impl Subscription {
         head: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, JournalError> {
+        // What was just committed is shared by the writer: no read, no decode.
+        if let Some((batch, next)) =
+            self.journal
+                .shared()
+                .recent_since(self.next, head, max, &self.filter)
+        {
+            self.next = next;
+            return Ok(batch);
+        }
         let cursor = self.cursor.take();
         let journal = self.journal.clone();
         let filter = self.filter.clone();
@@ -142,8 +151,17 @@ impl StreamSubscription {
             let stream = self.stream.clone();
             let from = self.next;
             let behind = (last_known + 1).saturating_sub(from);
+            let recent = if self.live && behind > 0 {
+                self.journal
+                    .shared()
+                    .recent_of_stream(&stream, from, max.max(1))
+            } else {
+                None
+            };
             // As for the global subscription: a few fresh records are read on this task.
-            let batch = if self.live && behind <= INLINE_READ {
+            let batch = if let Some(recent) = recent {
+                recent
+            } else if self.live && behind <= INLINE_READ {
                 journal.read_stream(&stream, from, max.max(1))?
             } else {
                 tokio::task::spawn_blocking(move || journal.read_stream(&stream, from, max.max(1)))

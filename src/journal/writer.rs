@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use super::AppendError;
 use super::head::{self, HeadMarker};
 use super::index::{Index, IndexBatch, Tail};
-use super::record::encode_frame;
+use super::record::{decode_payload, encode_frame, split_frame};
 use super::segment::{ActiveSegment, Location};
 use super::shared::Shared;
-use super::types::{Appended, ExpectedRevision, NewEvent, Revision};
+use super::types::{Appended, ExpectedRevision, NewEvent, RecordedEvent, Revision};
 
 /// Longest stream id accepted.
 pub(crate) const MAX_STREAM_LEN: usize = 256;
@@ -257,6 +257,8 @@ impl Writer {
         }
 
         let events: usize = accepted.iter().map(|(_, _, n)| n).sum();
+        let written = self.buf.len();
+        self.shared.remember(committed_records(std::mem::take(&mut self.buf)));
         self.shared.publish(
             tail.next_position,
             overlay.iter().map(|(s, r)| (s.as_str(), *r)),
@@ -266,7 +268,7 @@ impl Writer {
         }
         self.shared
             .metrics
-            .observe_commit(events, self.buf.len(), synced, started.elapsed());
+            .observe_commit(events, written, synced, started.elapsed());
         if self
             .head_written
             .is_none_or(|at| at.elapsed() >= HEAD_INTERVAL)
@@ -304,6 +306,24 @@ impl Writer {
         self.segment = segment;
         Ok(())
     }
+}
+
+/// The records of a commit, decoded once from the bytes just written; their data shares them.
+fn committed_records(buf: Vec<u8>) -> Vec<RecordedEvent> {
+    let bytes = bytes::Bytes::from(buf);
+    let mut records = Vec::new();
+    let mut rest: &[u8] = &bytes;
+    while !rest.is_empty() {
+        let Ok((payload, crc, len)) = split_frame(rest) else {
+            break;
+        };
+        match decode_payload(payload, crc) {
+            Ok(view) => records.push(view.to_event(&bytes)),
+            Err(_) => break,
+        }
+        rest = &rest[len..];
+    }
+    records
 }
 
 /// Adds an append to the pending batch, or returns the close request.
