@@ -11,6 +11,9 @@ use crate::conditions::ConditionResult;
 use crate::verify::SourceType;
 
 /// A verified webhook, exactly as it arrived.
+///
+/// The fields before `headers` are also [`WebhookMeta`]: read models that need no payload decode
+/// just that prefix (postcard is positional), never copying the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookReceived {
     /// The rule whose path it was posted to.
@@ -23,6 +26,9 @@ pub struct WebhookReceived {
     pub event_type: Option<String>,
     /// Provider delivery id, for de-duplication, if known.
     pub event_guid: Option<String>,
+    /// A digest of what the signature covers, when the rule also de-duplicates on it (the
+    /// delivery id alone is not signed by most providers): `sha256:<hex>`.
+    pub replay_key: Option<String>,
     /// The peer's address.
     pub source_ip: Option<String>,
     /// Request headers (lower-case names), credentials removed, signatures kept.
@@ -31,9 +37,49 @@ pub struct WebhookReceived {
     pub body: RawJson,
     /// Whether `body` is GitHub's `application/x-www-form-urlencoded` `payload=` form.
     pub form_encoded: bool,
-    /// A digest of what the signature covers, when the rule also de-duplicates on it (the
-    /// delivery id alone is not signed by most providers): `sha256:<hex>`.
+}
+
+/// The leading fields of a [`WebhookReceived`]: everything but headers and payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookMeta {
+    /// The rule.
+    pub rule: u64,
+    /// Its organization.
+    pub organization: u64,
+    /// The rule's source type at the time.
+    pub source_type: SourceType,
+    /// Provider event type.
+    pub event_type: Option<String>,
+    /// Provider delivery id.
+    pub event_guid: Option<String>,
+    /// Replay key (see [`WebhookReceived::replay_key`]).
     pub replay_key: Option<String>,
+    /// The peer's address.
+    pub source_ip: Option<String>,
+}
+
+impl WebhookMeta {
+    /// Decodes the leading fields of a `webhook.received` record without its payload.
+    pub fn decode(record: &crate::journal::RecordedEvent) -> Result<Self, CodecError> {
+        if record.schema_version == WebhookReceived::VERSION {
+            return postcard::take_from_bytes::<WebhookMeta>(&record.data)
+                .map(|(meta, _)| meta)
+                .map_err(|source| CodecError::Malformed {
+                    event_type: WebhookReceived::TYPE,
+                    version: record.schema_version,
+                    source,
+                });
+        }
+        crate::codec::decode::<WebhookReceived>(record).map(|e| WebhookMeta {
+            rule: e.rule,
+            organization: e.organization,
+            source_type: e.source_type,
+            event_type: e.event_type,
+            event_guid: e.event_guid,
+            replay_key: e.replay_key,
+            source_ip: e.source_ip,
+        })
+    }
 }
 
 /// [`WebhookReceived`] v1, before `replay_key`.
@@ -62,11 +108,11 @@ impl EventBody for WebhookReceived {
                 source_type: v1.source_type,
                 event_type: v1.event_type,
                 event_guid: v1.event_guid,
+                replay_key: None,
                 source_ip: v1.source_ip,
                 headers: v1.headers,
                 body: v1.body,
                 form_encoded: v1.form_encoded,
-                replay_key: None,
             }),
             _ => Err(CodecError::UnknownVersion {
                 event_type: Self::TYPE,

@@ -281,11 +281,11 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         source_type: source,
         event_type: identity.event_type,
         event_guid: identity.event_guid.clone(),
+        replay_key: replay.clone(),
         source_ip: req.remote.map(|a| a.ip().to_string()),
         headers: kept_headers(&req),
         body: RawJson(req.body.to_vec()),
         form_encoded: form,
-        replay_key: replay.clone(),
     };
     let is_confirmation =
         source == SourceType::Cloudwatch && value["Type"] == "SubscriptionConfirmation";

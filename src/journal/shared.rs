@@ -14,8 +14,8 @@ use super::metrics::JournalMetrics;
 use super::types::{EventFilter, Position, RecordedEvent, Revision};
 
 /// Most records kept for live readers, and most bytes of data they may hold.
-const RECENT_RECORDS: usize = 8192;
-const RECENT_BYTES: usize = 64 * 1024 * 1024;
+const RECENT_RECORDS: usize = 1024;
+const RECENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The latest committed records, in order.
 #[derive(Debug, Default)]

@@ -258,7 +258,8 @@ impl Writer {
 
         let events: usize = accepted.iter().map(|(_, _, n)| n).sum();
         let written = self.buf.len();
-        self.shared.remember(committed_records(std::mem::take(&mut self.buf)));
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(written));
+        self.shared.remember(committed_records(buf));
         self.shared.publish(
             tail.next_position,
             overlay.iter().map(|(s, r)| (s.as_str(), *r)),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::View;
 use crate::codec::EventBody;
 use crate::domain::Event;
-use crate::domain::webhook::WebhookRejected;
+use crate::domain::webhook::{WebhookMeta, WebhookReceived, WebhookRejected};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -80,6 +80,14 @@ impl View for DedupView {
         if event.event_type == WebhookRejected::TYPE {
             return;
         }
+        if event.event_type == WebhookReceived::TYPE {
+            if let Ok(e) = WebhookMeta::decode(event) {
+                for key in e.event_guid.iter().chain(&e.replay_key) {
+                    self.record(e.rule, key, event.position, event.recorded_at);
+                }
+            }
+            return;
+        }
         let Ok(Some(decoded)) = Event::decode(event) else {
             return;
         };
@@ -94,11 +102,6 @@ impl View for DedupView {
             }
             Event::RuleDeleted(e) => {
                 self.rules.remove(&e.id);
-            }
-            Event::WebhookReceived(e) => {
-                for key in e.event_guid.iter().chain(&e.replay_key) {
-                    self.record(e.rule, key, event.position, event.recorded_at);
-                }
             }
             _ => {}
         }

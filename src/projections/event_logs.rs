@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::View;
 use crate::conditions::ConditionResult;
 use crate::domain::Event;
-use crate::domain::webhook::{ActionResult, Outcome};
+use crate::domain::webhook::{ActionResult, Outcome, WebhookMeta, WebhookReceived};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 use crate::verify::SourceType;
 
@@ -89,6 +89,38 @@ pub struct EventLogEntry {
     pub modified: i64,
 }
 
+impl EventLogEntry {
+    /// A new entry, `received`, for the webhook (or rejection) at `record`.
+    fn new(
+        record: &RecordedEvent,
+        rule: u64,
+        rule_name: String,
+        organization: u64,
+        source_type: SourceType,
+    ) -> Self {
+        Self {
+            id: record.position,
+            rule,
+            rule_name,
+            organization,
+            source_type,
+            source_ip: None,
+            event_type: None,
+            event_guid: None,
+            status: Status::Received,
+            conditions_matched: None,
+            condition_results: Vec::new(),
+            actions_triggered: Vec::new(),
+            job_id: None,
+            throttle_key: None,
+            error: None,
+            revision: record.revision,
+            created: record.recorded_at,
+            modified: record.recorded_at,
+        }
+    }
+}
+
 /// Every event log, with the rule names and conditions needed to describe them.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct EventLogsView {
@@ -116,34 +148,30 @@ impl View for EventLogsView {
     }
 
     fn apply(&mut self, record: &RecordedEvent) {
+        let at = record.recorded_at;
+        // Received webhooks are the bulk: read their leading fields, never the payload.
+        if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {
+            if let Ok(e) = WebhookMeta::decode(record) {
+                let rule_name = self.rules.get(&e.rule).map(|r| r.0.clone()).unwrap_or_default();
+                self.entries.insert(
+                    record.position,
+                    EventLogEntry {
+                        source_ip: e.source_ip,
+                        event_type: e.event_type,
+                        event_guid: e.event_guid,
+                        ..EventLogEntry::new(record, e.rule, rule_name, e.organization, e.source_type)
+                    },
+                );
+            }
+            return;
+        }
         let Ok(Some(event)) = Event::decode(record) else {
             return;
         };
-        let at = record.recorded_at;
-        let entry = |rules: &HashMap<u64, (String, Vec<String>)>,
-                     rule: u64,
-                     organization: u64,
-                     source_type: SourceType| {
-            EventLogEntry {
-                id: record.position,
-                rule,
-                rule_name: rules.get(&rule).map(|r| r.0.clone()).unwrap_or_default(),
-                organization,
-                source_type,
-                source_ip: None,
-                event_type: None,
-                event_guid: None,
-                status: Status::Received,
-                conditions_matched: None,
-                condition_results: Vec::new(),
-                actions_triggered: Vec::new(),
-                job_id: None,
-                throttle_key: None,
-                error: None,
-                revision: record.revision,
-                created: at,
-                modified: at,
-            }
+        let rules = &self.rules;
+        let entry = |rule: u64, organization: u64, source_type: SourceType| {
+            let name = rules.get(&rule).map(|r| r.0.clone()).unwrap_or_default();
+            EventLogEntry::new(record, rule, name, organization, source_type)
         };
         match event {
             Event::RuleCreated(e) => {
@@ -164,15 +192,8 @@ impl View for EventLogsView {
                     .collect();
                 self.rules.insert(e.id, (e.config.name, conditions));
             }
-            Event::WebhookReceived(e) => {
-                let mut log = entry(&self.rules, e.rule, e.organization, e.source_type);
-                log.source_ip = e.source_ip;
-                log.event_type = e.event_type;
-                log.event_guid = e.event_guid;
-                self.entries.insert(record.position, log);
-            }
             Event::WebhookRejected(e) => {
-                let mut log = entry(&self.rules, e.rule, e.organization, e.source_type);
+                let mut log = entry(e.rule, e.organization, e.source_type);
                 log.source_ip = e.source_ip;
                 log.status = Status::SignatureFailed;
                 log.error = Some(e.reason);
@@ -208,15 +229,12 @@ impl View for EventLogsView {
             }
             Event::WebhookParked(e) => {
                 // Created here if the received record itself could not be folded.
-                let rules = &self.rules;
-                let log = self
-                    .entries
-                    .entry(e.event_log_id)
-                    .or_insert_with(|| EventLogEntry {
-                        id: e.event_log_id,
-                        revision: u64::MAX,
-                        ..entry(rules, e.rule, e.organization, SourceType::WebhookGeneric)
-                    });
+                let fresh = EventLogEntry {
+                    id: e.event_log_id,
+                    revision: u64::MAX,
+                    ..entry(e.rule, e.organization, SourceType::WebhookGeneric)
+                };
+                let log = self.entries.entry(e.event_log_id).or_insert(fresh);
                 log.status = Status::Parked;
                 log.error = Some(e.reason);
                 log.modified = at;
