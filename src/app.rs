@@ -9,7 +9,7 @@ use ractor::ActorRef;
 use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
 use crate::actors::runner::{Runner, RunnerSettings};
-use crate::actors::{ChildSpec, Parking, Projector, Supervisor, SupervisorMsg};
+use crate::actors::{ChildSpec, Parking, Projector, StoredProjector, Supervisor, SupervisorMsg};
 use crate::conditions::EvalPool;
 use crate::config::Config;
 use crate::delivery::client::{ClientConfig, DeliveryClient};
@@ -23,8 +23,10 @@ use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metada
 use crate::metrics::Metrics;
 use crate::projections::{
     AuditView, DedupView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
-    OutboundView, Projection, RulesView, TokensView, View, WorkflowsView,
+    OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowsView,
+    open_stored,
 };
+use crate::store::Store;
 use crate::secrets::{self, MasterKey};
 use crate::verify::sns::CertCache;
 
@@ -50,31 +52,52 @@ pub enum StartError {
     Actors(String),
 }
 
-/// Declares the read models: one field per view, each run by its own projector.
+/// Declares the read models: one field per view, each run by its own projector. `memory` views
+/// are small (configuration) and snapshotted; `stored` views keep their rows in the store.
 macro_rules! views {
-    ($($field:ident: $view:ty => $doc:literal),* $(,)?) => {
+    (
+        memory { $($field:ident: $view:ty => $doc:literal),* $(,)? }
+        stored { $($sfield:ident: $sview:ty => $sdoc:literal),* $(,)? }
+    ) => {
         /// Every read model.
-        #[derive(Clone, Default)]
+        #[derive(Clone)]
         pub struct Views {
             $(
                 #[doc = $doc]
                 pub $field: Projection<$view>,
             )*
+            $(
+                #[doc = $sdoc]
+                pub $sfield: Stored<$sview>,
+            )*
         }
 
         impl Views {
+            /// Opens the stored views in `store` (the memory ones start empty).
+            pub fn open(store: &Store) -> Result<Self, crate::store::StoreError> {
+                Ok(Self {
+                    $($field: Projection::default(),)*
+                    $($sfield: Stored::new(open_stored::<$sview>(store)?)?,)*
+                })
+            }
+
             /// Waits until every read model reflects `position`.
             pub async fn wait_for(&self, position: Position) {
                 $(self.$field.wait_for(position).await;)*
+                $(self.$sfield.wait_for(position).await;)*
             }
 
             /// Each read model's checkpoint, by name.
             pub fn checkpoints(&self) -> Vec<(&'static str, Position)> {
-                vec![$((<$view as View>::NAME, self.$field.checkpoint()),)*]
+                vec![
+                    $((<$view as View>::NAME, self.$field.checkpoint()),)*
+                    $((<$sview as StoredView>::NAME, self.$sfield.checkpoint()),)*
+                ]
             }
 
             async fn start_projectors(&self, app: &App) -> Result<(), StartError> {
                 $(app.start_projector(self.$field.clone()).await?;)*
+                $(app.start_stored_projector(self.$sfield.clone()).await?;)*
                 Ok(())
             }
         }
@@ -82,16 +105,20 @@ macro_rules! views {
 }
 
 views! {
-    organizations: OrganizationsView => "Organizations.",
-    tokens: TokensView => "API tokens.",
-    audit: AuditView => "The audit trail.",
-    rules: RulesView => "Event rules, routing by webhook path.",
-    event_logs: EventLogsView => "Inbound event logs.",
-    dedup: DedupView => "The ingress's delivery-id index.",
-    jobs: JobsView => "Job templates and jobs.",
-    workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
-    notifications: NotificationsView => "Notification templates.",
-    outbound: OutboundView => "Outbound endpoints, deliveries, idempotency keys, custom event types.",
+    memory {
+        organizations: OrganizationsView => "Organizations.",
+        tokens: TokensView => "API tokens.",
+        audit: AuditView => "The audit trail.",
+        rules: RulesView => "Event rules, routing by webhook path.",
+        dedup: DedupView => "The ingress's delivery-id index.",
+        jobs: JobsView => "Job templates and jobs.",
+        workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
+        notifications: NotificationsView => "Notification templates.",
+        outbound: OutboundView => "Outbound endpoints, deliveries, idempotency keys, custom event types.",
+    }
+    stored {
+        event_logs: EventLogsView => "Inbound event logs.",
+    }
 }
 
 /// The running application, shared by every request handler and actor.
@@ -106,6 +133,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Read models.
     pub views: Views,
+    /// Where the stored read models keep their rows.
+    pub store: Store,
     /// SNS signing certificates, for CloudWatch rules.
     pub sns_certs: CertCache,
     /// Launches jobs, workflows and notifications (rule actions included).
@@ -179,7 +208,9 @@ impl App {
         let (supervisor, _) = ractor::Actor::spawn(None, supervisor_actor, ())
             .await
             .map_err(|e| StartError::Actors(e.to_string()))?;
-        let views = Views::default();
+        let store = Store::open(&data_dir.join("views"), config.journal.index_cache_mib * 1024 * 1024)
+            .map_err(|e| StartError::Actors(e.to_string()))?;
+        let views = Views::open(&store).map_err(|e| StartError::Actors(e.to_string()))?;
         let delivery = DeliveryClient::new(&ClientConfig {
             allow_private_networks: config.outbound.allow_private_networks,
             ..ClientConfig::default()
@@ -212,6 +243,7 @@ impl App {
             master_key,
             metrics,
             views,
+            store,
             sns_certs: CertCache::over_https().map_err(|e| StartError::Actors(e.to_string()))?,
             launcher,
             live_output: LiveOutput::default(),
@@ -256,6 +288,32 @@ impl App {
             kind: "projector",
             start: Arc::new(move |supervisor| {
                 let actor = Projector {
+                    journal: journal.clone(),
+                    projection: projection.clone(),
+                    parking: parking.clone(),
+                };
+                Box::pin(async move {
+                    ractor::Actor::spawn_linked(None, actor, (), supervisor)
+                        .await
+                        .map(|(actor, _)| actor.get_cell())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        };
+        self.start_child(spec).await.map_err(StartError::Actors)
+    }
+
+    async fn start_stored_projector<V: StoredView>(
+        &self,
+        projection: Stored<V>,
+    ) -> Result<(), StartError> {
+        let journal = self.journal.clone();
+        let parking = self.parking.clone();
+        let spec = ChildSpec {
+            key: format!("projector:{}", V::NAME),
+            kind: "projector",
+            start: Arc::new(move |supervisor| {
+                let actor = StoredProjector {
                     journal: journal.clone(),
                     projection: projection.clone(),
                     parking: parking.clone(),
@@ -434,6 +492,9 @@ impl App {
         let _ = ractor::call!(self.supervisor, SupervisorMsg::Shutdown);
         self.supervisor.stop(Some("shutdown".into()));
         self.eval_pool.close();
+        if let Err(e) = self.store.flush() {
+            tracing::warn!(error = %e, "the read-model store did not flush; it catches up from the journal");
+        }
         self.journal.close().await;
     }
 }

@@ -18,4 +18,5 @@ pub mod projections;
 pub mod secrets;
 pub mod server;
 pub mod signing;
+pub mod store;
 pub mod verify;

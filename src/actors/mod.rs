@@ -12,5 +12,5 @@ pub mod runner;
 pub mod supervisor;
 
 pub use self::parking::Parking;
-pub use self::projector::Projector;
+pub use self::projector::{Projector, StoredProjector};
 pub use self::supervisor::{ChildSpec, Supervisor, SupervisorMsg};

@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 
 use super::Parking;
 use crate::journal::{Journal, JournalError, Position, RecordedEvent};
-use crate::projections::{Projection, View};
+use crate::projections::{Projection, Stored, StoredView, View};
+use crate::store::Writes;
 
 /// Events applied between snapshots (at most; also on a clean stop).
 const SNAPSHOT_EVERY_EVENTS: u64 = 50_000;
@@ -154,6 +155,94 @@ impl<V: View> Actor for Projector<V> {
         if state.applied_since_snapshot > 0 {
             self.save_snapshot();
         }
+        Ok(())
+    }
+}
+
+/// The projector of a stored view: folds each batch into one atomic write of the view's table,
+/// checkpoint included. It resumes from the table's checkpoint: no snapshot, no replay of what
+/// the table already holds.
+pub struct StoredProjector<V: StoredView> {
+    /// The journal to follow.
+    pub journal: Journal,
+    /// The view it maintains.
+    pub projection: Stored<V>,
+    /// Where records the view cannot fold are set aside.
+    pub parking: Parking,
+}
+
+/// The stored projector's running state: its pump.
+pub struct StoredProjectorState {
+    pump: JoinHandle<()>,
+}
+
+impl<V: StoredView> Actor for StoredProjector<V> {
+    type Msg = ProjectorMsg;
+    type State = StoredProjectorState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let next = self.projection.read().table().checkpoint()?;
+        self.projection.advance(next);
+        let mut subscription = self.journal.subscribe(next, V::filter());
+        let pump = tokio::spawn(async move {
+            loop {
+                let batch = match subscription.next_batch(BATCH).await {
+                    Ok(batch) => batch,
+                    Err(JournalError::Closed(_)) => break,
+                    Err(e) => {
+                        tracing::error!(view = V::NAME, error = %e, "projection cannot read the journal");
+                        myself.stop(Some(format!("journal read failed: {e}")));
+                        break;
+                    }
+                };
+                let next = subscription.position();
+                if ractor::call!(myself, ProjectorMsg::Apply, batch, next).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(StoredProjectorState { pump })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ProjectorMsg::Apply(events, next, reply) = msg;
+        {
+            let mut view = self.projection.write();
+            let table = view.table().clone();
+            let mut writes = Writes::new(&table);
+            let consumer = format!("view:{}", V::NAME);
+            for event in &events {
+                let folded = self
+                    .parking
+                    .guard(&consumer, event, || view.apply(event, &mut writes));
+                if let Some(Err(e)) = folded {
+                    // The store itself failed: crash and resume from the checkpoint.
+                    return Err(e.into());
+                }
+            }
+            writes.commit(next)?;
+        }
+        self.projection.advance(next);
+        let _ = reply.send(());
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.pump.abort();
         Ok(())
     }
 }

@@ -153,6 +153,12 @@ impl From<AppendError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal("read-model store", e)
+    }
+}
+
 impl From<JournalError> for ApiError {
     fn from(e: JournalError) -> Self {
         match e {

@@ -1,15 +1,16 @@
 //! Event logs: one entry per inbound webhook (received or rejected), with what the rule made of
 //! it. Payloads and headers stay in the journal; an entry knows where to find them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::View;
+use super::StoredView;
 use crate::conditions::ConditionResult;
 use crate::domain::Event;
 use crate::domain::webhook::{ActionResult, Outcome, WebhookMeta, WebhookReceived};
 use crate::journal::{EventFilter, Position, RecordedEvent};
+use crate::store::{Indexed, IndexKey, Key, Query, QueryPage, StoreError, Table, TimeRange, Writes};
 use crate::verify::SourceType;
 
 /// Where an event log stands.
@@ -121,137 +122,313 @@ impl EventLogEntry {
     }
 }
 
-/// Every event log, with the rule names and conditions needed to describe them.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// What the view remembers of a rule to describe its event logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RuleInfo {
+    organization: u64,
+    name: String,
+    conditions: Vec<String>,
+}
+
+/// The filters of an event-log list, as the API names them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventLogFilter {
+    /// Only this organization's logs (the caller's scope, or a filter).
+    pub organization: Option<u64>,
+    /// `event_rule`.
+    pub rule: Option<u64>,
+    /// `status`.
+    pub status: Option<Status>,
+    /// `source_type`.
+    pub source_type: Option<SourceType>,
+    /// `event_type`.
+    pub event_type: Option<String>,
+    /// `event_guid`.
+    pub event_guid: Option<String>,
+    /// `since` / `until` on creation.
+    pub range: TimeRange,
+}
+
+/// Every event log on disk, indexed for the API's filters, newest first; the rule names and
+/// conditions it needs to describe them are cached.
 pub struct EventLogsView {
-    entries: BTreeMap<Position, EventLogEntry>,
-    rules: HashMap<u64, (String, Vec<String>)>,
+    logs: Indexed<EventLogEntry>,
+    rules: HashMap<u64, RuleInfo>,
+}
+
+fn source_code(source: SourceType) -> u8 {
+    SourceType::ALL.iter().position(|s| *s == source).unwrap_or(0) as u8
+}
+
+fn indexes(e: &EventLogEntry) -> Vec<IndexKey> {
+    let status = e.status as u8;
+    let mut keys = vec![
+        Key::new(b'O').u64(e.organization),
+        Key::new(b'R').u64(e.rule),
+        Key::new(b'S').u64(e.organization).byte(status),
+        Key::new(b'T').u64(e.rule).byte(status),
+        Key::new(b'U').byte(status),
+        Key::new(b'Y').u64(e.organization).byte(source_code(e.source_type)),
+    ];
+    if let Some(t) = &e.event_type {
+        keys.push(Key::new(b'E').u64(e.organization).str(t));
+    }
+    if let Some(g) = &e.event_guid {
+        keys.push(Key::new(b'G').str(g));
+    }
+    keys
+}
+
+fn rule_key(id: u64) -> Vec<u8> {
+    Key::new(b'Q').u64(id).into_bytes()
 }
 
 impl EventLogsView {
     /// The entry with `id`.
-    pub fn get(&self, id: Position) -> Option<&EventLogEntry> {
-        self.entries.get(&id)
+    pub fn get(&self, id: Position) -> Result<Option<EventLogEntry>, StoreError> {
+        self.logs.get(id)
     }
 
-    /// All entries, oldest first.
-    pub fn all(&self) -> impl DoubleEndedIterator<Item = &EventLogEntry> {
-        self.entries.values()
+    /// How many event logs there are.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.logs
+            .count(&Key::new(Indexed::<EventLogEntry>::ALL), TimeRange::default())
+    }
+
+    /// The page `offset..offset + limit` of the logs matching `filter`, newest first, with
+    /// their count. The narrowest index the filters allow is read; filters it does not cover
+    /// are checked on its rows.
+    pub fn list(
+        &self,
+        filter: &EventLogFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<QueryPage<EventLogEntry>, StoreError> {
+        let empty = || QueryPage {
+            count: 0,
+            rows: Vec::new(),
+        };
+        // A rule belongs to one organization: naming it makes the organization filter exact.
+        let rule_org = filter.rule.map(|r| self.rules.get(&r).map(|i| i.organization));
+        if let (Some(Some(rule_org)), Some(org)) = (rule_org, filter.organization)
+            && rule_org != org
+        {
+            return Ok(empty());
+        }
+        let org_implied = filter.rule.is_some() && matches!(rule_org, Some(Some(_)));
+        let mut covered = Covered::default();
+        let index = if let Some(guid) = &filter.event_guid {
+            covered.guid = true;
+            Key::new(b'G').str(guid)
+        } else if let (Some(rule), Some(status)) = (filter.rule, filter.status) {
+            covered = Covered { rule: true, status: true, organization: org_implied, ..covered };
+            Key::new(b'T').u64(rule).byte(status as u8)
+        } else if let Some(rule) = filter.rule {
+            covered = Covered { rule: true, organization: org_implied, ..covered };
+            Key::new(b'R').u64(rule)
+        } else if let (Some(org), Some(status)) = (filter.organization, filter.status) {
+            covered = Covered { organization: true, status: true, ..covered };
+            Key::new(b'S').u64(org).byte(status as u8)
+        } else if let (Some(org), Some(t)) = (filter.organization, &filter.event_type) {
+            covered = Covered { organization: true, event_type: true, ..covered };
+            Key::new(b'E').u64(org).str(t)
+        } else if let (Some(org), Some(source)) = (filter.organization, filter.source_type) {
+            covered = Covered { organization: true, source_type: true, ..covered };
+            Key::new(b'Y').u64(org).byte(source_code(source))
+        } else if let Some(org) = filter.organization {
+            covered.organization = true;
+            Key::new(b'O').u64(org)
+        } else if let Some(status) = filter.status {
+            covered.status = true;
+            Key::new(b'U').byte(status as u8)
+        } else {
+            Key::new(Indexed::<EventLogEntry>::ALL)
+        };
+        let rest = |e: &EventLogEntry| {
+            (covered.organization || filter.organization.is_none_or(|o| e.organization == o))
+                && (covered.rule || filter.rule.is_none_or(|r| e.rule == r))
+                && (covered.status || filter.status.is_none_or(|s| e.status == s))
+                && (covered.source_type || filter.source_type.is_none_or(|s| e.source_type == s))
+                && (covered.event_type
+                    || filter.event_type.as_deref().is_none_or(|t| e.event_type.as_deref() == Some(t)))
+                && (covered.guid
+                    || filter.event_guid.as_deref().is_none_or(|g| e.event_guid.as_deref() == Some(g)))
+        };
+        let exact = covered.all_of(filter);
+        self.logs.query(&Query {
+            index,
+            range: filter.range,
+            filter: if exact { None } else { Some(&rest) },
+            offset,
+            limit,
+        })
+    }
+
+    fn rule_name(&self, rule: u64) -> String {
+        self.rules.get(&rule).map(|r| r.name.clone()).unwrap_or_default()
+    }
+
+    fn remember_rule(
+        &mut self,
+        writes: &mut Writes<'_>,
+        id: u64,
+        organization: u64,
+        config: &crate::domain::rule::RuleConfig,
+    ) {
+        let info = RuleInfo {
+            organization,
+            name: config.name.clone(),
+            conditions: config.conditions.iter().map(|c| c.expression.clone()).collect(),
+        };
+        writes.put(rule_key(id), &info);
+        self.rules.insert(id, info);
+    }
+
+    /// Changes log `id` with `change` (nothing if it does not exist).
+    fn update(
+        &self,
+        writes: &mut Writes<'_>,
+        id: Position,
+        change: impl FnOnce(&mut EventLogEntry),
+    ) -> Result<(), StoreError> {
+        if let Some(mut log) = self.logs.get_in(writes, id)? {
+            change(&mut log);
+            self.logs.put(writes, id, &log)?;
+        }
+        Ok(())
     }
 }
 
-impl View for EventLogsView {
+/// Which filters the chosen index already applies.
+#[derive(Debug, Default, Clone, Copy)]
+struct Covered {
+    organization: bool,
+    rule: bool,
+    status: bool,
+    source_type: bool,
+    event_type: bool,
+    guid: bool,
+}
+
+impl Covered {
+    fn all_of(&self, f: &EventLogFilter) -> bool {
+        (self.organization || f.organization.is_none())
+            && (self.rule || f.rule.is_none())
+            && (self.status || f.status.is_none())
+            && (self.source_type || f.source_type.is_none())
+            && (self.event_type || f.event_type.is_none())
+            && (self.guid || f.event_guid.is_none())
+    }
+}
+
+impl StoredView for EventLogsView {
     const NAME: &'static str = "event_logs";
+    const SCHEMA: u32 = 1;
 
     fn filter() -> EventFilter {
         EventFilter::category("rule")
     }
 
-    fn apply(&mut self, record: &RecordedEvent) {
+    fn open(table: Table) -> Result<Self, StoreError> {
+        let mut rules = HashMap::new();
+        for item in table.scan_prefix(&[b'Q']) {
+            let (key, value) = item?;
+            let info: RuleInfo = postcard::from_bytes(&value).map_err(|e| StoreError::Decode {
+                tree: "event_logs".into(),
+                message: e.to_string(),
+            })?;
+            rules.insert(crate::store::u64_at(&key, 1), info);
+        }
+        Ok(Self {
+            logs: Indexed::new(table, indexes, |e| e.created),
+            rules,
+        })
+    }
+
+    fn table(&self) -> &Table {
+        self.logs.table()
+    }
+
+    fn apply(&mut self, record: &RecordedEvent, writes: &mut Writes<'_>) -> Result<(), StoreError> {
         let at = record.recorded_at;
         // Received webhooks are the bulk: read their leading fields, never the payload.
         if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {
             if let Ok(e) = WebhookMeta::decode(record) {
-                let rule_name = self.rules.get(&e.rule).map(|r| r.0.clone()).unwrap_or_default();
-                self.entries.insert(
-                    record.position,
-                    EventLogEntry {
-                        source_ip: e.source_ip,
-                        event_type: e.event_type,
-                        event_guid: e.event_guid,
-                        ..EventLogEntry::new(record, e.rule, rule_name, e.organization, e.source_type)
-                    },
-                );
+                let log = EventLogEntry {
+                    source_ip: e.source_ip,
+                    event_type: e.event_type,
+                    event_guid: e.event_guid,
+                    ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, e.source_type)
+                };
+                self.logs.put(writes, record.position, &log)?;
             }
-            return;
+            return Ok(());
         }
         let Ok(Some(event)) = Event::decode(record) else {
-            return;
-        };
-        let rules = &self.rules;
-        let entry = |rule: u64, organization: u64, source_type: SourceType| {
-            let name = rules.get(&rule).map(|r| r.0.clone()).unwrap_or_default();
-            EventLogEntry::new(record, rule, name, organization, source_type)
+            return Ok(());
         };
         match event {
-            Event::RuleCreated(e) => {
-                let conditions = e
-                    .config
-                    .conditions
-                    .iter()
-                    .map(|c| c.expression.clone())
-                    .collect();
-                self.rules.insert(e.id, (e.config.name, conditions));
-            }
-            Event::RuleUpdated(e) => {
-                let conditions = e
-                    .config
-                    .conditions
-                    .iter()
-                    .map(|c| c.expression.clone())
-                    .collect();
-                self.rules.insert(e.id, (e.config.name, conditions));
-            }
+            Event::RuleCreated(e) => self.remember_rule(writes, e.id, e.organization, &e.config),
+            Event::RuleUpdated(e) => self.remember_rule(writes, e.id, e.organization, &e.config),
             Event::WebhookRejected(e) => {
-                let mut log = entry(e.rule, e.organization, e.source_type);
-                log.source_ip = e.source_ip;
-                log.status = Status::SignatureFailed;
-                log.error = Some(e.reason);
-                self.entries.insert(record.position, log);
+                let log = EventLogEntry {
+                    source_ip: e.source_ip,
+                    status: Status::SignatureFailed,
+                    error: Some(e.reason),
+                    ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, e.source_type)
+                };
+                self.logs.put(writes, record.position, &log)?;
             }
             Event::EventEvaluated(e) => {
-                let Some(log) = self.entries.get_mut(&e.event_log_id) else {
-                    return;
+                let expressions = |rule: u64| {
+                    self.rules.get(&rule).map(|r| r.conditions.clone()).unwrap_or_default()
                 };
-                let expressions = self
-                    .rules
-                    .get(&log.rule)
-                    .map(|r| r.1.clone())
-                    .unwrap_or_default();
-                log.status = match e.outcome {
-                    Outcome::Duplicate => Status::Duplicate,
-                    Outcome::Unmatched => Status::Unmatched,
-                    Outcome::Matched | Outcome::Fire => Status::Matched,
-                    Outcome::Throttled => Status::Throttled,
-                    Outcome::Error => Status::Error,
-                };
-                if e.outcome != Outcome::Duplicate {
-                    log.conditions_matched = Some(
-                        e.condition_results
-                            .iter()
-                            .all(|c| *c == ConditionResult::True),
-                    );
-                }
-                log.condition_results = expressions.into_iter().zip(e.condition_results).collect();
-                log.throttle_key = e.throttle_key;
-                log.error = e.error;
-                log.modified = at;
+                self.update(writes, e.event_log_id, |log| {
+                    log.status = match e.outcome {
+                        Outcome::Duplicate => Status::Duplicate,
+                        Outcome::Unmatched => Status::Unmatched,
+                        Outcome::Matched | Outcome::Fire => Status::Matched,
+                        Outcome::Throttled => Status::Throttled,
+                        Outcome::Error => Status::Error,
+                    };
+                    if e.outcome != Outcome::Duplicate {
+                        log.conditions_matched = Some(
+                            e.condition_results.iter().all(|c| *c == ConditionResult::True),
+                        );
+                    }
+                    log.condition_results =
+                        expressions(log.rule).into_iter().zip(e.condition_results).collect();
+                    log.throttle_key = e.throttle_key;
+                    log.error = e.error;
+                    log.modified = at;
+                })?;
             }
             Event::WebhookParked(e) => {
                 // Created here if the received record itself could not be folded.
-                let fresh = EventLogEntry {
-                    id: e.event_log_id,
-                    revision: u64::MAX,
-                    ..entry(e.rule, e.organization, SourceType::WebhookGeneric)
+                let log = match self.logs.get_in(writes, e.event_log_id)? {
+                    Some(log) => log,
+                    None => EventLogEntry {
+                        id: e.event_log_id,
+                        revision: u64::MAX,
+                        ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, SourceType::WebhookGeneric)
+                    },
                 };
-                let log = self.entries.entry(e.event_log_id).or_insert(fresh);
-                log.status = Status::Parked;
-                log.error = Some(e.reason);
-                log.modified = at;
+                let log = EventLogEntry {
+                    status: Status::Parked,
+                    error: Some(e.reason),
+                    modified: at,
+                    ..log
+                };
+                self.logs.put(writes, e.event_log_id, &log)?;
             }
-            Event::WebhookRetryRequested(e) => {
-                if let Some(log) = self.entries.get_mut(&e.event_log_id)
-                    && log.status == Status::Parked
-                {
+            Event::WebhookRetryRequested(e) => self.update(writes, e.event_log_id, |log| {
+                if log.status == Status::Parked {
                     log.status = Status::Received;
                     log.error = None;
                     log.modified = at;
                 }
-            }
-            Event::ActionsFired(e) => {
-                let Some(log) = self.entries.get_mut(&e.event_log_id) else {
-                    return;
-                };
+            })?,
+            Event::ActionsFired(e) => self.update(writes, e.event_log_id, |log| {
                 log.status = if e.all_fired() {
                     Status::ActionFired
                 } else {
@@ -260,8 +437,9 @@ impl View for EventLogsView {
                 log.job_id = e.results.iter().find_map(|r| r.job_id);
                 log.actions_triggered = e.results;
                 log.modified = at;
-            }
+            })?,
             _ => {}
         }
+        Ok(())
     }
 }

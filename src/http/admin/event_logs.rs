@@ -15,7 +15,8 @@ use crate::http::auth::{authenticate, require_read};
 use crate::http::pagination::{Page, paginate};
 use crate::http::response::{Response, ok};
 use crate::http::{ApiError, Request};
-use crate::projections::{EventLogEntry, Status};
+use crate::projections::{EventLogEntry, EventLogFilter, Status};
+use crate::store::TimeRange;
 use crate::verify::SourceType;
 
 /// Payload and headers of an entry, read back from the journal.
@@ -93,34 +94,25 @@ pub fn list_for(
         SourceType::NAMES,
     )?;
     let (since, until) = (req.query_time("since")?, req.query_time("until")?);
-    let text = |name| req.query(name).filter(|v| !v.is_empty());
-    let (event_type, guid) = (text("event_type"), text("event_guid"));
-    let scope = principal.scope();
-    let view = app.views.event_logs.read();
-    let matching = view
-        .all()
-        .rev()
-        .filter(|e| scope.is_none_or(|o| e.organization == o))
-        .filter(|e| rule.is_none_or(|r| e.rule == r))
-        .filter(|e| status.is_none_or(|s| e.status == s))
-        .filter(|e| source.is_none_or(|s| e.source_type == s))
-        .filter(|e| event_type.is_none_or(|t| e.event_type.as_deref() == Some(t)))
-        .filter(|e| guid.is_none_or(|g| e.event_guid.as_deref() == Some(g)))
-        .filter(|e| since.is_none_or(|t| e.created >= t))
-        .filter(|e| until.is_none_or(|t| e.created <= t));
-    // Only the requested page is rendered: payloads are read back from the journal.
+    let text = |name| req.query(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    let filter = EventLogFilter {
+        organization: principal.scope(),
+        rule,
+        status,
+        source_type: source,
+        event_type: text("event_type"),
+        event_guid: text("event_guid"),
+        range: TimeRange { since, until },
+    };
+    // Only the requested page is read and rendered: payloads come back from the journal.
     let page = Page::from_request(req)?;
-    let mut count = 0;
-    let mut selected = Vec::with_capacity(page.size);
-    for entry in matching {
-        if count >= page.offset() && selected.len() < page.size {
-            selected.push(entry.clone());
-        }
-        count += 1;
-    }
-    drop(view);
-    let rendered: Vec<Value> = selected.iter().map(|e| render(app, e)).collect();
-    paginate(req, page, count, rendered)
+    let found = app
+        .views
+        .event_logs
+        .read()
+        .list(&filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(|e| render(app, e)).collect();
+    paginate(req, page, usize::try_from(found.count).unwrap_or(usize::MAX), rendered)
 }
 
 /// `GET`: filters `event_rule`, `status`, `source_type`, `event_type`, `event_guid`, `since`, `until`.
@@ -143,8 +135,7 @@ pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .views
         .event_logs
         .read()
-        .get(id)
-        .cloned()
+        .get(id)?
         .ok_or_else(ApiError::not_found)?;
     require_read(&principal, entry.organization)?;
     Ok(ok(&render(&app, &entry)))
