@@ -196,7 +196,7 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
         time: u64,
         id: u64,
     ) -> Result<(), StoreError> {
-        writes.put_raw(entry_key(key, time, id), Vec::new());
+        writes.put_new(entry_key(key, time, id), Vec::new());
         writes.add(total_key(key), 1)?;
         writes.add(hour_key(key, time / HOUR), 1)
     }

@@ -171,6 +171,8 @@ impl Table {
 pub struct Writes<'t> {
     table: &'t Table,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys this batch created: deleting one again leaves no trace in the table at all.
+    fresh: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'t> Writes<'t> {
@@ -179,6 +181,7 @@ impl<'t> Writes<'t> {
         Self {
             table,
             overlay: BTreeMap::new(),
+            fresh: std::collections::HashSet::new(),
         }
     }
 
@@ -209,9 +212,19 @@ impl<'t> Writes<'t> {
         self.overlay.insert(key, Some(value));
     }
 
+    /// Writes `value` at a `key` the table does not hold yet (an index entry).
+    pub fn put_new(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.fresh.insert(key.clone());
+        self.overlay.insert(key, Some(value));
+    }
+
     /// Deletes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key, None);
+        if self.fresh.remove(&key) {
+            self.overlay.remove(&key);
+        } else {
+            self.overlay.insert(key, None);
+        }
     }
 
     /// Adds `delta` to the counter at `key`.
