@@ -8,6 +8,7 @@ use ractor::ActorRef;
 
 use crate::actors::outbound::{Outbound, OutboundOptions};
 use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
+use crate::actors::rule_store::RuleStore;
 use crate::actors::runner::{Runner, RunnerSettings};
 use crate::actors::{ChildSpec, Parking, Projector, StoredProjector, Supervisor, SupervisorMsg};
 use crate::conditions::EvalPool;
@@ -22,7 +23,7 @@ use crate::jobs::notify::Notifier;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
 use crate::projections::{
-    AuditView, DedupView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
+    AuditView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
     OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowsView,
     open_stored,
 };
@@ -110,7 +111,6 @@ views! {
         tokens: TokensView => "API tokens.",
         audit: AuditView => "The audit trail.",
         rules: RulesView => "Event rules, routing by webhook path.",
-        dedup: DedupView => "The ingress's delivery-id index.",
         jobs: JobsView => "Job templates and jobs.",
         workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
         notifications: NotificationsView => "Notification templates.",
@@ -135,6 +135,8 @@ pub struct App {
     pub views: Views,
     /// Where the stored read models keep their rows.
     pub store: Store,
+    /// Where rule actors keep their state and seen keys.
+    pub rule_store: RuleStore,
     /// SNS signing certificates, for CloudWatch rules.
     pub sns_certs: CertCache,
     /// Launches jobs, workflows and notifications (rule actions included).
@@ -211,6 +213,7 @@ impl App {
         let store = Store::open(&data_dir.join("views"), config.journal.index_cache_mib * 1024 * 1024)
             .map_err(|e| StartError::Actors(e.to_string()))?;
         let views = Views::open(&store).map_err(|e| StartError::Actors(e.to_string()))?;
+        let rule_store = RuleStore::open(&store).map_err(|e| StartError::Actors(e.to_string()))?;
         let delivery = DeliveryClient::new(&ClientConfig {
             allow_private_networks: config.outbound.allow_private_networks,
             ..ClientConfig::default()
@@ -244,6 +247,7 @@ impl App {
             metrics,
             views,
             store,
+            rule_store,
             sns_certs: CertCache::over_https().map_err(|e| StartError::Actors(e.to_string()))?,
             launcher,
             live_output: LiveOutput::default(),
@@ -386,6 +390,7 @@ impl App {
         let budget = self.config.conditions.budget();
         let pool = self.eval_pool.clone();
         let parking = self.parking.clone();
+        let store = self.rule_store.clone();
         let running = self.rule_actors.clone();
         let spec = ChildSpec {
             key: format!("rule:{id}"),
@@ -399,6 +404,7 @@ impl App {
                     budget,
                     pool: pool.clone(),
                     parking: parking.clone(),
+                    store: store.clone(),
                 };
                 let running = running.clone();
                 Box::pin(async move {

@@ -8,6 +8,7 @@ pub mod outbound;
 pub mod parking;
 pub mod projector;
 pub mod rule;
+pub mod rule_store;
 pub mod runner;
 pub mod supervisor;
 

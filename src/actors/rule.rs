@@ -27,9 +27,14 @@ use crate::journal::{
     AppendTicket, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
 };
 use crate::metrics::InboundMetrics;
+use crate::store::Writes;
 
-/// Events applied between snapshots.
-const SNAPSHOT_EVERY: u64 = 10_000;
+use super::rule_store::{DiskSeen, RuleStore};
+
+/// Rounds of decisions between saves of the rule's state (at most).
+const SAVE_EVERY_ROUNDS: u32 = 64;
+/// Time between saves of the rule's state while webhooks flow (at most).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Stream events read per catch-up batch.
 const BATCH: usize = 512;
 
@@ -77,6 +82,8 @@ pub struct RuleActor {
     pub pool: EvalPool,
     /// Where webhooks the rule cannot process are set aside.
     pub parking: crate::actors::Parking,
+    /// Where the rule's state and seen keys live.
+    pub store: RuleStore,
 }
 
 /// A dry run's input.
@@ -118,11 +125,12 @@ pub struct RuleActorState {
     state: RuleState,
     program: Option<RuleProgram>,
     pump: Option<JoinHandle<()>>,
-    since_snapshot: u64,
-}
-
-fn snapshot_name(id: u64) -> String {
-    format!("rule-{id}@{}", env!("CARGO_PKG_VERSION"))
+    /// Seen keys of the rounds since the last save.
+    unsaved: Writes,
+    horizon: Option<i64>,
+    rounds: u32,
+    saved_at: std::time::Instant,
+    failed: bool,
 }
 
 impl RuleActor {
@@ -137,38 +145,54 @@ impl RuleActor {
         }
     }
 
-    fn load(&self) -> Result<RuleState, JournalError> {
-        let mut state = match self.journal.load_snapshot(&snapshot_name(self.id))? {
-            Some((_, bytes)) => {
-                postcard::from_bytes(&bytes).unwrap_or_else(|_| RuleState::new(self.id))
-            }
-            None => RuleState::new(self.id),
+    /// The rule's state: as last saved in the store, plus whatever its stream holds past it.
+    fn load(&self) -> Result<RuleState, ActorProcessingErr> {
+        let mut state = self
+            .store
+            .state(self.id)?
+            .unwrap_or_else(|| RuleState::new(self.id));
+        let saved = state.next_revision;
+        let mut writes = Writes::new(self.store.table());
+        let mut seen = DiskSeen {
+            rule: self.id,
+            writes: &mut writes,
+            horizon: None,
         };
         loop {
             let batch = self
                 .journal
                 .read_stream(&self.stream(), state.next_revision, BATCH)?;
             if batch.is_empty() {
-                return Ok(state);
+                break;
             }
             for record in &batch {
-                state.apply(record);
+                state.apply(record, &mut seen);
             }
         }
+        if state.next_revision != saved {
+            let horizon = seen.horizon;
+            self.store.save(&mut writes, self.id, &state, horizon)?;
+            writes.commit_bare()?;
+        }
+        Ok(state)
     }
 
-    fn save_snapshot(&self, state: &RuleState) {
-        match postcard::to_stdvec(state) {
-            Ok(bytes) => {
-                if let Err(e) =
-                    self.journal
-                        .save_snapshot(&snapshot_name(self.id), state.next_position, &bytes)
-                {
-                    tracing::warn!(rule = self.id, error = %e, "rule snapshot not saved");
-                }
-            }
-            Err(e) => tracing::warn!(rule = self.id, error = %e, "rule snapshot not encoded"),
+    /// Saves the state with the seen keys the last rounds added, in one atomic batch, every
+    /// [`SAVE_EVERY_ROUNDS`] rounds or [`SAVE_EVERY`] (and at `force`). Called once the rounds'
+    /// decisions are durable, so the store is never ahead of the log; a crash loses at most
+    /// what the log replays.
+    fn save(&self, actor: &mut RuleActorState, force: bool) -> Result<(), ActorProcessingErr> {
+        actor.rounds += 1;
+        if !force && actor.rounds < SAVE_EVERY_ROUNDS && actor.saved_at.elapsed() < SAVE_EVERY {
+            return Ok(());
         }
+        let mut writes = std::mem::replace(&mut actor.unsaved, Writes::new(self.store.table()));
+        self.store
+            .save(&mut writes, self.id, &actor.state, actor.horizon.take())?;
+        writes.commit_bare()?;
+        actor.rounds = 0;
+        actor.saved_at = std::time::Instant::now();
+        Ok(())
     }
 
     /// The received webhook behind `pending`: from the batch at hand, or from the journal.
@@ -220,6 +244,7 @@ impl RuleActor {
         &self,
         actor: &mut RuleActorState,
         at_hand: HashMap<u64, RecordedEvent>,
+        seen: &mut DiskSeen<'_>,
     ) -> Result<(), ActorProcessingErr> {
         let Some(config) = actor.state.config.clone() else {
             return Ok(());
@@ -235,7 +260,7 @@ impl RuleActor {
                     continue;
                 }
             };
-            let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending)) {
+            let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending, seen)) {
                 (Some(program), true) => {
                     self.metrics
                         .conditions_evaluated
@@ -257,12 +282,12 @@ impl RuleActor {
                 self.park(actor, pending.event_log_id, failure, &mut tickets);
                 continue;
             }
-            let decision = actor.state.decide(&pending, evaluation);
+            let decision = actor.state.decide(&pending, evaluation, seen);
             self.metrics
                 .decisions
                 .with_label_values(&[outcome_label(decision.outcome)])
                 .inc();
-            actor.state.apply_decision(&decision);
+            actor.state.apply_decision(&decision, seen);
             let metadata = self.metadata(&correlation_id);
             tickets.push(self.journal.append(
                 self.stream(),
@@ -373,6 +398,45 @@ impl RuleActor {
             })
             .await;
         evaluated.unwrap_or_else(|e| RuleEvaluation::failed(conditions, &e.to_string()))
+    }
+
+    /// Folds `events`, decides and fires what they brought, then saves (now and then).
+    async fn round(
+        &self,
+        actor: &mut RuleActorState,
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut unsaved = std::mem::replace(&mut actor.unsaved, Writes::new(self.store.table()));
+        let mut seen = DiskSeen {
+            rule: self.id,
+            writes: &mut unsaved,
+            horizon: actor.horizon,
+        };
+        let mut at_hand = HashMap::new();
+        let mut reconfigured = false;
+        for record in events {
+            let before = actor.state.next_revision;
+            actor.state.apply(&record, &mut seen);
+            if actor.state.next_revision == before {
+                continue;
+            }
+            reconfigured |= record.event_type.starts_with("rule.");
+            if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {
+                at_hand.insert(record.position, record);
+            }
+        }
+        if reconfigured {
+            actor.program = compile(&actor.state);
+        }
+        let processed = self.process(actor, at_hand, &mut seen).await;
+        actor.horizon = seen.horizon;
+        actor.unsaved = unsaved;
+        if processed.is_err() {
+            // Some decision may not be durable: never save this state, rebuild from the log.
+            actor.failed = true;
+        }
+        processed?;
+        self.save(actor, false)
     }
 
     /// The stream revision of the webhook at `position` (read back for an unfired decision).
@@ -497,6 +561,7 @@ impl Actor for RuleActor {
             budget: self.budget,
             pool: self.pool.clone(),
             parking: self.parking.clone(),
+            store: self.store.clone(),
         };
         let state = tokio::task::spawn_blocking(move || this.load()).await??;
         let program = compile(&state);
@@ -504,7 +569,11 @@ impl Actor for RuleActor {
             state,
             program,
             pump: None,
-            since_snapshot: 0,
+            unsaved: Writes::new(self.store.table()),
+            horizon: None,
+            rounds: 0,
+            saved_at: std::time::Instant::now(),
+            failed: false,
         })
     }
 
@@ -514,7 +583,7 @@ impl Actor for RuleActor {
         actor: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Whatever the log holds undecided (or decided but not fired) is handled now.
-        self.process(actor, HashMap::new()).await?;
+        self.round(actor, Vec::new()).await?;
         let mut subscription = self
             .journal
             .subscribe_stream(&self.stream(), actor.state.next_revision);
@@ -546,28 +615,7 @@ impl Actor for RuleActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RuleMsg::Events(events, reply) => {
-                let mut at_hand = HashMap::new();
-                let mut reconfigured = false;
-                for record in events {
-                    let before = actor.state.next_revision;
-                    actor.state.apply(&record);
-                    if actor.state.next_revision == before {
-                        continue;
-                    }
-                    actor.since_snapshot += 1;
-                    reconfigured |= record.event_type.starts_with("rule.");
-                    if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {
-                        at_hand.insert(record.position, record);
-                    }
-                }
-                if reconfigured {
-                    actor.program = compile(&actor.state);
-                }
-                let result = self.process(actor, at_hand).await;
-                if actor.since_snapshot >= SNAPSHOT_EVERY && actor.state.undecided.is_empty() {
-                    self.save_snapshot(&actor.state);
-                    actor.since_snapshot = 0;
-                }
+                let result = self.round(actor, events).await;
                 let _ = reply.send(());
                 result?;
             }
@@ -586,12 +634,9 @@ impl Actor for RuleActor {
         if let Some(pump) = actor.pump.take() {
             pump.abort();
         }
-        if actor.since_snapshot > 0
-            && actor.state.undecided.is_empty()
-            && actor.state.unfired.is_empty()
-        {
-            self.save_snapshot(&actor.state);
+        if actor.failed {
+            return Ok(());
         }
-        Ok(())
+        self.save(actor, true)
     }
 }

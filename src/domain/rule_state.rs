@@ -6,6 +6,44 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// The delivery ids and replay keys a rule accepted within its dedup window, with the event log
+/// each first created. It grows with traffic, so the actor keeps it on disk (written with the
+/// rule's state); tests use [`MemorySeen`].
+pub trait SeenSet {
+    /// When `key` was accepted (its event log and time), if it is still remembered.
+    fn first(&self, key: &str) -> Option<(Position, i64)>;
+    /// Remembers `key`, accepted at `at` as event log `position`; keys accepted before
+    /// `horizon` may be forgotten.
+    fn remember(&mut self, key: &str, position: Position, at: i64, horizon: i64);
+}
+
+/// A [`SeenSet`] in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemorySeen {
+    first: HashMap<String, (Position, i64)>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl SeenSet for MemorySeen {
+    fn first(&self, key: &str) -> Option<(Position, i64)> {
+        self.first.get(key).copied()
+    }
+
+    fn remember(&mut self, key: &str, position: Position, at: i64, horizon: i64) {
+        self.first.insert(key.to_owned(), (position, at));
+        self.order.push_back((at, key.to_owned()));
+        while let Some((oldest, _)) = self.order.front() {
+            if *oldest >= horizon {
+                break;
+            }
+            let (when, key) = self.order.pop_front().expect("front exists");
+            if self.first.get(&key).is_some_and(|(_, t)| *t == when) {
+                self.first.remove(&key);
+            }
+        }
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 use super::Event;
@@ -47,10 +85,7 @@ pub struct RuleState {
     pub organization: u64,
     /// Current configuration (`None` before creation or after deletion).
     pub config: Option<RuleConfig>,
-    /// Accepted delivery ids and when they arrived, oldest first.
-    seen: HashMap<String, i64>,
-    seen_order: VecDeque<(i64, String)>,
-    /// Last firing time per throttle key (µs).
+    /// Last firing time per throttle key (µs), within the throttle window.
     last_fired: HashMap<String, i64>,
     /// Firings so far.
     pub fire_count: u64,
@@ -79,7 +114,7 @@ impl RuleState {
 
     /// Folds one event of the rule's stream. Idempotent for decisions the rule already applied
     /// (its own appends come back through the subscription).
-    pub fn apply(&mut self, record: &RecordedEvent) {
+    pub fn apply(&mut self, record: &RecordedEvent, seen: &mut impl SeenSet) {
         if record.revision < self.next_revision {
             return;
         }
@@ -122,7 +157,7 @@ impl RuleState {
                 }
                 None => {}
             },
-            Event::EventEvaluated(e) => self.apply_decision(&e),
+            Event::EventEvaluated(e) => self.apply_decision(&e, seen),
             Event::ActionsFired(e) => {
                 self.unfired.remove(&e.event_log_id);
             }
@@ -141,7 +176,7 @@ impl RuleState {
     }
 
     /// Applies a decision (made now, or read back from the log).
-    pub fn apply_decision(&mut self, decision: &EventEvaluated) {
+    pub fn apply_decision(&mut self, decision: &EventEvaluated, seen: &mut impl SeenSet) {
         let Some(pending) = self.undecided.remove(&decision.event_log_id) else {
             return;
         };
@@ -153,14 +188,18 @@ impl RuleState {
                 self.last_fired_at = Some(at);
                 self.last_fired
                     .insert(decision.throttle_key.clone().unwrap_or_default(), at);
+                self.forget_old_firings(at);
                 if decision.outcome == Outcome::Fire {
                     self.unfired.insert(decision.event_log_id, at);
                 }
             }
             _ => {}
         }
-        for key in pending.event_guid.into_iter().chain(pending.replay_key) {
-            self.remember(key, at);
+        let window = self.window_micros();
+        if window > 0 {
+            for key in pending.event_guid.iter().chain(&pending.replay_key) {
+                seen.remember(key, pending.event_log_id, at, at - window);
+            }
         }
     }
 
@@ -170,39 +209,30 @@ impl RuleState {
             .map_or(0, |c| c.dedup_window_seconds as i64 * 1_000_000)
     }
 
-    fn remember(&mut self, guid: String, at: i64) {
-        if self.window_micros() == 0 {
-            return;
-        }
-        self.seen.insert(guid.clone(), at);
-        self.seen_order.push_back((at, guid));
-        let horizon = at - self.window_micros();
-        while let Some((oldest, _)) = self.seen_order.front() {
-            if *oldest >= horizon {
-                break;
-            }
-            let (when, guid) = self.seen_order.pop_front().expect("front exists");
-            if self.seen.get(&guid) == Some(&when) {
-                self.seen.remove(&guid);
-            }
+    /// Throttle keys that last fired longer ago than the window can never throttle again.
+    fn forget_old_firings(&mut self, now: i64) {
+        let seconds = self.config.as_ref().map_or(0, |c| c.throttle_seconds) as i64;
+        if self.last_fired.len() > 1024 {
+            self.last_fired
+                .retain(|_, last| now - *last < seconds * 1_000_000);
         }
     }
 
     /// Whether a delivery id (or replay key) seen at `at` repeats one accepted within the dedup
     /// window.
-    pub fn is_duplicate(&self, guid: Option<&str>, at: i64) -> bool {
+    pub fn is_duplicate(&self, key: Option<&str>, at: i64, seen: &impl SeenSet) -> bool {
         let window = self.window_micros();
-        match guid.and_then(|g| self.seen.get(g)) {
-            Some(first) => window > 0 && at - first < window,
+        match key.and_then(|k| seen.first(k)) {
+            Some((_, first)) => window > 0 && at - first < window,
             None => false,
         }
     }
 
     /// Whether `pending` repeats a webhook accepted within the window, by delivery id or by
     /// replay key.
-    fn repeats(&self, pending: &Pending) -> bool {
-        self.is_duplicate(pending.event_guid.as_deref(), pending.received_at)
-            || self.is_duplicate(pending.replay_key.as_deref(), pending.received_at)
+    fn repeats(&self, pending: &Pending, seen: &impl SeenSet) -> bool {
+        self.is_duplicate(pending.event_guid.as_deref(), pending.received_at, seen)
+            || self.is_duplicate(pending.replay_key.as_deref(), pending.received_at, seen)
     }
 
     /// Whether firing at `at` for `key` falls inside the throttle window.
@@ -217,7 +247,12 @@ impl RuleState {
 
     /// Decides a pending webhook from its condition results (`None` when it is a duplicate and
     /// was therefore not evaluated).
-    pub fn decide(&self, pending: &Pending, evaluation: Option<RuleEvaluation>) -> EventEvaluated {
+    pub fn decide(
+        &self,
+        pending: &Pending,
+        evaluation: Option<RuleEvaluation>,
+        seen: &impl SeenSet,
+    ) -> EventEvaluated {
         let decision = |outcome, condition_results, throttle_key, error| EventEvaluated {
             event_log_id: pending.event_log_id,
             outcome,
@@ -226,7 +261,7 @@ impl RuleState {
             error,
         };
         let evaluation = match evaluation {
-            Some(evaluation) if !self.repeats(pending) => evaluation,
+            Some(evaluation) if !self.repeats(pending, seen) => evaluation,
             _ => return decision(Outcome::Duplicate, Vec::new(), None, None),
         };
         let errors: Vec<String> = evaluation
@@ -274,8 +309,8 @@ impl RuleState {
     }
 
     /// Whether `pending` needs its conditions evaluated (duplicates do not).
-    pub fn needs_evaluation(&self, pending: &Pending) -> bool {
-        !self.repeats(pending)
+    pub fn needs_evaluation(&self, pending: &Pending, seen: &impl SeenSet) -> bool {
+        !self.repeats(pending, seen)
     }
 }
 
@@ -318,6 +353,7 @@ mod tests {
 
     struct Log {
         state: RuleState,
+        seen: MemorySeen,
         revision: u64,
     }
 
@@ -337,6 +373,7 @@ mod tests {
             }
             let mut log = Self {
                 state: RuleState::new(1),
+                seen: MemorySeen::default(),
                 revision: 0,
             };
             log.push(
@@ -366,7 +403,7 @@ mod tests {
                 data: new.data.into(),
             };
             self.revision += 1;
-            self.state.apply(&record);
+            self.state.apply(&record, &mut self.seen);
             position
         }
 
@@ -395,7 +432,7 @@ mod tests {
             let pending = self.state.undecided[&position].clone();
             let evaluation = self
                 .state
-                .needs_evaluation(&pending)
+                .needs_evaluation(&pending, &self.seen)
                 .then(|| RuleEvaluation {
                     conditions: vec![if matched {
                         ConditionResult::True
@@ -405,7 +442,7 @@ mod tests {
                     throttle_key: key.map(|k| ThrottleKey::Key(k.into())),
                     internal_error: None,
                 });
-            let decision = self.state.decide(&pending, evaluation);
+            let decision = self.state.decide(&pending, evaluation, &self.seen);
             let outcome = decision.outcome;
             self.push(at, decision.into());
             outcome
@@ -508,7 +545,7 @@ mod tests {
             throttle_key: None,
             internal_error: None,
         };
-        let decision = log.state.decide(&pending, Some(evaluation));
+        let decision = log.state.decide(&pending, Some(evaluation), &log.seen);
         assert_eq!(decision.outcome, Outcome::Error);
         assert!(
             decision
@@ -533,7 +570,7 @@ mod tests {
         replayed.receive(0, Some("a"), true, Some("k"));
         replayed.receive(SECOND, Some("b"), true, Some("k"));
         assert_eq!(replayed.state.fire_count, log.state.fire_count);
-        assert!(replayed.state.is_duplicate(Some("b"), 2 * SECOND));
+        assert!(replayed.state.is_duplicate(Some("b"), 2 * SECOND, &replayed.seen));
         assert!(replayed.state.is_throttled("k", 2 * SECOND));
         // An undecided event survives a "crash": it stays pending until decided.
         let received = WebhookReceived {
@@ -553,7 +590,7 @@ mod tests {
         let snapshot = postcard::to_stdvec(&log.state).unwrap();
         let restored: RuleState = postcard::from_bytes(&snapshot).unwrap();
         assert_eq!(restored.undecided.len(), 1);
-        assert!(restored.is_duplicate(Some("a"), 4 * SECOND));
+        assert!(restored.is_duplicate(Some("a"), 4 * SECOND, &log.seen));
         let _ = encode::<RuleCreated>;
     }
 }

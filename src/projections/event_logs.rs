@@ -249,7 +249,7 @@ impl EventLogsView {
 
     fn remember_rule(
         &mut self,
-        writes: &mut Writes<'_>,
+        writes: &mut Writes,
         id: u64,
         organization: u64,
         config: &crate::domain::rule::RuleConfig,
@@ -266,7 +266,7 @@ impl EventLogsView {
     /// Changes log `id` with `change` (nothing if it does not exist).
     fn update(
         &self,
-        writes: &mut Writes<'_>,
+        writes: &mut Writes,
         id: Position,
         change: impl FnOnce(&mut EventLogEntry),
     ) -> Result<(), StoreError> {
@@ -328,7 +328,7 @@ impl StoredView for EventLogsView {
         self.logs.table()
     }
 
-    fn apply(&mut self, record: &RecordedEvent, writes: &mut Writes<'_>) -> Result<(), StoreError> {
+    fn apply(&mut self, record: &RecordedEvent, writes: &mut Writes) -> Result<(), StoreError> {
         let at = record.recorded_at;
         // Received webhooks are the bulk: read their leading fields, never the payload.
         if record.event_type == <WebhookReceived as crate::codec::EventBody>::TYPE {

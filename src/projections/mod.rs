@@ -6,7 +6,6 @@
 mod audit;
 pub mod catalog;
 pub mod compact;
-mod dedup;
 pub mod dispatch_index;
 pub mod endpoint_state;
 mod event_logs;
@@ -25,7 +24,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use self::audit::{AuditEntry, AuditView};
-pub use self::dedup::DedupView;
 pub use self::event_logs::{EventLogEntry, EventLogFilter, EventLogsView, Status};
 pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};
 pub use self::notifications::{NotificationRecord, NotificationsView};
@@ -132,7 +130,7 @@ pub trait StoredView: Send + Sync + 'static {
     fn table(&self) -> &Table;
 
     /// Folds one event into `writes`. Must be deterministic: replays give the same rows.
-    fn apply(&mut self, event: &RecordedEvent, writes: &mut Writes<'_>) -> Result<(), StoreError>;
+    fn apply(&mut self, event: &RecordedEvent, writes: &mut Writes) -> Result<(), StoreError>;
 }
 
 /// Opens `V` in `store`, dropping tables of its older schemas.

@@ -147,12 +147,12 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
     }
 
     /// The row `id` as `writes` leaves it.
-    pub fn get_in(&self, writes: &Writes<'_>, id: u64) -> Result<Option<R>, StoreError> {
+    pub fn get_in(&self, writes: &Writes, id: u64) -> Result<Option<R>, StoreError> {
         writes.get(&row_key(id))
     }
 
     /// Inserts or replaces row `id`, moving it between indexes as its fields changed.
-    pub fn put(&self, writes: &mut Writes<'_>, id: u64, row: &R) -> Result<(), StoreError> {
+    pub fn put(&self, writes: &mut Writes, id: u64, row: &R) -> Result<(), StoreError> {
         let old = self.get_in(writes, id)?;
         let (new_time, new_keys) = (self.time_of(row), self.all_indexes(row));
         let old_entries: Vec<(u64, IndexKey)> = match &old {
@@ -177,7 +177,7 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
     }
 
     /// Deletes row `id` and its index entries; returns it.
-    pub fn remove(&self, writes: &mut Writes<'_>, id: u64) -> Result<Option<R>, StoreError> {
+    pub fn remove(&self, writes: &mut Writes, id: u64) -> Result<Option<R>, StoreError> {
         let Some(old) = self.get_in(writes, id)? else {
             return Ok(None);
         };
@@ -191,7 +191,7 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
 
     fn link(
         &self,
-        writes: &mut Writes<'_>,
+        writes: &mut Writes,
         key: &IndexKey,
         time: u64,
         id: u64,
@@ -203,7 +203,7 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
 
     fn unlink(
         &self,
-        writes: &mut Writes<'_>,
+        writes: &mut Writes,
         key: &IndexKey,
         time: u64,
         id: u64,
@@ -356,7 +356,7 @@ mod tests {
         )
     }
 
-    fn commit(t: &Indexed<Row>, f: impl FnOnce(&mut Writes<'_>)) {
+    fn commit(t: &Indexed<Row>, f: impl FnOnce(&mut Writes)) {
         let mut w = Writes::new(t.table());
         f(&mut w);
         w.commit(1).unwrap();

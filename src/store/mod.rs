@@ -168,18 +168,18 @@ impl Table {
 }
 
 /// A batch of writes to one table, readable before it is committed.
-pub struct Writes<'t> {
-    table: &'t Table,
+pub struct Writes {
+    table: Table,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Keys this batch created: deleting one again leaves no trace in the table at all.
     fresh: std::collections::HashSet<Vec<u8>>,
 }
 
-impl<'t> Writes<'t> {
+impl Writes {
     /// An empty batch over `table`.
-    pub fn new(table: &'t Table) -> Self {
+    pub fn new(table: &Table) -> Self {
         Self {
-            table,
+            table: table.clone(),
             overlay: BTreeMap::new(),
             fresh: std::collections::HashSet::new(),
         }
@@ -248,6 +248,16 @@ impl<'t> Writes<'t> {
 
     /// Applies every write and the new checkpoint as one atomic batch.
     pub fn commit(self, checkpoint: Position) -> Result<(), StoreError> {
+        self.apply(Some(checkpoint))
+    }
+
+    /// Applies every write as one atomic batch, for a table whose rows carry their own
+    /// checkpoints (the rule actors').
+    pub fn commit_bare(self) -> Result<(), StoreError> {
+        self.apply(None)
+    }
+
+    fn apply(self, checkpoint: Option<Position>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (key, value) in self.overlay {
             match value {
@@ -255,7 +265,9 @@ impl<'t> Writes<'t> {
                 None => batch.remove(key),
             }
         }
-        batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
+        if let Some(checkpoint) = checkpoint {
+            batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
+        }
         self.table.tree.apply_batch(batch)?;
         Ok(())
     }
