@@ -35,6 +35,8 @@ use super::rule_store::{DiskSeen, RuleStore};
 const SAVE_EVERY_ROUNDS: u32 = 64;
 /// Time between saves of the rule's state while webhooks flow (at most).
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Time between sweeps of the seen keys out of the dedup window.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 /// Stream events read per catch-up batch.
 const BATCH: usize = 512;
 
@@ -131,6 +133,8 @@ pub struct RuleActorState {
     rounds: u32,
     saved_at: std::time::Instant,
     failed: bool,
+    swept_at: std::time::Instant,
+    expired: Option<Vec<(Vec<u8>, i64)>>,
 }
 
 impl RuleActor {
@@ -170,8 +174,7 @@ impl RuleActor {
             }
         }
         if state.next_revision != saved {
-            let horizon = seen.horizon;
-            self.store.save(&mut writes, self.id, &state, horizon)?;
+            self.store.save(&mut writes, self.id, &state);
             writes.commit_bare()?;
         }
         Ok(state)
@@ -187,11 +190,29 @@ impl RuleActor {
             return Ok(());
         }
         let mut writes = std::mem::replace(&mut actor.unsaved, Writes::new(self.store.table()));
-        self.store
-            .save(&mut writes, self.id, &actor.state, actor.horizon.take())?;
+        if let Some(expired) = actor.expired.take() {
+            self.store.forget_expired(&mut writes, expired)?;
+        }
+        self.store.save(&mut writes, self.id, &actor.state);
         writes.commit_bare()?;
         actor.rounds = 0;
         actor.saved_at = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Every [`SWEEP_EVERY`], finds (off this thread) the seen keys out of the window; the next
+    /// save forgets them.
+    async fn sweep(&self, actor: &mut RuleActorState) -> Result<(), ActorProcessingErr> {
+        let Some(horizon) = actor.horizon else {
+            return Ok(());
+        };
+        if actor.swept_at.elapsed() < SWEEP_EVERY || actor.expired.is_some() {
+            return Ok(());
+        }
+        actor.swept_at = std::time::Instant::now();
+        let (store, id) = (self.store.clone(), self.id);
+        let expired = tokio::task::spawn_blocking(move || store.expired(id, horizon)).await??;
+        actor.expired = Some(expired);
         Ok(())
     }
 
@@ -436,6 +457,7 @@ impl RuleActor {
             actor.failed = true;
         }
         processed?;
+        self.sweep(actor).await?;
         self.save(actor, false)
     }
 
@@ -574,6 +596,8 @@ impl Actor for RuleActor {
             rounds: 0,
             saved_at: std::time::Instant::now(),
             failed: false,
+            swept_at: std::time::Instant::now(),
+            expired: None,
         })
     }
 

@@ -3,18 +3,19 @@
 //!
 //! Layout (table `rules@1` of the store):
 //! - `s | rule` → the rule's [`RuleState`], which carries its stream checkpoint;
-//! - `k | rule | key` → `(event log, time)` of the key's first acceptance;
-//! - `o | rule | time | key` → nothing: the order in which keys expire.
+//! - `k | rule | key` → `(event log, time)` of the key's first acceptance.
 //!
-//! The actor writes all three in one atomic batch after each round of decisions (once their
-//! events are durable), so after a crash the seen set is exactly that of the state beside it.
-//! The ingress reads `k` to answer a repeat at once.
+//! The actor writes both in one atomic batch after its rounds of decisions (once their events
+//! are durable), so after a crash the seen set is that of the state beside it, and what the log
+//! holds past it is replayed. Keys out of the window are swept now and then by a scan, which
+//! costs less than keeping them in expiry order on every webhook. The ingress reads `k` to
+//! answer a repeat at once.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::rule_state::{RuleState, SeenSet};
 use crate::journal::Position;
-use crate::store::{Key, Store, StoreError, Table, Writes, u64_at};
+use crate::store::{Key, Store, StoreError, Table, Writes};
 
 /// The rule actors' table.
 #[derive(Clone, Debug)]
@@ -34,10 +35,6 @@ fn state_key(rule: u64) -> Vec<u8> {
 
 fn seen_key(rule: u64, key: &str) -> Vec<u8> {
     Key::new(b'k').u64(rule).str(key).into_bytes()
-}
-
-fn order_key(rule: u64, at: i64, key: &str) -> Vec<u8> {
-    Key::new(b'o').u64(rule).time(at).str(key).into_bytes()
 }
 
 impl RuleStore {
@@ -70,33 +67,36 @@ impl RuleStore {
             .map(|f| (f.position, f.at)))
     }
 
-    /// Stages `state` in `writes`, with the expiry of keys accepted before `horizon`.
-    pub fn save(
+    /// Stages `state` in `writes`.
+    pub fn save(&self, writes: &mut Writes, rule: u64, state: &RuleState) {
+        writes.put(state_key(rule), state);
+    }
+
+    /// The seen keys of rule `rule` accepted before `horizon`, as committed: a scan of its seen
+    /// set (run off the actor's thread).
+    pub fn expired(&self, rule: u64, horizon: i64) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        let prefix = Key::new(b'k').u64(rule).into_bytes();
+        let mut out = Vec::new();
+        for item in self.table.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            if let Ok(first) = postcard::from_bytes::<First>(&value)
+                && first.at < horizon
+            {
+                out.push((key.to_vec(), first.at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stages the deletion of `expired` keys that `writes` has not accepted again since.
+    pub fn forget_expired(
         &self,
         writes: &mut Writes,
-        rule: u64,
-        state: &RuleState,
-        horizon: Option<i64>,
+        expired: Vec<(Vec<u8>, i64)>,
     ) -> Result<(), StoreError> {
-        writes.put(state_key(rule), state);
-        if let Some(horizon) = horizon {
-            let prefix = Key::new(b'o').u64(rule).into_bytes();
-            let upto = u64::try_from(horizon).unwrap_or(0).to_be_bytes();
-            let expired: Vec<Vec<u8>> = self
-                .table
-                .keys_rev(&prefix, &[], &upto)
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .map(|k| k.to_vec())
-                .collect();
-            for order in expired {
-                let at = u64_at(&order, 9) as i64;
-                let key = String::from_utf8_lossy(&order[17..order.len() - 1]).into_owned();
-                let seen = seen_key(rule, &key);
-                if writes.get::<First>(&seen)?.is_some_and(|f| f.at == at) {
-                    writes.delete(seen);
-                }
-                writes.delete(order);
+        for (key, at) in expired {
+            if writes.get::<First>(&key)?.is_some_and(|f| f.at == at) {
+                writes.delete(key);
             }
         }
         Ok(())
@@ -105,12 +105,10 @@ impl RuleStore {
     /// Deletes everything rule `rule` kept (it was deleted).
     pub fn forget(&self, writes: &mut Writes, rule: u64) -> Result<(), StoreError> {
         writes.delete(state_key(rule));
-        for kind in [b'k', b'o'] {
-            let prefix = Key::new(kind).u64(rule).into_bytes();
-            for item in self.table.scan_prefix(&prefix) {
-                let (key, _) = item?;
-                writes.delete(key.to_vec());
-            }
+        let prefix = Key::new(b'k').u64(rule).into_bytes();
+        for item in self.table.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            writes.delete(key.to_vec());
         }
         Ok(())
     }
@@ -122,7 +120,7 @@ pub struct DiskSeen<'w> {
     pub rule: u64,
     /// The batch.
     pub writes: &'w mut Writes,
-    /// The earliest expiry horizon asked for, applied when the batch is saved.
+    /// The latest expiry horizon asked for, applied by the next sweep.
     pub horizon: Option<i64>,
 }
 
@@ -140,8 +138,6 @@ impl SeenSet for DiskSeen<'_> {
     fn remember(&mut self, key: &str, position: Position, at: i64, horizon: i64) {
         self.writes
             .put(seen_key(self.rule, key), &First { position, at });
-        self.writes
-            .put_new(order_key(self.rule, at, key), Vec::new());
         self.horizon = Some(self.horizon.map_or(horizon, |h| h.max(horizon)));
     }
 }
@@ -151,7 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seen_keys_round_trip_and_expire_with_the_state() {
+    fn seen_keys_round_trip_and_are_swept_out_of_the_window() {
         let store = Store::temporary().unwrap();
         let rules = RuleStore::open(&store).unwrap();
         let state = RuleState::new(7);
@@ -160,17 +156,20 @@ mod tests {
         seen.remember("a", 10, 1_000, 0);
         seen.remember("b", 11, 2_000, 0);
         assert_eq!(seen.first("a"), Some((10, 1_000)), "reads its own batch");
-        let horizon = seen.horizon;
-        rules.save(&mut writes, 7, &state, horizon).unwrap();
+        rules.save(&mut writes, 7, &state);
         writes.commit_bare().unwrap();
         assert_eq!(rules.first(7, "b").unwrap(), Some((11, 2_000)));
         assert_eq!(rules.state(7).unwrap().unwrap().id, 7);
-        // A later batch expires what fell out of the window.
+        // A sweep forgets what fell out of the window, unless accepted again meanwhile.
+        let expired = rules.expired(7, 2_500).unwrap();
+        assert_eq!(expired.len(), 2);
         let mut writes = Writes::new(rules.table());
-        rules.save(&mut writes, 7, &state, Some(1_500)).unwrap();
+        let mut seen = DiskSeen { rule: 7, writes: &mut writes, horizon: None };
+        seen.remember("b", 20, 3_000, 0);
+        rules.forget_expired(&mut writes, expired).unwrap();
         writes.commit_bare().unwrap();
         assert_eq!(rules.first(7, "a").unwrap(), None);
-        assert_eq!(rules.first(7, "b").unwrap(), Some((11, 2_000)));
+        assert_eq!(rules.first(7, "b").unwrap(), Some((20, 3_000)));
         let mut writes = Writes::new(rules.table());
         rules.forget(&mut writes, 7).unwrap();
         writes.commit_bare().unwrap();
