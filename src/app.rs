@@ -23,12 +23,11 @@ use crate::jobs::notify::Notifier;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
 use crate::projections::{
-    AuditView, EventLogsView, JobsView, NotificationsView, OrganizationsView,
-    OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowsView,
-    open_stored,
+    AuditView, EventLogsView, JobsView, NotificationsView, OrganizationsView, OutboundView,
+    Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowsView, open_stored,
 };
-use crate::store::Store;
 use crate::secrets::{self, MasterKey};
+use crate::store::Store;
 use crate::verify::sns::CertCache;
 
 /// Errors that stop the server from starting.
@@ -210,8 +209,11 @@ impl App {
         let (supervisor, _) = ractor::Actor::spawn(None, supervisor_actor, ())
             .await
             .map_err(|e| StartError::Actors(e.to_string()))?;
-        let store = Store::open(&data_dir.join("views"), config.journal.index_cache_mib * 1024 * 1024)
-            .map_err(|e| StartError::Actors(e.to_string()))?;
+        let store = Store::open(
+            &data_dir.join("views"),
+            config.journal.index_cache_mib * 1024 * 1024,
+        )
+        .map_err(|e| StartError::Actors(e.to_string()))?;
         let views = Views::open(&store).map_err(|e| StartError::Actors(e.to_string()))?;
         let rule_store = RuleStore::open(&store).map_err(|e| StartError::Actors(e.to_string()))?;
         let delivery = DeliveryClient::new(&ClientConfig {

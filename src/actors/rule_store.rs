@@ -152,7 +152,11 @@ mod tests {
         let rules = RuleStore::open(&store).unwrap();
         let state = RuleState::new(7);
         let mut writes = Writes::new(rules.table());
-        let mut seen = DiskSeen { rule: 7, writes: &mut writes, horizon: None };
+        let mut seen = DiskSeen {
+            rule: 7,
+            writes: &mut writes,
+            horizon: None,
+        };
         seen.remember("a", 10, 1_000, 0);
         seen.remember("b", 11, 2_000, 0);
         assert_eq!(seen.first("a"), Some((10, 1_000)), "reads its own batch");
@@ -164,7 +168,11 @@ mod tests {
         let expired = rules.expired(7, 2_500).unwrap();
         assert_eq!(expired.len(), 2);
         let mut writes = Writes::new(rules.table());
-        let mut seen = DiskSeen { rule: 7, writes: &mut writes, horizon: None };
+        let mut seen = DiskSeen {
+            rule: 7,
+            writes: &mut writes,
+            horizon: None,
+        };
         seen.remember("b", 20, 3_000, 0);
         rules.forget_expired(&mut writes, expired).unwrap();
         writes.commit_bare().unwrap();

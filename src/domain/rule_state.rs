@@ -430,18 +430,18 @@ mod tests {
             };
             let position = self.push(at, received.into());
             let pending = self.state.undecided[&position].clone();
-            let evaluation = self
-                .state
-                .needs_evaluation(&pending, &self.seen)
-                .then(|| RuleEvaluation {
-                    conditions: vec![if matched {
-                        ConditionResult::True
-                    } else {
-                        ConditionResult::False
-                    }],
-                    throttle_key: key.map(|k| ThrottleKey::Key(k.into())),
-                    internal_error: None,
-                });
+            let evaluation =
+                self.state
+                    .needs_evaluation(&pending, &self.seen)
+                    .then(|| RuleEvaluation {
+                        conditions: vec![if matched {
+                            ConditionResult::True
+                        } else {
+                            ConditionResult::False
+                        }],
+                        throttle_key: key.map(|k| ThrottleKey::Key(k.into())),
+                        internal_error: None,
+                    });
             let decision = self.state.decide(&pending, evaluation, &self.seen);
             let outcome = decision.outcome;
             self.push(at, decision.into());
@@ -570,7 +570,11 @@ mod tests {
         replayed.receive(0, Some("a"), true, Some("k"));
         replayed.receive(SECOND, Some("b"), true, Some("k"));
         assert_eq!(replayed.state.fire_count, log.state.fire_count);
-        assert!(replayed.state.is_duplicate(Some("b"), 2 * SECOND, &replayed.seen));
+        assert!(
+            replayed
+                .state
+                .is_duplicate(Some("b"), 2 * SECOND, &replayed.seen)
+        );
         assert!(replayed.state.is_throttled("k", 2 * SECOND));
         // An undecided event survives a "crash": it stays pending until decided.
         let received = WebhookReceived {

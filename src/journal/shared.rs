@@ -83,7 +83,10 @@ impl Shared {
 
     /// Keeps a commit's records for live readers (before [`Shared::publish`] announces it).
     pub fn remember(&self, records: Vec<RecordedEvent>) {
-        self.recent.lock().expect("recent records poisoned").push(records);
+        self.recent
+            .lock()
+            .expect("recent records poisoned")
+            .push(records);
     }
 
     /// The committed records from `from` (below `until`) that pass `filter`, at most `max`, and

@@ -10,7 +10,9 @@ use crate::conditions::ConditionResult;
 use crate::domain::Event;
 use crate::domain::webhook::{ActionResult, Outcome, WebhookMeta, WebhookReceived};
 use crate::journal::{EventFilter, Position, RecordedEvent};
-use crate::store::{Indexed, IndexKey, Key, Query, QueryPage, StoreError, Table, TimeRange, Writes};
+use crate::store::{
+    IndexKey, Indexed, Key, Query, QueryPage, StoreError, Table, TimeRange, Writes,
+};
 use crate::verify::SourceType;
 
 /// Where an event log stands.
@@ -160,7 +162,10 @@ pub struct EventLogsView {
 /// `received` is a passing state (milliseconds under load): not indexing it saves moving every
 /// log between status indexes; `status=received` is answered from the rule or organization index.
 fn indexes(e: &EventLogEntry) -> Vec<IndexKey> {
-    let mut keys = vec![Key::new(b'O').u64(e.organization), Key::new(b'R').u64(e.rule)];
+    let mut keys = vec![
+        Key::new(b'O').u64(e.organization),
+        Key::new(b'R').u64(e.rule),
+    ];
     if e.status != Status::Received {
         let status = e.status as u8;
         keys.push(Key::new(b'S').u64(e.organization).byte(status));
@@ -181,8 +186,10 @@ impl EventLogsView {
 
     /// How many event logs there are.
     pub fn count(&self) -> Result<u64, StoreError> {
-        self.logs
-            .count(&Key::new(Indexed::<EventLogEntry>::ALL), TimeRange::default())
+        self.logs.count(
+            &Key::new(Indexed::<EventLogEntry>::ALL),
+            TimeRange::default(),
+        )
     }
 
     /// The page `offset..offset + limit` of the logs matching `filter`, newest first, with
@@ -199,7 +206,9 @@ impl EventLogsView {
             rows: Vec::new(),
         };
         // A rule belongs to one organization: naming it makes the organization filter exact.
-        let rule_org = filter.rule.map(|r| self.rules.get(&r).map(|i| i.organization));
+        let rule_org = filter
+            .rule
+            .map(|r| self.rules.get(&r).map(|i| i.organization));
         if let (Some(Some(rule_org)), Some(org)) = (rule_org, filter.organization)
             && rule_org != org
         {
@@ -209,13 +218,26 @@ impl EventLogsView {
         let mut covered = Covered::default();
         let decided = filter.status.filter(|s| *s != Status::Received);
         let index = if let (Some(rule), Some(status)) = (filter.rule, decided) {
-            covered = Covered { rule: true, status: true, organization: org_implied, ..covered };
+            covered = Covered {
+                rule: true,
+                status: true,
+                organization: org_implied,
+                ..covered
+            };
             Key::new(b'T').u64(rule).byte(status as u8)
         } else if let Some(rule) = filter.rule {
-            covered = Covered { rule: true, organization: org_implied, ..covered };
+            covered = Covered {
+                rule: true,
+                organization: org_implied,
+                ..covered
+            };
             Key::new(b'R').u64(rule)
         } else if let (Some(org), Some(status)) = (filter.organization, decided) {
-            covered = Covered { organization: true, status: true, ..covered };
+            covered = Covered {
+                organization: true,
+                status: true,
+                ..covered
+            };
             Key::new(b'S').u64(org).byte(status as u8)
         } else if let Some(org) = filter.organization {
             covered.organization = true;
@@ -229,9 +251,15 @@ impl EventLogsView {
                 && (covered.status || filter.status.is_none_or(|s| e.status == s))
                 && (covered.source_type || filter.source_type.is_none_or(|s| e.source_type == s))
                 && (covered.event_type
-                    || filter.event_type.as_deref().is_none_or(|t| e.event_type.as_deref() == Some(t)))
+                    || filter
+                        .event_type
+                        .as_deref()
+                        .is_none_or(|t| e.event_type.as_deref() == Some(t)))
                 && (covered.guid
-                    || filter.event_guid.as_deref().is_none_or(|g| e.event_guid.as_deref() == Some(g)))
+                    || filter
+                        .event_guid
+                        .as_deref()
+                        .is_none_or(|g| e.event_guid.as_deref() == Some(g)))
         };
         let exact = covered.all_of(filter);
         self.logs.query(&Query {
@@ -244,7 +272,10 @@ impl EventLogsView {
     }
 
     fn rule_name(&self, rule: u64) -> String {
-        self.rules.get(&rule).map(|r| r.name.clone()).unwrap_or_default()
+        self.rules
+            .get(&rule)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
     }
 
     fn remember_rule(
@@ -257,7 +288,11 @@ impl EventLogsView {
         let info = RuleInfo {
             organization,
             name: config.name.clone(),
-            conditions: config.conditions.iter().map(|c| c.expression.clone()).collect(),
+            conditions: config
+                .conditions
+                .iter()
+                .map(|c| c.expression.clone())
+                .collect(),
         };
         writes.put(rule_key(id), &info);
         self.rules.insert(id, info);
@@ -310,7 +345,7 @@ impl StoredView for EventLogsView {
 
     fn open(table: Table) -> Result<Self, StoreError> {
         let mut rules = HashMap::new();
-        for item in table.scan_prefix(&[b'Q']) {
+        for item in table.scan_prefix(b"Q") {
             let (key, value) = item?;
             let info: RuleInfo = postcard::from_bytes(&value).map_err(|e| StoreError::Decode {
                 tree: "event_logs".into(),
@@ -337,7 +372,13 @@ impl StoredView for EventLogsView {
                     source_ip: e.source_ip,
                     event_type: e.event_type,
                     event_guid: e.event_guid,
-                    ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, e.source_type)
+                    ..EventLogEntry::new(
+                        record,
+                        e.rule,
+                        self.rule_name(e.rule),
+                        e.organization,
+                        e.source_type,
+                    )
                 };
                 self.logs.put(writes, record.position, &log)?;
             }
@@ -354,13 +395,22 @@ impl StoredView for EventLogsView {
                     source_ip: e.source_ip,
                     status: Status::SignatureFailed,
                     error: Some(e.reason),
-                    ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, e.source_type)
+                    ..EventLogEntry::new(
+                        record,
+                        e.rule,
+                        self.rule_name(e.rule),
+                        e.organization,
+                        e.source_type,
+                    )
                 };
                 self.logs.put(writes, record.position, &log)?;
             }
             Event::EventEvaluated(e) => {
                 let expressions = |rule: u64| {
-                    self.rules.get(&rule).map(|r| r.conditions.clone()).unwrap_or_default()
+                    self.rules
+                        .get(&rule)
+                        .map(|r| r.conditions.clone())
+                        .unwrap_or_default()
                 };
                 self.update(writes, e.event_log_id, |log| {
                     log.status = match e.outcome {
@@ -372,11 +422,15 @@ impl StoredView for EventLogsView {
                     };
                     if e.outcome != Outcome::Duplicate {
                         log.conditions_matched = Some(
-                            e.condition_results.iter().all(|c| *c == ConditionResult::True),
+                            e.condition_results
+                                .iter()
+                                .all(|c| *c == ConditionResult::True),
                         );
                     }
-                    log.condition_results =
-                        expressions(log.rule).into_iter().zip(e.condition_results).collect();
+                    log.condition_results = expressions(log.rule)
+                        .into_iter()
+                        .zip(e.condition_results)
+                        .collect();
                     log.throttle_key = e.throttle_key;
                     log.error = e.error;
                     log.modified = at;
@@ -389,7 +443,13 @@ impl StoredView for EventLogsView {
                     None => EventLogEntry {
                         id: e.event_log_id,
                         revision: u64::MAX,
-                        ..EventLogEntry::new(record, e.rule, self.rule_name(e.rule), e.organization, SourceType::WebhookGeneric)
+                        ..EventLogEntry::new(
+                            record,
+                            e.rule,
+                            self.rule_name(e.rule),
+                            e.organization,
+                            SourceType::WebhookGeneric,
+                        )
                     },
                 };
                 let log = EventLogEntry {

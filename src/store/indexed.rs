@@ -39,7 +39,8 @@ impl TimeRange {
     }
 
     fn end(&self) -> u64 {
-        self.until.map_or(u64::MAX, |t| u64::try_from(t).unwrap_or(0))
+        self.until
+            .map_or(u64::MAX, |t| u64::try_from(t).unwrap_or(0))
     }
 }
 
@@ -158,7 +159,10 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
         let old_entries: Vec<(u64, IndexKey)> = match &old {
             Some(old) => {
                 let time = self.time_of(old);
-                self.all_indexes(old).into_iter().map(|k| (time, k)).collect()
+                self.all_indexes(old)
+                    .into_iter()
+                    .map(|k| (time, k))
+                    .collect()
             }
             None => Vec::new(),
         };
@@ -281,16 +285,12 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
     ) -> impl Iterator<Item = Result<u64, StoreError>> + use<'a, R> {
         let prefix = [&[b'i'][..], &index.0].concat();
         let lo = [&prefix[..], &0u64.to_be_bytes()].concat();
-        let hi = [
-            &prefix[..],
-            &u64::try_from(time).unwrap_or(0).to_be_bytes(),
-        ]
-        .concat();
+        let hi = [&prefix[..], &u64::try_from(time).unwrap_or(0).to_be_bytes()].concat();
         let id_at = prefix.len() + 8;
-        self.table
-            .tree
-            .range(lo..hi)
-            .map(move |item| item.map(|(k, _)| u64_at(&k, id_at)).map_err(StoreError::from))
+        self.table.tree.range(lo..hi).map(move |item| {
+            item.map(|(k, _)| u64_at(&k, id_at))
+                .map_err(StoreError::from)
+        })
     }
 
     /// One page of `query`, with the exact count of what matches.
@@ -367,30 +367,59 @@ mod tests {
         let t = table();
         commit(&t, |w| {
             for id in 0..10 {
-                let row = Row { org: id % 2, status: 0, at: (id as i64) * 1000 };
+                let row = Row {
+                    org: id % 2,
+                    status: 0,
+                    at: (id as i64) * 1000,
+                };
                 t.put(w, id, &row).unwrap();
             }
         });
         let org0 = Key::new(b'O').u64(0);
         let page = t
-            .query(&Query { index: org0.clone(), range: TimeRange::default(), filter: None, offset: 1, limit: 2 })
+            .query(&Query {
+                index: org0.clone(),
+                range: TimeRange::default(),
+                filter: None,
+                offset: 1,
+                limit: 2,
+            })
             .unwrap();
         assert_eq!(page.count, 5);
-        assert_eq!(page.rows.iter().map(|r| r.at).collect::<Vec<_>>(), [6000, 4000]);
+        assert_eq!(
+            page.rows.iter().map(|r| r.at).collect::<Vec<_>>(),
+            [6000, 4000]
+        );
         // A status change moves the row from one status index to another.
         commit(&t, |w| {
             let mut row = t.get_in(w, 4).unwrap().unwrap();
             row.status = 1;
             t.put(w, 4, &row).unwrap();
         });
-        assert_eq!(t.count(&Key::new(b'S').u64(0).byte(0), TimeRange::default()).unwrap(), 4);
-        assert_eq!(t.count(&Key::new(b'S').u64(0).byte(1), TimeRange::default()).unwrap(), 1);
-        assert_eq!(t.count(&org0, TimeRange::default()).unwrap(), 5, "still in its org");
+        assert_eq!(
+            t.count(&Key::new(b'S').u64(0).byte(0), TimeRange::default())
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            t.count(&Key::new(b'S').u64(0).byte(1), TimeRange::default())
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            t.count(&org0, TimeRange::default()).unwrap(),
+            5,
+            "still in its org"
+        );
         commit(&t, |w| {
             t.remove(w, 4).unwrap();
         });
         assert_eq!(t.count(&org0, TimeRange::default()).unwrap(), 4);
-        assert_eq!(t.count(&Key::new(b'S').u64(0).byte(1), TimeRange::default()).unwrap(), 0);
+        assert_eq!(
+            t.count(&Key::new(b'S').u64(0).byte(1), TimeRange::default())
+                .unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -400,17 +429,37 @@ mod tests {
         commit(&t, |w| {
             for id in 0..100u64 {
                 // Rows every 6 minutes over 10 hours.
-                let row = Row { org: 1, status: 0, at: id as i64 * hour / 10 };
+                let row = Row {
+                    org: 1,
+                    status: 0,
+                    at: id as i64 * hour / 10,
+                };
                 t.put(w, id, &row).unwrap();
             }
         });
         let org = Key::new(b'O').u64(1);
-        for (since, until) in [(0, 10 * hour), (hour / 2, 7 * hour + 7), (3 * hour, 3 * hour), (2 * hour + 1, 2 * hour + 2)] {
-            let range = TimeRange { since: Some(since), until: Some(until) };
-            let expected = (0..100).filter(|id| (since..=until).contains(&(id * hour / 10))).count() as u64;
+        for (since, until) in [
+            (0, 10 * hour),
+            (hour / 2, 7 * hour + 7),
+            (3 * hour, 3 * hour),
+            (2 * hour + 1, 2 * hour + 2),
+        ] {
+            let range = TimeRange {
+                since: Some(since),
+                until: Some(until),
+            };
+            let expected = (0..100)
+                .filter(|id| (since..=until).contains(&(id * hour / 10)))
+                .count() as u64;
             assert_eq!(t.count(&org, range).unwrap(), expected, "{since}..={until}");
             let filtered = t
-                .query(&Query { index: org.clone(), range, filter: Some(&|_: &Row| true), offset: 0, limit: 1000 })
+                .query(&Query {
+                    index: org.clone(),
+                    range,
+                    filter: Some(&|_: &Row| true),
+                    offset: 0,
+                    limit: 1000,
+                })
                 .unwrap();
             assert_eq!(filtered.count, expected);
         }

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::indexed::{Indexed, IndexKey, Query, QueryPage, TimeRange};
+pub use self::indexed::{IndexKey, Indexed, Query, QueryPage, TimeRange};
 use crate::journal::Position;
 
 /// Why the store failed.
@@ -112,10 +112,9 @@ impl std::fmt::Debug for Table {
 impl Table {
     /// The position the table's view has folded up to (0 for a new table).
     pub fn checkpoint(&self) -> Result<Position, StoreError> {
-        Ok(self
-            .tree
-            .get(CHECKPOINT)?
-            .map_or(0, |v| u64::from_be_bytes(v[..8].try_into().unwrap_or_default())))
+        Ok(self.tree.get(CHECKPOINT)?.map_or(0, |v| {
+            u64::from_be_bytes(v[..8].try_into().unwrap_or_default())
+        }))
     }
 
     /// The raw bytes at `key`.
@@ -158,7 +157,9 @@ impl Table {
         &'a self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + use<'a> {
-        self.tree.scan_prefix(prefix).map(|i| i.map_err(StoreError::from))
+        self.tree
+            .scan_prefix(prefix)
+            .map(|i| i.map_err(StoreError::from))
     }
 
     /// Deletes every entry (the view then rebuilds from position 0).
@@ -229,9 +230,9 @@ impl Writes {
 
     /// Adds `delta` to the counter at `key`.
     pub fn add(&mut self, key: Vec<u8>, delta: i64) -> Result<(), StoreError> {
-        let current = self
-            .get_raw(&key)?
-            .map_or(0, |v| i64::from_be_bytes(v[..8].try_into().unwrap_or_default()));
+        let current = self.get_raw(&key)?.map_or(0, |v| {
+            i64::from_be_bytes(v[..8].try_into().unwrap_or_default())
+        });
         let next = current.saturating_add(delta);
         if next == 0 {
             self.delete(key);
@@ -335,7 +336,11 @@ mod tests {
         writes.add(b"c".to_vec(), 2).unwrap();
         writes.add(b"c".to_vec(), 3).unwrap();
         assert_eq!(writes.get::<String>(b"a1").unwrap().as_deref(), Some("one"));
-        assert_eq!(table.get::<String>(b"a1").unwrap(), None, "not yet committed");
+        assert_eq!(
+            table.get::<String>(b"a1").unwrap(),
+            None,
+            "not yet committed"
+        );
         writes.commit(7).unwrap();
         assert_eq!(table.get::<String>(b"a1").unwrap().as_deref(), Some("one"));
         assert_eq!(table.checkpoint().unwrap(), 7);
@@ -345,7 +350,10 @@ mod tests {
         writes.add(b"c".to_vec(), -5).unwrap();
         writes.delete(b"a1".to_vec());
         writes.commit(8).unwrap();
-        assert!(table.get_raw(b"c").unwrap().is_none(), "a zero counter is removed");
+        assert!(
+            table.get_raw(b"c").unwrap().is_none(),
+            "a zero counter is removed"
+        );
         assert!(table.get_raw(b"a1").unwrap().is_none());
     }
 

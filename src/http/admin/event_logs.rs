@@ -112,7 +112,12 @@ pub fn list_for(
         .read()
         .list(&filter, page.offset(), page.size)?;
     let rendered: Vec<Value> = found.rows.iter().map(|e| render(app, e)).collect();
-    paginate(req, page, usize::try_from(found.count).unwrap_or(usize::MAX), rendered)
+    paginate(
+        req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
 }
 
 /// `GET`: filters `event_rule`, `status`, `source_type`, `event_type`, `event_guid`, `since`, `until`.
