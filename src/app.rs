@@ -160,6 +160,7 @@ pub struct App {
     admin_digest: [u8; 32],
     /// Journal head when the server started: ready once every view has caught up to it.
     pub start_position: Position,
+    retention_sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl App {
@@ -263,6 +264,7 @@ impl App {
             outbound,
             admin_digest,
             start_position,
+            retention_sweeper: std::sync::Mutex::default(),
         });
         app.views.start_projectors(&app).await?;
         // Actors and id sequences start from the read models, so they must have caught up first.
@@ -283,6 +285,7 @@ impl App {
         crate::actors::outbound::start(&app)
             .await
             .map_err(StartError::Actors)?;
+        *app.retention_sweeper.lock().expect("not poisoned") = Some(crate::retention::spawn(&app));
         Ok(app)
     }
 
@@ -497,6 +500,9 @@ impl App {
 
     /// Stops the actors (projectors snapshot on the way out) and closes the journal.
     pub async fn shutdown(&self) {
+        if let Some(sweeper) = self.retention_sweeper.lock().expect("not poisoned").take() {
+            sweeper.abort();
+        }
         let _ = ractor::call!(self.supervisor, SupervisorMsg::Shutdown);
         self.supervisor.stop(Some("shutdown".into()));
         self.eval_pool.close();

@@ -42,6 +42,51 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Evaluation limits of CEL conditions, throttle keys and filters.
     pub conditions: ConditionsConfig,
+    /// How long history is kept (system defaults; organizations may set their own).
+    pub retention: RetentionConfig,
+}
+
+/// System-wide retention defaults and the sweeper's pace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days event logs are kept.
+    pub event_logs_days: u32,
+    /// Days outbound deliveries are kept.
+    pub deliveries_days: u32,
+    /// Days webhook payloads are kept (unset: as long as their event logs).
+    pub payload_days: Option<u32>,
+    /// Days audit entries are kept.
+    pub audit_days: u32,
+    /// Seconds between sweeps.
+    pub sweep_interval_seconds: u64,
+    /// Rows a sweep expires per second at most, so it never competes with ingress.
+    pub max_rows_per_second: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            event_logs_days: 30,
+            deliveries_days: 30,
+            payload_days: None,
+            audit_days: 365,
+            sweep_interval_seconds: 3600,
+            max_rows_per_second: 5000,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The defaults as an organization's settings fall back to them.
+    pub fn defaults(&self) -> crate::domain::retention::Retention {
+        crate::domain::retention::Retention {
+            event_logs_days: Some(self.event_logs_days),
+            deliveries_days: Some(self.deliveries_days),
+            payload_days: self.payload_days,
+            audit_days: Some(self.audit_days),
+        }
+    }
 }
 
 /// Evaluation limits of every user-supplied expression.
@@ -189,6 +234,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             jobs: JobsConfig::default(),
             conditions: ConditionsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -346,6 +392,32 @@ impl Config {
                 "conditions.max_value_bytes",
                 "must be between 1024 and 1073741824",
             );
+        }
+        let max_days = crate::domain::retention::MAX_DAYS;
+        for (field, days) in [
+            (
+                "retention.event_logs_days",
+                Some(self.retention.event_logs_days),
+            ),
+            (
+                "retention.deliveries_days",
+                Some(self.retention.deliveries_days),
+            ),
+            ("retention.payload_days", self.retention.payload_days),
+            ("retention.audit_days", Some(self.retention.audit_days)),
+        ] {
+            if days.is_some_and(|d| !(1..=max_days).contains(&d)) {
+                return bad(field, &format!("must be between 1 and {max_days} days"));
+            }
+        }
+        if !(1..=604_800).contains(&self.retention.sweep_interval_seconds) {
+            return bad(
+                "retention.sweep_interval_seconds",
+                "must be between 1 and 604800",
+            );
+        }
+        if self.retention.max_rows_per_second == 0 {
+            return bad("retention.max_rows_per_second", "must be at least 1");
         }
         if self.conditions.eval_threads > 256 {
             return bad("conditions.eval_threads", "must be at most 256");

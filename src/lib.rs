@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod projections;
+pub mod retention;
 pub mod secrets;
 pub mod server;
 pub mod signing;

@@ -28,6 +28,59 @@ pub struct Metrics {
     pub parked: IntCounterVec,
     /// Records parked now (from the journal's parked index at start, plus new ones).
     pub parked_now: IntGauge,
+    /// The retention sweeper's progress.
+    pub retention: RetentionMetrics,
+}
+
+/// Retention sweeper collectors.
+#[derive(Clone)]
+pub struct RetentionMetrics {
+    /// Rows expired, by kind (`event_logs`, `deliveries`, `audit`).
+    pub expired: IntCounterVec,
+    /// Sweeps completed.
+    pub sweeps: IntCounter,
+    /// When the last sweep finished (seconds since the epoch).
+    pub last_sweep: IntGauge,
+}
+
+impl RetentionMetrics {
+    fn new(registry: &Registry) -> Self {
+        let expired = IntCounterVec::new(
+            Opts::new(
+                "hookforge_retention_expired_total",
+                "Rows expired by the retention sweeper, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let sweeps = IntCounter::new(
+            "hookforge_retention_sweeps_total",
+            "Retention sweeps completed",
+        )
+        .expect("valid metric");
+        let last_sweep = IntGauge::new(
+            "hookforge_retention_last_sweep_timestamp_seconds",
+            "When the last retention sweep finished",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(expired.clone()))
+            .expect("registers once");
+        registry
+            .register(Box::new(sweeps.clone()))
+            .expect("registers once");
+        registry
+            .register(Box::new(last_sweep.clone()))
+            .expect("registers once");
+        for kind in crate::domain::retention::Expiring::ALL {
+            expired.with_label_values(&[kind.name()]);
+        }
+        Self {
+            expired,
+            sweeps,
+            last_sweep,
+        }
+    }
 }
 
 /// Outbound delivery collectors.
@@ -280,6 +333,7 @@ impl Metrics {
             .expect("registers once");
         let inbound = InboundMetrics::new(&registry);
         let outbound = OutboundMetrics::new(&registry);
+        let retention = RetentionMetrics::new(&registry);
         Self {
             registry,
             journal,
@@ -290,6 +344,7 @@ impl Metrics {
             outbound,
             parked,
             parked_now,
+            retention,
         }
     }
 

@@ -21,6 +21,7 @@ use super::notification::{
 };
 use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
 use super::published::EventPublished;
+use super::retention::{OrganizationRetentionSet, RetentionExpired};
 use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
 use super::token::{TokenCreated, TokenRevoked};
 use super::webhook::{
@@ -169,6 +170,8 @@ event_registry! {
     DeliveryFilterFailed(DeliveryFilterFailed),
     WebhookParked(WebhookParked),
     WebhookRetryRequested(WebhookRetryRequested),
+    OrganizationRetentionSet(OrganizationRetentionSet),
+    RetentionExpired(RetentionExpired),
 }
 
 #[cfg(test)]

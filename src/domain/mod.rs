@@ -13,6 +13,7 @@ pub mod notification;
 pub mod organization;
 pub mod published;
 pub mod rate_limit;
+pub mod retention;
 pub mod rule;
 pub mod rule_state;
 pub mod token;

@@ -126,6 +126,8 @@ pub struct OrganizationInput {
     pub name: Option<String>,
     /// Free text.
     pub description: Option<String>,
+    /// Retention settings to change (see [`super::retention::Retention::patched`]).
+    pub retention: Option<serde_json::Value>,
 }
 
 /// Decides a creation. `name_taken` tells whether another organization already has the name.
@@ -235,6 +237,7 @@ mod tests {
             OrganizationInput {
                 name: Some("Acme".into()),
                 description: None,
+                retention: None,
             },
             |_| false,
         )
@@ -254,6 +257,7 @@ mod tests {
             OrganizationInput {
                 name: Some("Acme".into()),
                 description: None,
+                retention: None,
             },
             |n| n == "Acme",
         );
@@ -265,6 +269,7 @@ mod tests {
         let input = OrganizationInput {
             name: None,
             description: Some("new".into()),
+            retention: None,
         };
         let updated = update(1, ("Acme", "old"), input, |_| true)
             .unwrap()
@@ -276,6 +281,7 @@ mod tests {
         let same = OrganizationInput {
             name: Some("Acme".into()),
             description: None,
+            retention: None,
         };
         assert_eq!(update(1, ("Acme", "old"), same, |_| true).unwrap(), None);
     }

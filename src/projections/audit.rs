@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::View;
 use crate::domain::Event;
+use crate::domain::retention::Expiring;
 use crate::journal::{Position, RecordedEvent};
 
 /// One audited change.
@@ -51,6 +52,15 @@ pub struct AuditView {
 }
 
 impl AuditView {
+    /// How many of an organization's entries were recorded before `before`.
+    pub fn expirable(&self, organization: u64, before: i64) -> usize {
+        self.entries
+            .iter()
+            .take_while(|e| e.timestamp < before)
+            .filter(|e| e.organization == Some(organization))
+            .count()
+    }
+
     /// All entries, oldest first.
     pub fn entries(&self) -> &[AuditEntry] {
         &self.entries
@@ -68,6 +78,13 @@ impl View for AuditView {
         let Ok(Some(decoded)) = Event::decode(event) else {
             return;
         };
+        if let Event::RetentionExpired(e) = &decoded {
+            if e.kind == Expiring::Audit {
+                self.entries
+                    .retain(|a| a.organization != Some(e.organization) || a.timestamp >= e.before);
+            }
+            return;
+        }
         let Some(info) = decoded.audit() else { return };
         self.entries.push(AuditEntry {
             id: event.position,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::StoredView;
 use crate::conditions::ConditionResult;
 use crate::domain::Event;
+use crate::domain::retention::Expiring;
 use crate::domain::webhook::{ActionResult, Outcome, WebhookMeta, WebhookReceived};
 use crate::journal::{EventFilter, Position, RecordedEvent};
 use crate::store::{
@@ -184,6 +185,11 @@ impl EventLogsView {
         self.logs.get(id)
     }
 
+    /// Creation times of an organization's `n` oldest logs, ascending.
+    pub fn oldest(&self, organization: u64, n: usize) -> Result<Vec<i64>, StoreError> {
+        self.logs.oldest_times(&Key::new(b'O').u64(organization), n)
+    }
+
     /// How many event logs there are.
     pub fn count(&self) -> Result<u64, StoreError> {
         self.logs.count(
@@ -340,7 +346,7 @@ impl StoredView for EventLogsView {
     const SCHEMA: u32 = 1;
 
     fn filter() -> EventFilter {
-        EventFilter::category("rule")
+        EventFilter::Categories(vec!["rule".into(), "retention".into()])
     }
 
     fn open(table: Table) -> Result<Self, StoreError> {
@@ -388,6 +394,10 @@ impl StoredView for EventLogsView {
             return Ok(());
         };
         match event {
+            Event::RetentionExpired(e) if e.kind == Expiring::EventLogs => {
+                self.logs
+                    .remove_before(writes, &Key::new(b'O').u64(e.organization), e.before)?;
+            }
             Event::RuleCreated(e) => self.remember_rule(writes, e.id, e.organization, &e.config),
             Event::RuleUpdated(e) => self.remember_rule(writes, e.id, e.organization, &e.config),
             Event::WebhookRejected(e) => {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::View;
 use crate::domain::Event;
+use crate::domain::retention::Retention;
 use crate::journal::{EventFilter, RecordedEvent};
 
 /// An organization as the API shows it.
@@ -21,6 +22,9 @@ pub struct Organization {
     pub created: i64,
     /// Last change (µs since the epoch).
     pub modified: i64,
+    /// Its own retention settings (unset ones follow the system defaults).
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 /// Live organizations.
@@ -71,6 +75,7 @@ impl View for OrganizationsView {
                     description: e.description,
                     created: at,
                     modified: at,
+                    retention: Retention::default(),
                 };
                 self.by_id.insert(e.id, org);
             }
@@ -80,6 +85,12 @@ impl View for OrganizationsView {
                     self.by_name.insert(e.name.clone(), e.id);
                     org.name = e.name;
                     org.description = e.description;
+                    org.modified = at;
+                }
+            }
+            Event::OrganizationRetentionSet(e) => {
+                if let Some(org) = self.by_id.get_mut(&e.id) {
+                    org.retention = e.retention;
                     org.modified = at;
                 }
             }

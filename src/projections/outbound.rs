@@ -15,6 +15,7 @@ use crate::domain::Event;
 use crate::domain::delivery::{DeliveryKind, DeliverySource};
 use crate::domain::endpoint::EndpointSettings;
 use crate::domain::published::IDEMPOTENCY_WINDOW_SECONDS;
+use crate::domain::retention::Expiring;
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
 /// Deliveries kept per endpoint in the read model.
@@ -308,6 +309,50 @@ impl OutboundView {
         self.custom_types.values()
     }
 
+    /// How many of an organization's finished deliveries were created before `before`.
+    pub fn expirable(&self, organization: u64, before: i64) -> usize {
+        self.endpoints
+            .values()
+            .filter(|e| e.organization == organization)
+            .map(|e| self.expired_of(e, before).count())
+            .sum()
+    }
+
+    /// An endpoint's finished deliveries created before `before`, oldest first. History is in
+    /// journal order, hence in creation order.
+    fn expired_of<'a>(
+        &'a self,
+        endpoint: &'a EndpointRecord,
+        before: i64,
+    ) -> impl Iterator<Item = u64> + 'a {
+        endpoint
+            .history
+            .iter()
+            .filter(|id| !endpoint.pending.contains(id))
+            .take_while(move |id| {
+                self.deliveries
+                    .get(id)
+                    .is_none_or(|d| d.created_at < before)
+            })
+            .copied()
+    }
+
+    /// Drops an organization's finished deliveries created before `before`.
+    fn expire(&mut self, organization: u64, before: i64) {
+        let expired: Vec<(u64, u64)> = self
+            .endpoints
+            .values()
+            .filter(|e| e.organization == organization)
+            .flat_map(|e| self.expired_of(e, before).map(move |id| (e.id, id)))
+            .collect();
+        for (endpoint, id) in expired {
+            if let Some(e) = self.endpoints.get_mut(&endpoint) {
+                e.history.remove(&id);
+            }
+            self.deliveries.remove(&id);
+        }
+    }
+
     fn touch(&mut self, id: u64, at: i64, change: impl FnOnce(&mut EndpointRecord)) {
         if let Some(e) = self.endpoints.get_mut(&id) {
             change(e);
@@ -498,7 +543,11 @@ impl View for OutboundView {
     const NAME: &'static str = "outbound";
 
     fn filter() -> EventFilter {
-        EventFilter::Categories(vec!["endpoint".into(), "published".into()])
+        EventFilter::Categories(vec![
+            "endpoint".into(),
+            "published".into(),
+            "retention".into(),
+        ])
     }
 
     fn apply(&mut self, record: &RecordedEvent) {
@@ -507,6 +556,9 @@ impl View for OutboundView {
         };
         let at = record.recorded_at;
         match event {
+            Event::RetentionExpired(e) if e.kind == Expiring::Deliveries => {
+                self.expire(e.organization, e.before);
+            }
             Event::EndpointCreated(e) => {
                 self.max_endpoint_id = self.max_endpoint_id.max(e.id);
                 self.endpoints.insert(
@@ -879,5 +931,44 @@ mod tests {
             "oldest finished delivery dropped"
         );
         assert_eq!(log.view.deliveries_of(1).count(), MAX_HISTORY_PER_ENDPOINT);
+    }
+
+    #[test]
+    fn retention_drops_finished_deliveries_of_its_organization_only() {
+        let mut log = log();
+        let (old, pending) = (log.schedule(1), log.schedule(2));
+        log.push(
+            AttemptSucceeded {
+                endpoint: 1,
+                delivery: old,
+                attempt: 1,
+                at: 1_000,
+                status: 204,
+                duration_ms: 3,
+                snippet: String::new(),
+            }
+            .into(),
+        );
+        log.at = 5_000;
+        let young = log.schedule(3);
+        assert_eq!(log.view.expirable(1, 5_000), 1, "pending ones never expire");
+        assert_eq!(log.view.expirable(2, 5_000), 0);
+        let expiry = |organization| {
+            crate::domain::retention::RetentionExpired {
+                organization,
+                kind: Expiring::Deliveries,
+                before: 5_000,
+            }
+            .into()
+        };
+        log.push(expiry(2));
+        assert!(
+            log.view.delivery(old).is_some(),
+            "another organization's expiry"
+        );
+        log.push(expiry(1));
+        assert_eq!(log.view.delivery(old), None);
+        let kept: Vec<u64> = log.view.deliveries_of(1).map(|d| d.id).collect();
+        assert_eq!(kept, [young, pending]);
     }
 }

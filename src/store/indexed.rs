@@ -293,6 +293,39 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
         })
     }
 
+    /// Creation times of the `n` oldest rows in `index`, ascending (for retention's batches).
+    pub fn oldest_times(&self, index: &IndexKey, n: usize) -> Result<Vec<i64>, StoreError> {
+        let prefix = [&[b'i'][..], &index.0].concat();
+        let time_at = prefix.len();
+        self.table
+            .tree
+            .scan_prefix(&prefix)
+            .take(n)
+            .map(|item| {
+                let (key, _) = item?;
+                Ok(u64_at(&key, time_at) as i64)
+            })
+            .collect()
+    }
+
+    /// Deletes the rows in `index` created before `time` (µs), with all their index entries;
+    /// returns how many went.
+    pub fn remove_before(
+        &self,
+        writes: &mut Writes,
+        index: &IndexKey,
+        time: i64,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<u64> = self.ids_before(index, time).collect::<Result<_, _>>()?;
+        let mut removed = 0;
+        for id in ids {
+            if self.remove(writes, id)?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// One page of `query`, with the exact count of what matches.
     pub fn query(&self, query: &Query<'_, R>) -> Result<QueryPage<R>, StoreError> {
         let mut rows = Vec::with_capacity(query.limit.min(256));
@@ -465,5 +498,44 @@ mod tests {
         }
         let before: Vec<u64> = t.ids_before(&org, hour).map(Result::unwrap).collect();
         assert_eq!(before, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn removing_before_a_time_drops_rows_with_every_index_entry_and_count() {
+        let t = table();
+        commit(&t, |w| {
+            for id in 0..10u64 {
+                let row = Row {
+                    org: id % 2,
+                    status: (id % 3) as u8,
+                    at: id as i64 * 100,
+                };
+                t.put(w, id, &row).unwrap();
+            }
+        });
+        let org0 = Key::new(b'O').u64(0);
+        assert_eq!(t.oldest_times(&org0, 3).unwrap(), [0, 200, 400]);
+        let mut removed = 0;
+        commit(&t, |w| removed = t.remove_before(w, &org0, 450).unwrap());
+        assert_eq!(removed, 3);
+        assert_eq!(t.oldest_times(&org0, 3).unwrap(), [600, 800]);
+        assert_eq!(t.count(&org0, TimeRange::default()).unwrap(), 2);
+        assert_eq!(
+            t.count(&Key::new(Indexed::<Row>::ALL), TimeRange::default())
+                .unwrap(),
+            7
+        );
+        let statuses: u64 = (0..3)
+            .map(|s| {
+                t.count(&Key::new(b'S').u64(0).byte(s), TimeRange::default())
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(statuses, 2, "status indexes lost the rows too");
+        assert_eq!(t.get(0).unwrap(), None);
+        assert!(
+            t.get(1).unwrap().is_some(),
+            "the other organization's rows stay"
+        );
     }
 }

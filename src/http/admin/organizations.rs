@@ -5,7 +5,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::domain::Event;
 use crate::domain::organization::{self, OrganizationDeleted, OrganizationInput};
+use crate::domain::retention::{OrganizationRetentionSet, Retention};
 use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_system_admin};
 use crate::http::pagination::paginate_iter;
@@ -14,13 +16,14 @@ use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::Organization;
 
-fn render(org: &Organization) -> Value {
+fn render(app: &App, org: &Organization) -> Value {
     json!({
         "id": org.id,
         "type": "organization",
         "url": format!("/api/v2/organizations/{}/", org.id),
         "name": org.name,
         "description": org.description,
+        "retention": org.retention.effective(&app.config.retention.defaults()),
         "created": rfc3339(org.created),
         "modified": rfc3339(org.modified),
     })
@@ -31,7 +34,7 @@ fn find(app: &App, id: u64) -> Result<Value, ApiError> {
         .organizations
         .read()
         .get(id)
-        .map(render)
+        .map(|o| render(app, o))
         .ok_or_else(ApiError::not_found)
 }
 
@@ -45,7 +48,7 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         view.all()
             .rev()
             .filter(|o| name.is_none_or(|n| o.name == n))
-            .map(render),
+            .map(|o| render(&app, o)),
     )
 }
 
@@ -54,17 +57,26 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     require_system_admin(&principal)?;
     let input: OrganizationInput = req.json()?;
+    let retention = input
+        .retention
+        .as_ref()
+        .map(|r| Retention::default().patched(r))
+        .transpose()?;
     let _serial = app.commands.lock().await;
     let event = {
         let view = app.views.organizations.read();
         organization::create(view.max_id + 1, input, |name| view.name_taken(name))?
     };
     let id = event.id;
+    let mut events = vec![event.into()];
+    if let Some(retention) = retention.filter(|r| *r != Retention::default()) {
+        events.push(OrganizationRetentionSet { id, retention }.into());
+    }
     app.commit(
         &metadata(&principal, &req),
         organization::stream(id),
         ExpectedRevision::NoStream,
-        vec![event.into()],
+        events,
     )
     .await?;
     Ok(created(&find(&app, id)?))
@@ -83,19 +95,29 @@ pub async fn update(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let id = req.id("id")?;
     let input: OrganizationInput = req.json()?;
     let _serial = app.commands.lock().await;
-    let event = {
+    let events: Vec<Event> = {
         let view = app.views.organizations.read();
         let current = view.get(id).ok_or_else(ApiError::not_found)?;
-        organization::update(id, (&current.name, &current.description), input, |name| {
-            view.name_taken(name)
-        })?
+        let retention = input
+            .retention
+            .as_ref()
+            .map(|r| current.retention.patched(r))
+            .transpose()?
+            .filter(|r| *r != current.retention)
+            .map(|retention| OrganizationRetentionSet { id, retention }.into());
+        let renamed =
+            organization::update(id, (&current.name, &current.description), input, |name| {
+                view.name_taken(name)
+            })?
+            .map(Event::from);
+        renamed.into_iter().chain(retention).collect()
     };
-    if let Some(event) = event {
+    if !events.is_empty() {
         app.commit(
             &metadata(&principal, &req),
             organization::stream(id),
             ExpectedRevision::StreamExists,
-            vec![event.into()],
+            events,
         )
         .await?;
     }

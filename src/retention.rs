@@ -1,0 +1,134 @@
+//! The retention sweeper: a background task that, for each organization and kind of history,
+//! decides what has expired and records it as `retention.expired` events, which the read models
+//! fold (see [`crate::domain::retention`]). It proceeds in bounded batches at a bounded rate, so
+//! a first sweep over months of history never competes with ingress.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::domain::Event;
+use crate::domain::retention::{self, Expiring, RetentionExpired};
+use crate::journal::{ExpectedRevision, Metadata};
+
+/// Event logs one expiry drops at most (one store batch).
+const BATCH: usize = 1000;
+
+/// Starts sweeping: once shortly after start, then every `retention.sweep_interval_seconds`.
+/// Holds the application weakly, so it ends when the application does.
+pub fn spawn(app: &Arc<App>) -> JoinHandle<()> {
+    let app = Arc::downgrade(app);
+    tokio::spawn(async move {
+        let Some(interval) = app
+            .upgrade()
+            .map(|a| Duration::from_secs(a.config.retention.sweep_interval_seconds))
+        else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_secs(1).min(interval)).await;
+        loop {
+            if !sweep(&app).await {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
+
+/// One sweep over every organization; `false` once the application is gone.
+async fn sweep(app: &Weak<App>) -> bool {
+    let organizations: Vec<(u64, retention::Effective)> = {
+        let Some(app) = app.upgrade() else {
+            return false;
+        };
+        let defaults = app.config.retention.defaults();
+        app.views
+            .organizations
+            .read()
+            .all()
+            .map(|o| (o.id, o.retention.effective(&defaults)))
+            .collect()
+    };
+    for (organization, policy) in organizations {
+        for kind in Expiring::ALL {
+            loop {
+                let Some(app) = app.upgrade() else {
+                    return false;
+                };
+                let now = chrono::Utc::now().timestamp_micros();
+                let cutoff = retention::cutoff(now, kind.days(&policy));
+                let Some((before, rows)) = plan(&app, organization, kind, cutoff) else {
+                    break;
+                };
+                let event = RetentionExpired {
+                    organization,
+                    kind,
+                    before,
+                };
+                let metadata = Metadata::system(format!("retention-{organization}"));
+                let appended = app
+                    .journal
+                    .append(
+                        retention::stream(organization),
+                        ExpectedRevision::Any,
+                        vec![Event::from(event).encode(metadata)],
+                    )
+                    .await;
+                match appended {
+                    // The next plan must see this cut applied.
+                    Ok(appended) => app.views.wait_for(appended.last_position).await,
+                    Err(e) => {
+                        tracing::warn!(organization, kind = kind.name(), error = %e, "retention sweep stopped; it resumes at the next interval");
+                        return true;
+                    }
+                }
+                app.metrics
+                    .retention
+                    .expired
+                    .with_label_values(&[kind.name()])
+                    .inc_by(rows as u64);
+                let pace = rows as f64 / f64::from(app.config.retention.max_rows_per_second);
+                drop(app);
+                tokio::time::sleep(Duration::from_secs_f64(pace)).await;
+                if before >= cutoff {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(app) = app.upgrade() {
+        app.metrics.retention.sweeps.inc();
+        app.metrics
+            .retention
+            .last_sweep
+            .set(chrono::Utc::now().timestamp());
+    }
+    true
+}
+
+/// The next cut for `organization`'s `kind` and how many rows it drops, if anything expired.
+fn plan(app: &App, organization: u64, kind: Expiring, cutoff: i64) -> Option<(i64, usize)> {
+    match kind {
+        Expiring::EventLogs => {
+            let oldest = match app.views.event_logs.read().oldest(organization, BATCH + 1) {
+                Ok(oldest) => oldest,
+                Err(e) => {
+                    tracing::warn!(organization, error = %e, "event logs unreadable; retention skips them");
+                    return None;
+                }
+            };
+            let before = retention::next_cut(&oldest, cutoff, BATCH)?;
+            Some((before, oldest.iter().filter(|t| **t < before).count()))
+        }
+        Expiring::Deliveries => {
+            let rows = app.views.outbound.read().expirable(organization, cutoff);
+            (rows > 0).then_some((cutoff, rows))
+        }
+        Expiring::Audit => {
+            let rows = app.views.audit.read().expirable(organization, cutoff);
+            (rows > 0).then_some((cutoff, rows))
+        }
+    }
+}
