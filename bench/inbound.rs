@@ -7,6 +7,8 @@
 
 #[path = "support/github_push.rs"]
 mod github_push;
+#[path = "support/github_rule.rs"]
+mod github_rule;
 #[path = "support/load.rs"]
 mod load;
 
@@ -14,19 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookforge::config::Config;
 use hookforge::server::Server;
 use http_body_util::Full;
 use hyper::Request;
 use warp::Filter;
-
-const KEY: &str = "benchmark-webhook-key-0123456789";
-const ADMIN: &str = "benchmark-admin-token-0123456789";
-const CONDITIONS: [&str; 3] = [
-    r#"event.ref == "refs/heads/main""#,
-    r#"event.repository.full_name.startsWith("octo")"#,
-    r#"headers["x-github-event"] == "push""#,
-];
 
 // The same allocator as the `hookforge` binary (decision 0009), so figures match production.
 #[global_allocator]
@@ -79,73 +72,12 @@ async fn hookforge(
     connections: usize,
 ) -> (load::LoadReport, f64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        admin_token: Some(ADMIN.into()),
-        log_level: "warn".into(),
-        ..Config::default()
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(config, listener).await.unwrap();
-    let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
-    let org: serde_json::Value = client
-        .post(format!("{base}/api/v2/organizations/"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let server = Server::start(github_rule::config(dir.path()), listener)
         .await
         .unwrap();
-    let conditions: Vec<_> = CONDITIONS
-        .iter()
-        .map(|c| serde_json::json!({"expression": c}))
-        .collect();
-    let rule = serde_json::json!({"name": "bench", "organization": org["id"], "source_type": "webhook_github",
-        "webhook_path": "bench", "webhook_key": KEY, "conditions": conditions});
-    let created = client
-        .post(format!("{base}/api/v2/event_rules/"))
-        .bearer_auth(ADMIN)
-        .json(&rule)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-
-    // Every request is a distinct push: delivery id and `after` commit unique across the warm-up
-    // and the measured run, each body signed on its own. A repeated body (or id) would be a cheap
-    // duplicate that flatters the rate.
-    let needle = b"\"after\":";
-    let after = payload
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .expect("the push payload has an `after` commit")
-        + needle.len();
-    let quote = after + payload[after..].iter().position(|b| *b == b'"').unwrap() + 1;
-    let sequence = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move |_| {
-        let n = sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut body = payload.to_vec();
-        body[quote..quote + 40].copy_from_slice(format!("{n:040x}").as_bytes());
-        let signature = format!(
-            "sha256={}",
-            hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body)
-        );
-        Request::post("/api/v2/eda_webhooks/bench/")
-            .header("host", "bench")
-            .header("content-type", "application/json")
-            .header("x-github-event", "push")
-            .header(
-                "x-github-delivery",
-                format!("72d3162e-cc78-11e3-81ab-{n:012x}"),
-            )
-            .header("x-hub-signature-256", signature.as_str())
-            .header("user-agent", "GitHub-Hookshot/044aadd")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
-    });
+    github_rule::create_rule(&format!("http://{}", server.addr)).await;
+    let make = github_rule::pushes(payload);
     let started = Instant::now();
     let warm_up = load::run(
         server.addr,
@@ -160,13 +92,7 @@ async fn hookforge(
     let total_received = report.statuses.get(&202).copied().unwrap_or(0);
     let mut decided;
     loop {
-        decided = server
-            .app
-            .metrics
-            .inbound
-            .decisions
-            .with_label_values(&["matched"])
-            .get();
+        decided = github_rule::decided(&server);
         if decided >= warmed + total_received || started.elapsed() > Duration::from_secs(600) {
             break;
         }

@@ -23,8 +23,9 @@ use crate::jobs::notify::Notifier;
 use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
 use crate::metrics::Metrics;
 use crate::projections::{
-    AuditView, EventLogsView, JobsView, NotificationsView, OrganizationsView, OutboundView,
-    Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowsView, open_stored,
+    AuditView, EventLogsView, JobRunsView, JobsView, NotificationsView, OrganizationsView,
+    OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowRunsView,
+    WorkflowsView, open_stored,
 };
 use crate::secrets::{self, MasterKey};
 use crate::store::Store;
@@ -117,6 +118,8 @@ views! {
     }
     stored {
         event_logs: EventLogsView => "Inbound event logs.",
+        job_runs: JobRunsView => "Jobs (runs of job templates).",
+        workflow_runs: WorkflowRunsView => "Workflow jobs.",
     }
 }
 

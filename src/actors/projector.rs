@@ -16,8 +16,18 @@ use crate::store::Writes;
 
 /// Events applied between snapshots (at most; also on a clean stop).
 const SNAPSHOT_EVERY_EVENTS: u64 = 50_000;
+/// Journal positions read between snapshots, even if the view applied none of them: a view that
+/// filters most of the journal out must not have to rescan it all after a crash.
+const SNAPSHOT_EVERY_POSITIONS: u64 = 100_000;
 /// Minimum time between snapshots.
 const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether a snapshot is due: enough events applied or enough journal read past the last one,
+/// and not too soon after it.
+pub(super) fn snapshot_due(applied: u64, positions: u64, since_last: Duration) -> bool {
+    (applied >= SNAPSHOT_EVERY_EVENTS || positions >= SNAPSHOT_EVERY_POSITIONS)
+        && since_last >= SNAPSHOT_MIN_INTERVAL
+}
 /// Events per batch from the subscription.
 const BATCH: usize = 1024;
 
@@ -46,6 +56,7 @@ pub enum ProjectorMsg {
 pub struct ProjectorState {
     pump: JoinHandle<()>,
     applied_since_snapshot: u64,
+    snapshot_position: Position,
     last_snapshot: Instant,
 }
 
@@ -92,6 +103,7 @@ impl<V: View> Actor for Projector<V> {
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
         let (view, next) = self.load_snapshot();
+        let snapshot_position = next;
         self.projection.reset(view, next);
         let mut subscription = self.journal.subscribe(next, V::filter());
         let pump = tokio::spawn(async move {
@@ -114,6 +126,7 @@ impl<V: View> Actor for Projector<V> {
         Ok(ProjectorState {
             pump,
             applied_since_snapshot: 0,
+            snapshot_position,
             last_snapshot: Instant::now(),
         })
     }
@@ -135,11 +148,14 @@ impl<V: View> Actor for Projector<V> {
         }
         self.projection.advance(next);
         state.applied_since_snapshot += events.len() as u64;
-        if state.applied_since_snapshot >= SNAPSHOT_EVERY_EVENTS
-            && state.last_snapshot.elapsed() >= SNAPSHOT_MIN_INTERVAL
-        {
+        if snapshot_due(
+            state.applied_since_snapshot,
+            next.saturating_sub(state.snapshot_position),
+            state.last_snapshot.elapsed(),
+        ) {
             self.save_snapshot();
             state.applied_since_snapshot = 0;
+            state.snapshot_position = next;
             state.last_snapshot = Instant::now();
         }
         let _ = reply.send(());
@@ -152,7 +168,9 @@ impl<V: View> Actor for Projector<V> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
-        if state.applied_since_snapshot > 0 {
+        if state.applied_since_snapshot > 0
+            || self.projection.checkpoint() > state.snapshot_position
+        {
             self.save_snapshot();
         }
         Ok(())
@@ -244,5 +262,26 @@ impl<V: StoredView> Actor for StoredProjector<V> {
     ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_follow_applied_events_or_journal_progress_but_not_too_often() {
+        let later = SNAPSHOT_MIN_INTERVAL;
+        assert!(!snapshot_due(10, 10, later));
+        assert!(snapshot_due(SNAPSHOT_EVERY_EVENTS, 0, later));
+        assert!(
+            snapshot_due(0, SNAPSHOT_EVERY_POSITIONS, later),
+            "a view that skips everything"
+        );
+        assert!(!snapshot_due(
+            SNAPSHOT_EVERY_EVENTS,
+            SNAPSHOT_EVERY_POSITIONS,
+            Duration::from_secs(1)
+        ));
     }
 }

@@ -39,7 +39,7 @@ use crate::jobs::launch::Launcher;
 use crate::jobs::notify::{Summary, sent_from};
 use crate::jobs::state::{PendingNotification, RunnerState};
 use crate::journal::{
-    EventFilter, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
+    EventFilter, ExpectedRevision, Journal, JournalError, Metadata, Position, RecordedEvent,
 };
 use crate::secrets::MasterKey;
 
@@ -78,8 +78,8 @@ pub struct Runner {
 
 /// Messages the runner handles.
 pub enum RunnerMsg {
-    /// Events from the subscription.
-    Events(Vec<RecordedEvent>, RpcReplyPort<()>),
+    /// Events from the subscription, which has read everything below the position.
+    Events(Vec<RecordedEvent>, Position, RpcReplyPort<()>),
     /// A job task ended; this is the `job.finished` it appended (folded at once, so the job is
     /// never mistaken for one orphaned by a previous process).
     JobEnded(Box<JobFinished>),
@@ -103,6 +103,21 @@ pub struct RunnerActorState {
     /// Notification requests with an attempt in progress.
     sending: HashSet<u64>,
     pump: Option<JoinHandle<()>>,
+    snapshots: SnapshotProgress,
+}
+
+/// Where the runner's state was last saved, so that a restart folds only the journal's tail.
+struct SnapshotProgress {
+    /// The subscription has read everything below this.
+    position: Position,
+    applied: u64,
+    saved_at_position: Position,
+    saved_at: std::time::Instant,
+}
+
+/// Snapshots are only trusted by the build that wrote them.
+fn snapshot_tag() -> String {
+    format!("runner@{}", env!("CARGO_PKG_VERSION"))
 }
 
 fn system(correlation: String) -> Metadata {
@@ -139,6 +154,41 @@ impl Runner {
     }
 
     /// Folds one record; one that does not decode or panics is parked, not retried forever.
+    /// The saved state and the position to resume from, or an empty state from the start.
+    fn load_snapshot(&self) -> (RunnerState, Position) {
+        match self.journal.load_snapshot(&snapshot_tag()) {
+            Ok(Some((position, bytes))) => match postcard::from_bytes(&bytes) {
+                Ok(state) => return (state, position),
+                Err(e) => {
+                    tracing::warn!(error = %e, "runner snapshot does not decode; folding the log")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "runner snapshot unreadable; folding the log"),
+        }
+        (RunnerState::default(), 0)
+    }
+
+    /// Saves `state` as of the subscription's position. The runner's own appends folded ahead
+    /// of the log are in it too; folding them again from the tail is a no-op.
+    fn save_snapshot(&self, state: &RunnerState, progress: &mut SnapshotProgress) {
+        let saved = postcard::to_stdvec(state)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.journal
+                    .save_snapshot(&snapshot_tag(), progress.position, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match saved {
+            Ok(()) => {
+                progress.applied = 0;
+                progress.saved_at_position = progress.position;
+                progress.saved_at = std::time::Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "runner snapshot not saved"),
+        }
+    }
+
     fn fold(&self, state: &mut RunnerState, record: &RecordedEvent) {
         match Event::decode(record) {
             Ok(Some(event)) => {
@@ -690,21 +740,31 @@ impl Actor for Runner {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        // Fold everything so far (only unfinished runs are kept), then follow live.
+        // Fold everything since the snapshot (only unfinished runs are kept), then follow live.
         let head = self.journal.next_position();
-        let mut subscription = self.journal.subscribe(0, Self::filter());
-        let mut state = RunnerState::default();
+        let (mut state, from) = self.load_snapshot();
+        let mut subscription = self.journal.subscribe(from, Self::filter());
         while subscription.position() < head {
             for record in subscription.next_batch(1024).await? {
                 self.fold(&mut state, &record);
             }
+        }
+        let mut snapshots = SnapshotProgress {
+            position: subscription.position(),
+            applied: 0,
+            saved_at_position: from,
+            saved_at: std::time::Instant::now(),
+        };
+        if snapshots.position > from {
+            self.save_snapshot(&state, &mut snapshots);
         }
         let pump_self = myself.clone();
         let pump = tokio::spawn(async move {
             loop {
                 match subscription.next_batch(1024).await {
                     Ok(batch) => {
-                        if ractor::call!(pump_self, RunnerMsg::Events, batch).is_err() {
+                        let next = subscription.position();
+                        if ractor::call!(pump_self, RunnerMsg::Events, batch, next).is_err() {
                             break;
                         }
                     }
@@ -722,6 +782,7 @@ impl Actor for Runner {
             active: HashMap::new(),
             sending: HashSet::new(),
             pump: Some(pump),
+            snapshots,
         })
     }
 
@@ -741,9 +802,19 @@ impl Actor for Runner {
         actor: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RunnerMsg::Events(events, reply) => {
+            RunnerMsg::Events(events, next, reply) => {
                 for record in &events {
                     self.fold(&mut actor.state, record);
+                }
+                let progress = &mut actor.snapshots;
+                progress.position = next;
+                progress.applied += events.len() as u64;
+                if super::projector::snapshot_due(
+                    progress.applied,
+                    next.saturating_sub(progress.saved_at_position),
+                    progress.saved_at.elapsed(),
+                ) {
+                    self.save_snapshot(&actor.state, progress);
                 }
                 let _ = reply.send(());
             }
@@ -772,6 +843,9 @@ impl Actor for Runner {
     ) -> Result<(), ActorProcessingErr> {
         if let Some(pump) = actor.pump.take() {
             pump.abort();
+        }
+        if actor.snapshots.position > actor.snapshots.saved_at_position {
+            self.save_snapshot(&actor.state, &mut actor.snapshots);
         }
         Ok(())
     }

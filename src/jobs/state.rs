@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::Event;
 use crate::domain::job::{JobLaunched, JobStatus, LaunchedBy};
 use crate::domain::notification::NotificationRequested;
 use crate::domain::workflow::{WorkflowLaunched, WorkflowRun};
 
 /// A launched job that has not finished.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenJob {
     /// Its launch.
     pub launched: JobLaunched,
@@ -23,7 +25,7 @@ pub struct OpenJob {
 }
 
 /// A workflow job that has not finished.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenWorkflow {
     /// Its launch.
     pub launched: WorkflowLaunched,
@@ -40,7 +42,7 @@ pub struct OpenWorkflow {
 }
 
 /// A notification request not yet delivered (or given up on).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingNotification {
     /// The request.
     pub requested: NotificationRequested,
@@ -51,7 +53,7 @@ pub struct PendingNotification {
 }
 
 /// Unfinished jobs, workflows and notifications.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RunnerState {
     /// Unfinished jobs, by id (launch order).
     pub jobs: BTreeMap<u64, OpenJob>,

@@ -1,7 +1,5 @@
 //! Job templates and jobs.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::View;
@@ -11,9 +9,6 @@ use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
 use crate::domain::job_template::JobTemplateConfig;
 use crate::journal::{EventFilter, RecordedEvent};
-
-/// Output kept in the read model for `result_stdout` (the full tail stays in the journal).
-const STDOUT_TAIL: usize = 4096;
 
 /// A job template as the API shows it.
 pub type JobTemplateRecord = Template<JobTemplateConfig>;
@@ -69,11 +64,11 @@ pub struct JobRecord {
     pub modified: i64,
 }
 
-/// Job templates and jobs.
+/// Job templates, and the highest job id (the jobs themselves are on disk, in
+/// [`super::JobRunsView`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct JobsView {
     templates: Catalog<JobTemplateRecord>,
-    jobs: BTreeMap<u64, JobRecord>,
     /// Highest job id ever used.
     pub max_job_id: u64,
 }
@@ -98,16 +93,6 @@ impl JobsView {
     pub fn name_taken(&self, organization: u64, name: &str) -> bool {
         self.templates.name_taken(organization, name)
     }
-
-    /// A job.
-    pub fn job(&self, id: u64) -> Option<&JobRecord> {
-        self.jobs.get(&id)
-    }
-
-    /// All jobs, ascending.
-    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &JobRecord> {
-        self.jobs.values()
-    }
 }
 
 impl View for JobsView {
@@ -130,66 +115,7 @@ impl View for JobsView {
             Event::JobTemplateDeleted(e) => {
                 self.templates.remove(e.id);
             }
-            Event::JobLaunched(e) => {
-                self.max_job_id = self.max_job_id.max(e.id);
-                self.jobs.insert(
-                    e.id,
-                    JobRecord {
-                        id: e.id,
-                        organization: e.organization,
-                        template: e.template,
-                        template_name: e.template_name,
-                        kind: e.kind.name().to_owned(),
-                        status: JobStatus::Pending,
-                        launched_by: e.launched_by,
-                        extra_vars: e.extra_vars,
-                        started: None,
-                        finished: None,
-                        elapsed_ms: None,
-                        exit_code: None,
-                        explanation: None,
-                        stdout_tail: String::new(),
-                        remote_job_id: None,
-                        duration_exceeded: false,
-                        cancel_requested: false,
-                        finished_revision: None,
-                        created: at,
-                        modified: at,
-                    },
-                );
-            }
-            Event::JobStarted(e) => {
-                if let Some(job) = self.jobs.get_mut(&e.id) {
-                    job.status = JobStatus::Running;
-                    job.started = Some(at);
-                    job.remote_job_id = e.remote_job_id;
-                    job.modified = at;
-                }
-            }
-            Event::JobFinished(e) => {
-                if let Some(job) = self.jobs.get_mut(&e.id) {
-                    job.status = e.status;
-                    job.finished = Some(at);
-                    job.elapsed_ms = Some(e.elapsed_ms);
-                    job.exit_code = e.exit_code;
-                    job.explanation = e.explanation;
-                    let tail = &e.stdout[e.stdout.len().saturating_sub(STDOUT_TAIL)..];
-                    job.stdout_tail = String::from_utf8_lossy(tail).into_owned();
-                    job.finished_revision = Some(record.revision);
-                    job.modified = at;
-                }
-            }
-            Event::JobCancelRequested(e) => {
-                if let Some(job) = self.jobs.get_mut(&e.id) {
-                    job.cancel_requested = true;
-                    job.modified = at;
-                }
-            }
-            Event::JobDurationExceeded(e) => {
-                if let Some(job) = self.jobs.get_mut(&e.id) {
-                    job.duration_exceeded = true;
-                }
-            }
+            Event::JobLaunched(e) => self.max_job_id = self.max_job_id.max(e.id),
             _ => {}
         }
     }

@@ -1,7 +1,5 @@
 //! Workflow job templates and workflow jobs.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::View;
@@ -54,11 +52,11 @@ pub struct WorkflowJobRecord {
     pub modified: i64,
 }
 
-/// Workflow templates and jobs.
+/// Workflow templates, and the highest workflow job id (the jobs themselves are on disk, in
+/// [`super::WorkflowRunsView`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct WorkflowsView {
     templates: Catalog<WorkflowTemplateRecord>,
-    jobs: BTreeMap<u64, WorkflowJobRecord>,
     /// Highest workflow job id ever used.
     pub max_job_id: u64,
 }
@@ -83,16 +81,6 @@ impl WorkflowsView {
     pub fn name_taken(&self, organization: u64, name: &str) -> bool {
         self.templates.name_taken(organization, name)
     }
-
-    /// A workflow job.
-    pub fn job(&self, id: u64) -> Option<&WorkflowJobRecord> {
-        self.jobs.get(&id)
-    }
-
-    /// All workflow jobs.
-    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &WorkflowJobRecord> {
-        self.jobs.values()
-    }
 }
 
 impl View for WorkflowsView {
@@ -115,62 +103,7 @@ impl View for WorkflowsView {
             Event::WorkflowTemplateDeleted(e) => {
                 self.templates.remove(e.id);
             }
-            Event::WorkflowLaunched(e) => {
-                self.max_job_id = self.max_job_id.max(e.id);
-                self.jobs.insert(
-                    e.id,
-                    WorkflowJobRecord {
-                        id: e.id,
-                        organization: e.organization,
-                        template: e.template,
-                        template_name: e.template_name,
-                        status: JobStatus::Pending,
-                        launched_by: e.launched_by,
-                        extra_vars: e.extra_vars,
-                        run: WorkflowRun::new(e.nodes),
-                        started: None,
-                        finished: None,
-                        elapsed_ms: None,
-                        explanation: None,
-                        created: at,
-                        modified: at,
-                    },
-                );
-            }
-            Event::WorkflowStarted(e) => {
-                if let Some(w) = self.jobs.get_mut(&e.id) {
-                    w.status = JobStatus::Running;
-                    w.started = Some(at);
-                    w.modified = at;
-                }
-            }
-            Event::WorkflowNodeLaunched(e) => {
-                if let Some(w) = self.jobs.get_mut(&e.id) {
-                    w.run.launched(&e.node, e.job);
-                    w.modified = at;
-                }
-            }
-            Event::WorkflowNodeCompleted(e) => {
-                if let Some(w) = self.jobs.get_mut(&e.id) {
-                    w.run.completed(&e.node, e.job, e.status);
-                    w.modified = at;
-                }
-            }
-            Event::WorkflowCancelRequested(e) => {
-                if let Some(w) = self.jobs.get_mut(&e.id) {
-                    w.run.cancel();
-                    w.modified = at;
-                }
-            }
-            Event::WorkflowFinished(e) => {
-                if let Some(w) = self.jobs.get_mut(&e.id) {
-                    w.status = e.status;
-                    w.finished = Some(at);
-                    w.elapsed_ms = Some(e.elapsed_ms);
-                    w.explanation = e.explanation;
-                    w.modified = at;
-                }
-            }
+            Event::WorkflowLaunched(e) => self.max_job_id = self.max_job_id.max(e.id),
             _ => {}
         }
     }

@@ -242,6 +242,21 @@ impl Writes {
         Ok(())
     }
 
+    /// The keys in `lo..hi` as this batch leaves them, ascending.
+    pub fn keys_in(&self, lo: &[u8], hi: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        for item in self.table.tree.range(lo..hi) {
+            keys.insert(item?.0.to_vec());
+        }
+        for (key, value) in self.overlay.range(lo.to_vec()..hi.to_vec()) {
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.overlay.is_empty()

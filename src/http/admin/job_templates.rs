@@ -230,15 +230,14 @@ pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .await
         .map_err(launch_error)?;
     app.views
-        .jobs
+        .job_runs
         .wait_for(app.journal.next_position().saturating_sub(1))
         .await;
     let record = app
         .views
-        .jobs
+        .job_runs
         .read()
-        .job(job)
-        .cloned()
+        .get(job)?
         .ok_or_else(|| ApiError::internal("job missing", job))?;
     Ok(created(&render_job(&record)))
 }

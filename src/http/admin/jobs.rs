@@ -8,14 +8,14 @@ use warp::http::StatusCode;
 use super::common::{choice, time};
 use crate::app::App;
 use crate::domain::Event;
-use crate::domain::job::{self, JobCancelRequested, JobStatus, LaunchedBy};
+use crate::domain::job::{self, JobCancelRequested, JobStatus};
 use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::paginate_iter;
+use crate::http::pagination::{Page, paginate};
 use crate::http::response::{Response, json, ok, text};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
-use crate::projections::JobRecord;
+use crate::projections::{JobRecord, RunFilter};
 use crate::secrets::mask_secret_members;
 
 /// A job as the API shows it (secrets in extra variables redacted).
@@ -53,23 +53,12 @@ fn visible(
     let principal = authenticate(app, req)?;
     let job = app
         .views
-        .jobs
+        .job_runs
         .read()
-        .job(req.id("id")?)
-        .cloned()
+        .get(req.id("id")?)?
         .ok_or_else(ApiError::not_found)?;
     require_read(&principal, job.organization)?;
     Ok((principal, job))
-}
-
-fn launched_by_matches(by: &LaunchedBy, filter: &str) -> bool {
-    match by {
-        LaunchedBy::EventLog(id) => filter == format!("event_log:{id}"),
-        LaunchedBy::User(actor) => filter == actor,
-        LaunchedBy::Workflow { workflow_job, .. } => {
-            filter == format!("workflow_job:{workflow_job}")
-        }
-    }
 }
 
 /// `GET`: filters `job_template`, `status`, `launched_by` (`event_log:<id>`, `token:<id>`,
@@ -80,22 +69,26 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let status = choice(&req, "status", JobStatus::parse, JobStatus::NAMES)?;
     let launched_by = req.query("launched_by").filter(|v| !v.is_empty());
     let since = req.query_time("since")?;
-    let scope = principal.scope();
-    let jobs: Vec<Value> = app
+    let filter = RunFilter {
+        organization: principal.scope(),
+        template,
+        status,
+        launched_by: launched_by.map(str::to_owned),
+        since,
+    };
+    let page = Page::from_request(&req)?;
+    let found = app
         .views
-        .jobs
+        .job_runs
         .read()
-        .jobs()
-        .rev()
-        .filter(|j| scope.is_none_or(|o| j.organization == o))
-        .filter(|j| {
-            template.is_none_or(|t| j.template == t) && status.is_none_or(|s| j.status == s)
-        })
-        .filter(|j| launched_by.is_none_or(|f| launched_by_matches(&j.launched_by, f)))
-        .filter(|j| since.is_none_or(|t| j.created >= t))
-        .map(render_job)
-        .collect();
-    paginate_iter(&req, jobs.into_iter())
+        .list(&filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(render_job).collect();
+    paginate(
+        &req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
 }
 
 /// `GET /{id}`.
@@ -158,10 +151,9 @@ pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     .await?;
     let job = app
         .views
-        .jobs
+        .job_runs
         .read()
-        .job(job.id)
-        .cloned()
+        .get(job.id)?
         .ok_or_else(ApiError::not_found)?;
     Ok(json(StatusCode::ACCEPTED, &render_job(&job)))
 }

@@ -18,11 +18,11 @@ use crate::domain::workflow::{
 };
 use crate::domain::{DomainError, Event, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::paginate_iter;
+use crate::http::pagination::{Page, paginate, paginate_iter};
 use crate::http::response::{Response, created, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
-use crate::projections::{WorkflowJobRecord, WorkflowTemplateRecord};
+use crate::projections::{RunFilter, WorkflowJobRecord, WorkflowTemplateRecord};
 use crate::secrets::mask_secret_members;
 
 fn render_template(t: &WorkflowTemplateRecord) -> Value {
@@ -180,15 +180,14 @@ pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .await
         .map_err(launch_error)?;
     app.views
-        .workflows
+        .workflow_runs
         .wait_for(app.journal.next_position().saturating_sub(1))
         .await;
     let record = app
         .views
-        .workflows
+        .workflow_runs
         .read()
-        .job(job)
-        .cloned()
+        .get(job)?
         .ok_or_else(|| ApiError::internal("workflow job missing", job))?;
     Ok(created(&render_job(&record)))
 }
@@ -199,30 +198,34 @@ pub async fn list_jobs(app: Arc<App>, req: Request) -> Result<Response, ApiError
     let template =
         req.query_parsed::<u64>("workflow_job_template", "a workflow job template id")?;
     let status = choice(&req, "status", JobStatus::parse, JobStatus::NAMES)?;
-    let scope = principal.scope();
-    let items: Vec<Value> = app
+    let filter = RunFilter {
+        organization: principal.scope(),
+        template,
+        status,
+        ..RunFilter::default()
+    };
+    let page = Page::from_request(&req)?;
+    let found = app
         .views
-        .workflows
+        .workflow_runs
         .read()
-        .jobs()
-        .rev()
-        .filter(|w| scope.is_none_or(|o| w.organization == o))
-        .filter(|w| {
-            template.is_none_or(|t| w.template == t) && status.is_none_or(|s| w.status == s)
-        })
-        .map(render_job)
-        .collect();
-    paginate_iter(&req, items.into_iter())
+        .list(&filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(render_job).collect();
+    paginate(
+        &req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
 }
 
 fn visible_job(app: &App, req: &Request) -> Result<(Principal, WorkflowJobRecord), ApiError> {
     let principal = authenticate(app, req)?;
     let job = app
         .views
-        .workflows
+        .workflow_runs
         .read()
-        .job(req.id("id")?)
-        .cloned()
+        .get(req.id("id")?)?
         .ok_or_else(ApiError::not_found)?;
     require_read(&principal, job.organization)?;
     Ok((principal, job))
@@ -258,10 +261,9 @@ pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     .await?;
     let job = app
         .views
-        .workflows
+        .workflow_runs
         .read()
-        .job(job.id)
-        .cloned()
+        .get(job.id)?
         .ok_or_else(ApiError::not_found)?;
     Ok(json(StatusCode::ACCEPTED, &render_job(&job)))
 }
