@@ -58,7 +58,7 @@ pub struct RetentionConfig {
     pub payload_days: Option<u32>,
     /// Days audit entries are kept.
     pub audit_days: u32,
-    /// Seconds between sweeps.
+    /// Seconds between sweeps (0: retention is never swept).
     pub sweep_interval_seconds: u64,
     /// Rows a sweep expires per second at most, so it never competes with ingress.
     pub max_rows_per_second: u32,

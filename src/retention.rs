@@ -27,6 +27,9 @@ pub fn spawn(app: &Arc<App>) -> JoinHandle<()> {
         else {
             return;
         };
+        if interval.is_zero() {
+            return;
+        }
         tokio::time::sleep(Duration::from_secs(1).min(interval)).await;
         loop {
             if !sweep(&app).await {

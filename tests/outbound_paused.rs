@@ -87,6 +87,11 @@ async fn setup(
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         admin_token: Some("paused-admin-token-0123".into()),
+        // No retention sweeper: its timers would let the paused clock race ahead.
+        retention: hookforge::config::RetentionConfig {
+            sweep_interval_seconds: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     config.journal.sync = false;
