@@ -15,12 +15,13 @@ use crate::conditions::EvalPool;
 use crate::config::Config;
 use crate::delivery::client::{ClientConfig, DeliveryClient};
 use crate::domain::Event;
-use crate::http::ApiError;
-use crate::http::ingress::IngressState;
+use crate::intake::Intake;
 use crate::jobs::LiveOutput;
 use crate::jobs::launch::Launcher;
 use crate::jobs::notify::Notifier;
-use crate::journal::{Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position};
+use crate::journal::{
+    AppendError, Appended, ExpectedRevision, Journal, JournalOptions, Metadata, Position,
+};
 use crate::metrics::Metrics;
 use crate::projections::{
     AuditView, EventLogsView, JobRunsView, JobsView, NotificationsView, OrganizationsView,
@@ -148,7 +149,7 @@ pub struct App {
     /// The outbound HTTP client (SSRF-guarded).
     pub delivery: DeliveryClient,
     /// In-flight webhook bookkeeping.
-    pub ingress: IngressState,
+    pub ingress: Intake,
     /// Threads for expensive expression evaluations, shared fairly between organizations.
     pub eval_pool: EvalPool,
     /// Sets aside journal records a consumer cannot process.
@@ -258,7 +259,7 @@ impl App {
             launcher,
             live_output: LiveOutput::default(),
             delivery,
-            ingress: IngressState::default(),
+            ingress: Intake::default(),
             eval_pool,
             parking,
             rule_actors: Arc::default(),
@@ -494,7 +495,7 @@ impl App {
         stream: String,
         expected: ExpectedRevision,
         events: Vec<Event>,
-    ) -> Result<Appended, ApiError> {
+    ) -> Result<Appended, AppendError> {
         let encoded = events.iter().map(|e| e.encode(metadata.clone())).collect();
         let appended = self.journal.append(stream, expected, encoded).await?;
         self.views.wait_for(appended.last_position).await;

@@ -11,6 +11,7 @@ pub mod data_dir;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod intake;
 pub mod jobs;
 pub mod journal;
 pub mod metrics;

@@ -6,11 +6,9 @@
 //! dropped: whatever reached the journal is decided and acted on.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use warp::http::{StatusCode, header};
 
 use super::error::ApiError;
@@ -22,119 +20,10 @@ use crate::domain::Event;
 use crate::domain::rate_limit::TokenBucket;
 use crate::domain::rule;
 use crate::domain::webhook::{CREDENTIAL_HEADERS, WebhookReceived, WebhookRejected, form_payload};
+use crate::intake::Claim;
 use crate::journal::{ExpectedRevision, Metadata};
 use crate::projections::RuleRecord;
 use crate::verify::{Inbound, SourceType, identify, replay_key, verify_request};
-
-type InflightKey = (u64, String);
-
-/// Deliveries being journaled right now, by rule and delivery id, so that a concurrent
-/// duplicate waits for the original and gets its event log id.
-#[derive(Default)]
-pub struct IngressState {
-    inflight: Arc<Mutex<HashMap<InflightKey, watch::Receiver<Option<u64>>>>>,
-    /// Per rule, how many more rejected webhooks may be journaled now.
-    rejections: Mutex<HashMap<u64, TokenBucket>>,
-    /// Keys accepted so recently that their rule may not have decided (and stored) them yet.
-    recent: Mutex<Recent>,
-}
-
-/// Most keys [`Recent`] holds; older ones are in the rule's seen set by then.
-const RECENT_KEYS: usize = 65_536;
-
-/// Delivery ids and replay keys just accepted, oldest first, bounded.
-#[derive(Default)]
-struct Recent {
-    first: HashMap<InflightKey, (u64, i64)>,
-    order: std::collections::VecDeque<InflightKey>,
-}
-
-impl Recent {
-    fn insert(&mut self, key: InflightKey, position: u64, at: i64) {
-        if self.first.insert(key.clone(), (position, at)).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > RECENT_KEYS {
-            if let Some(old) = self.order.pop_front() {
-                self.first.remove(&old);
-            }
-        }
-    }
-}
-
-/// The event log that first accepted `key` on `rule` within its dedup window before `now`:
-/// from the keys just accepted, else from the rule's seen set on disk.
-fn original(app: &App, rule: &RuleRecord, key: &str, now: i64) -> Option<u64> {
-    let window = i64::try_from(rule.config.dedup_window_seconds)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000);
-    if window == 0 {
-        return None;
-    }
-    let recent = app
-        .ingress
-        .recent
-        .lock()
-        .expect("recent keys poisoned")
-        .first
-        .get(&(rule.id, key.to_owned()))
-        .copied();
-    let first = recent.or_else(|| match app.rule_store.first(rule.id, key) {
-        Ok(first) => first,
-        Err(e) => {
-            tracing::error!(rule = rule.id, error = %e, "the seen set does not read");
-            None
-        }
-    });
-    first.filter(|(_, at)| now - at < window).map(|(p, _)| p)
-}
-
-/// Removes an in-flight entry however the request ends (even when the client hangs up).
-struct InflightGuard {
-    inflight: Arc<Mutex<HashMap<InflightKey, watch::Receiver<Option<u64>>>>>,
-    key: InflightKey,
-    done: watch::Sender<Option<u64>>,
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.inflight
-            .lock()
-            .expect("inflight map poisoned")
-            .remove(&self.key);
-    }
-}
-
-enum Claim {
-    /// Already received: the original event log.
-    Duplicate(u64),
-    /// Being received by a concurrent request.
-    Wait(watch::Receiver<Option<u64>>),
-    /// This request receives it.
-    Mine(InflightGuard),
-}
-
-fn claim(app: &App, rule: &RuleRecord, guid: &str, now: i64) -> Claim {
-    if let Some(original) = original(app, rule, guid, now) {
-        return Claim::Duplicate(original);
-    }
-    let key = (rule.id, guid.to_owned());
-    let mut inflight = app.ingress.inflight.lock().expect("inflight map poisoned");
-    if let Some(rx) = inflight.get(&key) {
-        return Claim::Wait(rx.clone());
-    }
-    // Checked again under the lock: the original may have finished in between.
-    if let Some(original) = original(app, rule, guid, now) {
-        return Claim::Duplicate(original);
-    }
-    let (done, rx) = watch::channel(None);
-    inflight.insert(key.clone(), rx);
-    Claim::Mine(InflightGuard {
-        inflight: app.ingress.inflight.clone(),
-        key,
-        done,
-    })
-}
 
 fn not_found() -> ApiError {
     ApiError::new(
@@ -304,14 +193,16 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     };
     // A replay of a captured request under a new delivery id is still the same signed content.
     if let Some(key) = &replay
-        && let Some(original) = original(&app, &rule, key, now_micros)
+        && let Some(original) = app
+            .ingress
+            .original(&app.rule_store, &rule, key, now_micros)
     {
         return Ok(duplicate(&app, source, original));
     }
 
     let guard = match identity.event_guid.as_deref() {
         None => None,
-        Some(guid) => match claim(&app, &rule, guid, now_micros) {
+        Some(guid) => match app.ingress.claim(&app.rule_store, &rule, guid, now_micros) {
             Claim::Duplicate(original) => return Ok(duplicate(&app, source, original)),
             Claim::Wait(mut rx) => {
                 let original = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
@@ -353,13 +244,15 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     let appended = ticket.await?;
     let event_log_id = appended.first_position;
     {
-        let mut recent = app.ingress.recent.lock().expect("recent keys poisoned");
-        for key in identity.event_guid.iter().chain(&replay) {
-            recent.insert((rule.id, key.clone()), event_log_id, now_micros);
-        }
+        app.ingress.accepted(
+            rule.id,
+            identity.event_guid.iter().chain(&replay),
+            event_log_id,
+            now_micros,
+        );
     }
     if let Some(guard) = guard {
-        let _ = guard.done.send(Some(event_log_id));
+        guard.received(event_log_id);
     }
     app.metrics
         .inbound
@@ -395,17 +288,13 @@ fn duplicate(app: &App, source: SourceType, original: u64) -> Response {
 /// not be able to grow the journal at the speed of the network.
 fn may_log_rejection(app: &App, rule: u64, now: i64) -> bool {
     let settings = &app.config.ingress;
-    let mut buckets = app.ingress.rejections.lock().expect("rejections poisoned");
-    buckets
-        .entry(rule)
-        .or_insert_with(|| {
-            TokenBucket::per_minute(
-                settings.rejected_logs_per_minute,
-                settings.rejected_logs_burst,
-                now,
-            )
-        })
-        .try_take(now)
+    app.ingress.may_log_rejection(rule, now, || {
+        TokenBucket::per_minute(
+            settings.rejected_logs_per_minute,
+            settings.rejected_logs_burst,
+            now,
+        )
+    })
 }
 
 /// Journals a failed verification for forensics (body and headers capped); the sender gets its

@@ -3,56 +3,21 @@
 
 use super::StoredView;
 use super::jobs::JobRecord;
-use super::runs::{self, RunFilter, RunRow};
+use super::runs::{self, Runs, run_row};
 use crate::domain::Event;
-use crate::domain::job::{JobStatus, LaunchedBy};
+use crate::domain::job::JobStatus;
 use crate::journal::{EventFilter, RecordedEvent};
-use crate::store::{Indexed, QueryPage, StoreError, Table, Writes};
+use crate::store::{StoreError, Table, Writes};
 
 /// Output kept in the read model for `result_stdout` (the full tail stays in the journal).
 const STDOUT_TAIL: usize = 4096;
 
 /// Every job on disk.
-pub struct JobRunsView {
-    jobs: Indexed<JobRecord>,
-}
+pub type JobRunsView = Runs<JobRecord>;
 
-impl JobRunsView {
-    /// The job with `id`.
-    pub fn get(&self, id: u64) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs.get(id)
-    }
+run_row!(JobRecord);
 
-    /// The page `offset..offset + limit` of the jobs matching `filter`, newest first.
-    pub fn list(
-        &self,
-        filter: &RunFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<QueryPage<JobRecord>, StoreError> {
-        runs::list(&self.jobs, filter, offset, limit)
-    }
-}
-
-impl RunRow for JobRecord {
-    fn organization(&self) -> u64 {
-        self.organization
-    }
-    fn template(&self) -> u64 {
-        self.template
-    }
-    fn status(&self) -> JobStatus {
-        self.status
-    }
-    fn launched_by(&self) -> &LaunchedBy {
-        &self.launched_by
-    }
-    fn touch(&mut self, at: i64) {
-        self.modified = at;
-    }
-}
-
-impl StoredView for JobRunsView {
+impl StoredView for Runs<JobRecord> {
     const NAME: &'static str = "job_runs";
     const SCHEMA: u32 = 1;
 
@@ -61,13 +26,11 @@ impl StoredView for JobRunsView {
     }
 
     fn open(table: Table) -> Result<Self, StoreError> {
-        Ok(Self {
-            jobs: Indexed::new(table, runs::indexes::<JobRecord>, |j| j.created),
-        })
+        Ok(Self::new(table))
     }
 
     fn table(&self) -> &Table {
-        self.jobs.table()
+        self.rows().table()
     }
 
     fn apply(&mut self, record: &RecordedEvent, writes: &mut Writes) -> Result<(), StoreError> {
@@ -75,6 +38,7 @@ impl StoredView for JobRunsView {
             return Ok(());
         };
         let at = record.recorded_at;
+        let jobs = self.rows();
         match event {
             Event::JobLaunched(e) => {
                 let job = JobRecord {
@@ -99,14 +63,14 @@ impl StoredView for JobRunsView {
                     created: at,
                     modified: at,
                 };
-                self.jobs.put(writes, e.id, &job)?;
+                jobs.put(writes, e.id, &job)?;
             }
-            Event::JobStarted(e) => runs::update(&self.jobs, writes, e.id, at, |job| {
+            Event::JobStarted(e) => runs::update(jobs, writes, e.id, at, |job| {
                 job.status = JobStatus::Running;
                 job.started = Some(at);
                 job.remote_job_id = e.remote_job_id;
             })?,
-            Event::JobFinished(e) => runs::update(&self.jobs, writes, e.id, at, |job| {
+            Event::JobFinished(e) => runs::update(jobs, writes, e.id, at, |job| {
                 job.status = e.status;
                 job.finished = Some(at);
                 job.elapsed_ms = Some(e.elapsed_ms);
@@ -116,14 +80,14 @@ impl StoredView for JobRunsView {
                 job.stdout_tail = String::from_utf8_lossy(tail).into_owned();
                 job.finished_revision = Some(record.revision);
             })?,
-            Event::JobCancelRequested(e) => runs::update(&self.jobs, writes, e.id, at, |job| {
-                job.cancel_requested = true
-            })?,
+            Event::JobCancelRequested(e) => {
+                runs::update(jobs, writes, e.id, at, |job| job.cancel_requested = true)?
+            }
             Event::JobDurationExceeded(e) => {
                 // Not a change by anyone: `modified` stays as the API showed it before.
-                if let Some(mut job) = self.jobs.get_in(writes, e.id)? {
+                if let Some(mut job) = jobs.get_in(writes, e.id)? {
                     job.duration_exceeded = true;
-                    self.jobs.put(writes, e.id, &job)?;
+                    jobs.put(writes, e.id, &job)?;
                 }
             }
             _ => {}
@@ -136,7 +100,8 @@ impl StoredView for JobRunsView {
 mod tests {
     use super::*;
     use crate::codec::RawJson;
-    use crate::domain::job::{JobFinished, JobLaunched};
+    use crate::domain::job::{JobFinished, JobLaunched, LaunchedBy};
+    use crate::projections::RunFilter;
     use crate::domain::job_template::{CommandSpec, JobKind};
     use crate::journal::Metadata;
     use crate::store::Store;

@@ -34,7 +34,7 @@ pub use self::notifications::{NotificationRecord, NotificationsView};
 pub use self::organizations::{Organization, OrganizationsView};
 pub use self::outbound::OutboundView;
 pub use self::rules::{RuleRecord, RulesView};
-pub use self::runs::RunFilter;
+pub use self::runs::{RunFilter, RunRow, Runs};
 pub use self::tokens::{TokenRecord, TokensView};
 pub use self::workflow_runs::WorkflowRunsView;
 pub use self::workflows::{WorkflowJobRecord, WorkflowTemplateRecord, WorkflowsView};

@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::job::{JobStatus, LaunchedBy};
-use crate::store::{IndexKey, Indexed, Key, Query, QueryPage, StoreError, TimeRange, Writes};
+use crate::store::{
+    IndexKey, Indexed, Key, Query, QueryPage, StoreError, Table, TimeRange, Writes,
+};
 
 /// A run of a template: a job or a workflow job.
 pub trait RunRow: Serialize + DeserializeOwned {
@@ -19,6 +21,69 @@ pub trait RunRow: Serialize + DeserializeOwned {
     fn launched_by(&self) -> &LaunchedBy;
     /// Records a change at `at` (µs).
     fn touch(&mut self, at: i64);
+    /// When it was launched (µs): the order of its lists.
+    fn created(&self) -> i64;
+}
+
+/// Implements [`RunRow`] for a record with the fields every run has.
+macro_rules! run_row {
+    ($record:ty) => {
+        impl $crate::projections::runs::RunRow for $record {
+            fn organization(&self) -> u64 {
+                self.organization
+            }
+            fn template(&self) -> u64 {
+                self.template
+            }
+            fn status(&self) -> $crate::domain::job::JobStatus {
+                self.status
+            }
+            fn launched_by(&self) -> &$crate::domain::job::LaunchedBy {
+                &self.launched_by
+            }
+            fn touch(&mut self, at: i64) {
+                self.modified = at;
+            }
+            fn created(&self) -> i64 {
+                self.created
+            }
+        }
+    };
+}
+pub(crate) use run_row;
+
+/// Every run of one kind on disk; each kind says in its own module which events fold into it.
+pub struct Runs<R> {
+    rows: Indexed<R>,
+}
+
+impl<R: RunRow> Runs<R> {
+    /// The runs stored in `table`.
+    pub fn new(table: Table) -> Self {
+        Self {
+            rows: Indexed::new(table, indexes::<R>, R::created),
+        }
+    }
+
+    /// The run with `id`.
+    pub fn get(&self, id: u64) -> Result<Option<R>, StoreError> {
+        self.rows.get(id)
+    }
+
+    /// The page `offset..offset + limit` of the runs matching `filter`, newest first.
+    pub fn list(
+        &self,
+        filter: &RunFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<QueryPage<R>, StoreError> {
+        list(&self.rows, filter, offset, limit)
+    }
+
+    /// The rows, for folding.
+    pub fn rows(&self) -> &Indexed<R> {
+        &self.rows
+    }
 }
 
 /// The filters of a run list, as the API names them.
@@ -47,7 +112,7 @@ fn launched_by_matches(by: &LaunchedBy, filter: &str) -> bool {
 }
 
 /// A run's indexes: by organization and by template.
-pub fn indexes<R: RunRow>(run: &R) -> Vec<IndexKey> {
+fn indexes<R: RunRow>(run: &R) -> Vec<IndexKey> {
     vec![
         Key::new(b'O').u64(run.organization()),
         Key::new(b'T').u64(run.template()),
@@ -56,7 +121,7 @@ pub fn indexes<R: RunRow>(run: &R) -> Vec<IndexKey> {
 
 /// The page `offset..offset + limit` of the runs matching `filter`, newest first, with their
 /// count. A template implies its organization; status and origin are checked per row.
-pub fn list<R: RunRow>(
+fn list<R: RunRow>(
     rows: &Indexed<R>,
     filter: &RunFilter,
     offset: usize,

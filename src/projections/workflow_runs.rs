@@ -2,55 +2,20 @@
 //! by template, newest first.
 
 use super::StoredView;
-use super::runs::{self, RunFilter, RunRow};
+use super::runs::{self, Runs, run_row};
 use super::workflows::WorkflowJobRecord;
 use crate::domain::Event;
-use crate::domain::job::{JobStatus, LaunchedBy};
+use crate::domain::job::JobStatus;
 use crate::domain::workflow::WorkflowRun;
 use crate::journal::{EventFilter, RecordedEvent};
-use crate::store::{Indexed, QueryPage, StoreError, Table, Writes};
+use crate::store::{StoreError, Table, Writes};
 
 /// Every workflow job on disk.
-pub struct WorkflowRunsView {
-    runs: Indexed<WorkflowJobRecord>,
-}
+pub type WorkflowRunsView = Runs<WorkflowJobRecord>;
 
-impl WorkflowRunsView {
-    /// The workflow job with `id`.
-    pub fn get(&self, id: u64) -> Result<Option<WorkflowJobRecord>, StoreError> {
-        self.runs.get(id)
-    }
+run_row!(WorkflowJobRecord);
 
-    /// The page `offset..offset + limit` of the workflow jobs matching `filter`, newest first.
-    pub fn list(
-        &self,
-        filter: &RunFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<QueryPage<WorkflowJobRecord>, StoreError> {
-        runs::list(&self.runs, filter, offset, limit)
-    }
-}
-
-impl RunRow for WorkflowJobRecord {
-    fn organization(&self) -> u64 {
-        self.organization
-    }
-    fn template(&self) -> u64 {
-        self.template
-    }
-    fn status(&self) -> JobStatus {
-        self.status
-    }
-    fn launched_by(&self) -> &LaunchedBy {
-        &self.launched_by
-    }
-    fn touch(&mut self, at: i64) {
-        self.modified = at;
-    }
-}
-
-impl StoredView for WorkflowRunsView {
+impl StoredView for Runs<WorkflowJobRecord> {
     const NAME: &'static str = "workflow_runs";
     const SCHEMA: u32 = 1;
 
@@ -59,13 +24,11 @@ impl StoredView for WorkflowRunsView {
     }
 
     fn open(table: Table) -> Result<Self, StoreError> {
-        Ok(Self {
-            runs: Indexed::new(table, runs::indexes::<WorkflowJobRecord>, |w| w.created),
-        })
+        Ok(Self::new(table))
     }
 
     fn table(&self) -> &Table {
-        self.runs.table()
+        self.rows().table()
     }
 
     fn apply(&mut self, record: &RecordedEvent, writes: &mut Writes) -> Result<(), StoreError> {
@@ -73,7 +36,7 @@ impl StoredView for WorkflowRunsView {
             return Ok(());
         };
         let at = record.recorded_at;
-        let rows = &self.runs;
+        let rows = self.rows();
         match event {
             Event::WorkflowLaunched(e) => {
                 let run = WorkflowJobRecord {

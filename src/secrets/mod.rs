@@ -45,9 +45,25 @@ pub enum SecretError {
     Unseal,
 }
 
+/// How many opened secrets [`MasterKey::open_string`] keeps; a few per rule and endpoint in use.
+const OPENED_CAPACITY: usize = 4096;
+
 /// The key that seals every stored secret.
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// Opened text by (field, ciphertext). Keyed by the ciphertext, so a rotation (which seals a
+    /// new value) misses at once and the old entry ages out.
+    opened: quick_cache::sync::Cache<(String, Vec<u8>), String>,
+}
+
+/// Borrowed form of the cache key: hashes exactly like `(String, Vec<u8>)`.
+#[derive(Hash)]
+struct Opened<'a>(&'a str, &'a [u8]);
+
+impl quick_cache::Equivalent<(String, Vec<u8>)> for Opened<'_> {
+    fn equivalent(&self, key: &(String, Vec<u8>)) -> bool {
+        self.0 == key.0 && self.1 == key.1.as_slice()
+    }
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -91,6 +107,7 @@ impl MasterKey {
     fn from_bytes(key: &[u8; 32]) -> Self {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            opened: quick_cache::sync::Cache::new(OPENED_CAPACITY),
         }
     }
 
@@ -129,9 +146,16 @@ impl MasterKey {
             .map_err(|_| SecretError::Unseal)
     }
 
-    /// Decrypts a secret that was sealed from UTF-8 text.
+    /// Decrypts a secret that was sealed from UTF-8 text. Hot secrets (webhook keys, signing
+    /// secrets) are opened once and then served from a small cache.
     pub fn open_string(&self, field: &str, sealed: &Sealed) -> Result<String, SecretError> {
-        String::from_utf8(self.open(field, sealed)?).map_err(|_| SecretError::Unseal)
+        if let Some(text) = self.opened.get(&Opened(field, &sealed.0)) {
+            return Ok(text);
+        }
+        let text = String::from_utf8(self.open(field, sealed)?).map_err(|_| SecretError::Unseal)?;
+        self.opened
+            .insert((field.to_owned(), sealed.0.clone()), text.clone());
+        Ok(text)
     }
 }
 
@@ -200,6 +224,30 @@ mod tests {
             key.seal("f", b"x").0,
             "nonces are random"
         );
+    }
+
+    #[test]
+    fn cached_openings_stay_bound_to_field_and_ciphertext() {
+        let key = MasterKey::from_base64(&BASE64.encode([7u8; 32])).unwrap();
+        let first = key.seal("rule-1/webhook_key", b"old");
+        assert_eq!(
+            key.open_string("rule-1/webhook_key", &first).unwrap(),
+            "old"
+        );
+        // A hit for one field is no key to another: the other field still fails to open.
+        assert!(key.open_string("rule-2/webhook_key", &first).is_err());
+        let rotated = key.seal("rule-1/webhook_key", b"new");
+        assert_eq!(
+            key.open_string("rule-1/webhook_key", &rotated).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            key.open_string("rule-1/webhook_key", &first).unwrap(),
+            "old"
+        );
+        let mut altered = rotated.clone();
+        *altered.0.last_mut().unwrap() ^= 1;
+        assert!(key.open_string("rule-1/webhook_key", &altered).is_err());
     }
 
     #[test]

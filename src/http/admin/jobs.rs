@@ -6,12 +6,13 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use super::common::{choice, time};
+use super::runs;
 use crate::app::App;
 use crate::domain::Event;
+use crate::domain::access::Principal;
 use crate::domain::job::{self, JobCancelRequested, JobStatus};
 use crate::domain::rfc3339;
-use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::{Page, paginate};
+use crate::http::auth::{authenticate, require_manage};
 use crate::http::response::{Response, json, ok, text};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
@@ -46,19 +47,8 @@ pub fn render_job(j: &JobRecord) -> Value {
     })
 }
 
-fn visible(
-    app: &App,
-    req: &Request,
-) -> Result<(crate::domain::access::Principal, JobRecord), ApiError> {
-    let principal = authenticate(app, req)?;
-    let job = app
-        .views
-        .job_runs
-        .read()
-        .get(req.id("id")?)?
-        .ok_or_else(ApiError::not_found)?;
-    require_read(&principal, job.organization)?;
-    Ok((principal, job))
+fn visible(app: &App, req: &Request) -> Result<(Principal, JobRecord), ApiError> {
+    runs::visible(app, req, |id| app.views.job_runs.read().get(id))
 }
 
 /// `GET`: filters `job_template`, `status`, `launched_by` (`event_log:<id>`, `token:<id>`,
@@ -76,19 +66,7 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         launched_by: launched_by.map(str::to_owned),
         since,
     };
-    let page = Page::from_request(&req)?;
-    let found = app
-        .views
-        .job_runs
-        .read()
-        .list(&filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(render_job).collect();
-    paginate(
-        &req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    runs::list(&req, &app.views.job_runs.read(), &filter, render_job)
 }
 
 /// `GET /{id}`.
@@ -131,13 +109,7 @@ pub async fn stdout(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
 pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (principal, job) = visible(&app, &req)?;
     require_manage(&principal, job.organization)?;
-    if job.status.is_finished() {
-        return Err(ApiError::conflict(format!(
-            "Job {} already finished ({}).",
-            job.id,
-            job.status.as_str()
-        )));
-    }
+    runs::unfinished("Job", job.id, job.status)?;
     let event = JobCancelRequested {
         id: job.id,
         organization: job.organization,

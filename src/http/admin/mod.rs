@@ -11,6 +11,7 @@ pub mod notifications;
 pub mod organizations;
 pub mod outbound;
 pub mod rules;
+pub mod runs;
 pub mod templates;
 pub mod tokens;
 pub mod workflows;

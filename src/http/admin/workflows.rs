@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 
 use super::common::{choice, launch_overrides, time};
 use super::job_templates::launch_error;
+use super::runs;
 use super::templates::{TemplateResource, template_events, visible};
 use crate::app::App;
 use crate::domain::access::Principal;
@@ -17,8 +18,8 @@ use crate::domain::workflow::{
     WorkflowTemplateCreated, WorkflowTemplateDeleted, WorkflowTemplateUpdated,
 };
 use crate::domain::{DomainError, Event, rfc3339};
-use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::{Page, paginate, paginate_iter};
+use crate::http::auth::{authenticate, require_manage};
+use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
@@ -204,31 +205,11 @@ pub async fn list_jobs(app: Arc<App>, req: Request) -> Result<Response, ApiError
         status,
         ..RunFilter::default()
     };
-    let page = Page::from_request(&req)?;
-    let found = app
-        .views
-        .workflow_runs
-        .read()
-        .list(&filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(render_job).collect();
-    paginate(
-        &req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    runs::list(&req, &app.views.workflow_runs.read(), &filter, render_job)
 }
 
 fn visible_job(app: &App, req: &Request) -> Result<(Principal, WorkflowJobRecord), ApiError> {
-    let principal = authenticate(app, req)?;
-    let job = app
-        .views
-        .workflow_runs
-        .read()
-        .get(req.id("id")?)?
-        .ok_or_else(ApiError::not_found)?;
-    require_read(&principal, job.organization)?;
-    Ok((principal, job))
+    runs::visible(app, req, |id| app.views.workflow_runs.read().get(id))
 }
 
 /// `GET /workflow_jobs/{id}`: with each node's status.
@@ -241,13 +222,7 @@ pub async fn job_detail(app: Arc<App>, req: Request) -> Result<Response, ApiErro
 pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (principal, job) = visible_job(&app, &req)?;
     require_manage(&principal, job.organization)?;
-    if job.status.is_finished() {
-        return Err(ApiError::conflict(format!(
-            "Workflow job {} already finished ({}).",
-            job.id,
-            job.status.as_str()
-        )));
-    }
+    runs::unfinished("Workflow job", job.id, job.status)?;
     let event = WorkflowCancelRequested {
         id: job.id,
         organization: job.organization,

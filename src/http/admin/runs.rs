@@ -1,0 +1,54 @@
+//! What the job and workflow-job handlers share: their lists, lookups and the cancel guard.
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::domain::access::Principal;
+use crate::domain::job::JobStatus;
+use crate::http::auth::{authenticate, require_read};
+use crate::http::pagination::{Page, paginate};
+use crate::http::response::Response;
+use crate::http::{ApiError, Request};
+use crate::projections::{RunFilter, RunRow, Runs};
+
+/// The page the request asks for of the `runs` matching `filter`, newest first, with its exact
+/// count.
+pub fn list<R: RunRow>(
+    req: &Request,
+    runs: &Runs<R>,
+    filter: &RunFilter,
+    render: fn(&R) -> Value,
+) -> Result<Response, ApiError> {
+    let page = Page::from_request(req)?;
+    let found = runs.list(filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(render).collect();
+    paginate(
+        req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
+}
+
+/// The caller and the run at the path's `id`, if the caller may read it (404 otherwise).
+pub fn visible<R: RunRow>(
+    app: &App,
+    req: &Request,
+    runs: impl FnOnce(u64) -> Result<Option<R>, crate::store::StoreError>,
+) -> Result<(Principal, R), ApiError> {
+    let principal = authenticate(app, req)?;
+    let run = runs(req.id("id")?)?.ok_or_else(ApiError::not_found)?;
+    require_read(&principal, run.organization())?;
+    Ok((principal, run))
+}
+
+/// 409 unless the run can still be canceled.
+pub fn unfinished(what: &str, id: u64, status: JobStatus) -> Result<(), ApiError> {
+    if status.is_finished() {
+        return Err(ApiError::conflict(format!(
+            "{what} {id} already finished ({}).",
+            status.as_str()
+        )));
+    }
+    Ok(())
+}
