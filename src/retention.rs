@@ -50,8 +50,8 @@ async fn sweep(app: &Weak<App>) -> bool {
         app.views
             .organizations
             .read()
-            .all()
-            .map(|o| (o.id, o.retention.effective(&defaults)))
+            .retention()
+            .map(|(id, retention)| (id, retention.effective(&defaults)))
             .collect()
     };
     for (organization, policy) in organizations {

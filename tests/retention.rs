@@ -166,6 +166,20 @@ impl Client {
         response.json().unwrap()
     }
 
+    fn delete(&self, path: &str) {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+
     fn metric(&self, name: &str) -> f64 {
         let text = self
             .http
@@ -241,10 +255,18 @@ fn expired_history_leaves_the_api_in_metered_batches_and_stays_gone_after_restar
         json!({"event_logs_days": 60, "audit_days": 3650}),
         3,
     );
+    // A tenant that leaves: its rule and organization are deleted, its history stays until it
+    // expires like anyone's.
+    let (gone, gone_rule) = client.tenant("gone", json!({"event_logs_days": 10}), 2);
     let short_logs = format!("/api/v2/event_logs/?event_rule={short_rule}");
     let long_logs = format!("/api/v2/event_logs/?event_rule={long_rule}");
+    let gone_logs = format!("/api/v2/event_logs/?event_rule={gone_rule}");
     client.wait_count(&short_logs, 5);
     client.wait_count(&long_logs, 3);
+    client.wait_count(&gone_logs, 2);
+    client.delete(&format!("/api/v2/event_rules/{gone_rule}/"));
+    client.delete(&format!("/api/v2/organizations/{gone}/"));
+    assert_eq!(client.count(&gone_logs), 2);
     let short_audit = format!("/api/v2/audit_events/?organization={short}");
     let long_audit = format!("/api/v2/audit_events/?organization={long}");
     let audited = (client.count(&short_audit), client.count(&long_audit));
@@ -255,13 +277,14 @@ fn expired_history_leaves_the_api_in_metered_batches_and_stays_gone_after_restar
     let mut server = serve_later(dir.path(), 40);
     let client = Client::new(&server);
     client.wait_count(&short_logs, 0);
+    client.wait_count(&gone_logs, 0);
     assert_eq!(client.count(&long_logs), 3);
     assert_eq!(
         (client.count(&short_audit), client.count(&long_audit)),
         audited
     );
     let expired = r#"hookforge_retention_expired_total{kind="event_logs"}"#;
-    assert_eq!(client.metric(expired), 5.0);
+    assert_eq!(client.metric(expired), 7.0);
     assert!(client.metric("hookforge_retention_sweeps_total") >= 1.0);
     // New webhooks are received as usual, and are not expired.
     let body = serde_json::to_vec(&json!({"n": 99})).unwrap();

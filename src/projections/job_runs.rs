@@ -101,9 +101,9 @@ mod tests {
     use super::*;
     use crate::codec::RawJson;
     use crate::domain::job::{JobFinished, JobLaunched, LaunchedBy};
-    use crate::projections::RunFilter;
     use crate::domain::job_template::{CommandSpec, JobKind};
     use crate::journal::Metadata;
+    use crate::projections::RunFilter;
     use crate::store::Store;
 
     fn fold(view: &mut JobRunsView, position: u64, event: Event) {

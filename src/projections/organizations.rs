@@ -34,6 +34,10 @@ pub struct OrganizationsView {
     by_name: HashMap<String, u64>,
     /// Highest id ever used, deleted ones included (ids are never reused).
     pub max_id: u64,
+    /// Deleted organizations' retention: their history (event logs of rules deleted before
+    /// them, deliveries, audit) still expires, under the settings they had.
+    #[serde(default)]
+    retired: BTreeMap<u64, Retention>,
 }
 
 impl OrganizationsView {
@@ -50,6 +54,12 @@ impl OrganizationsView {
     /// All organizations, ascending by id.
     pub fn all(&self) -> impl DoubleEndedIterator<Item = &Organization> {
         self.by_id.values()
+    }
+
+    /// The retention of every organization that may still hold history, deleted ones included.
+    pub fn retention(&self) -> impl Iterator<Item = (u64, &Retention)> {
+        let live = self.by_id.values().map(|o| (o.id, &o.retention));
+        live.chain(self.retired.iter().map(|(id, r)| (*id, r)))
     }
 }
 
@@ -97,9 +107,63 @@ impl View for OrganizationsView {
             Event::OrganizationDeleted(e) => {
                 if let Some(org) = self.by_id.remove(&e.id) {
                     self.by_name.remove(&org.name);
+                    self.retired.insert(org.id, org.retention);
                 }
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::organization::{OrganizationCreated, OrganizationDeleted};
+    use crate::domain::retention::OrganizationRetentionSet;
+    use crate::journal::Metadata;
+
+    fn fold(view: &mut OrganizationsView, position: u64, event: Event) {
+        let new = event.encode(Metadata::default());
+        view.apply(&RecordedEvent {
+            position,
+            stream: "organization-1".into(),
+            revision: 0,
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            recorded_at: 1,
+            metadata: new.metadata,
+            data: new.data.into(),
+        });
+    }
+
+    #[test]
+    fn deleted_organizations_keep_expiring_under_their_own_retention() {
+        let mut view = OrganizationsView::default();
+        for id in [1, 2] {
+            let created = OrganizationCreated {
+                id,
+                name: format!("org-{id}"),
+                description: String::new(),
+            };
+            fold(&mut view, id, created.into());
+        }
+        let short = Retention {
+            event_logs_days: Some(3),
+            ..Retention::default()
+        };
+        fold(
+            &mut view,
+            3,
+            OrganizationRetentionSet {
+                id: 2,
+                retention: short.clone(),
+            }
+            .into(),
+        );
+        fold(&mut view, 4, OrganizationDeleted { id: 2 }.into());
+        assert!(view.get(2).is_none() && !view.name_taken("org-2"));
+        let policies: Vec<(u64, Retention)> =
+            view.retention().map(|(id, r)| (id, r.clone())).collect();
+        assert_eq!(policies, vec![(1, Retention::default()), (2, short)]);
     }
 }
