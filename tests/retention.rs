@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{ADMIN, ServerProcess, TestServer, hookforge};
 use reqwest::StatusCode;
+use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
 const KEY: &str = "retention-test-key-0123456789";
@@ -150,34 +151,30 @@ impl Client {
             .unwrap()
     }
 
-    fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let response = self
+    /// Sends as the system admin; the answer must be a 2xx.
+    fn succeed(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .unwrap();
+            .bearer_auth(ADMIN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
         assert!(
             response.status().is_success(),
             "{path}: {}",
             response.status()
         );
-        response.json().unwrap()
+        response
+    }
+
+    fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        self.succeed(method, path, Some(body)).json().unwrap()
     }
 
     fn delete(&self, path: &str) {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
+        self.succeed(reqwest::Method::DELETE, path, None);
     }
 
     fn metric(&self, name: &str) -> f64 {
