@@ -156,14 +156,13 @@ mod tests {
             3,
             OrganizationRetentionSet {
                 id: 2,
-                retention: short.clone(),
+                retention: short,
             }
             .into(),
         );
         fold(&mut view, 4, OrganizationDeleted { id: 2 }.into());
         assert!(view.get(2).is_none() && !view.name_taken("org-2"));
-        let policies: Vec<(u64, Retention)> =
-            view.retention().map(|(id, r)| (id, r.clone())).collect();
+        let policies: Vec<(u64, Retention)> = view.retention().map(|(id, r)| (id, *r)).collect();
         assert_eq!(policies, vec![(1, Retention::default()), (2, short)]);
     }
 }
