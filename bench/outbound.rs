@@ -7,7 +7,10 @@
 //!    size, as many in flight as the server allows: 100 endpoints x `max_in_flight` 4).
 //! 2. Latency, not saturated: one event every 50 ms to the 100 endpoints, p50/p99 from the start
 //!    of the publish request to each delivery's arrival at the receiver.
-//! 3. Memory: resident set of the server with 100,000 pending retries (1,000 events to 100
+//! 3. Intake under delivery load: signed webhooks (unique delivery ids, 16 connections) for 5 s,
+//!    first alone, then while the server delivers to the 100 endpoints; accepted/s and p99 of the
+//!    202s in both, and the count of event logs checked against the requests.
+//! 4. Memory: resident set of the server with 100,000 pending retries (1,000 events to 100
 //!    endpoints whose receiver answers 500, next retry an hour away).
 //!
 //! Run: `cargo bench --bench outbound` (env: BENCH_EVENTS, default 400, i.e. 40,000 deliveries;
@@ -30,6 +33,9 @@ use warp::Filter;
 const TOKEN: &str = "bench-admin-token-0123456789";
 const ENDPOINTS: usize = 100;
 const MAX_IN_FLIGHT: usize = 4;
+const INTAKE_KEY: &str = "bench-intake-key";
+const INTAKE_CONNECTIONS: usize = 16;
+const INTAKE_WINDOW: Duration = Duration::from_secs(5);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -190,6 +196,70 @@ impl Server {
         org
     }
 
+    async fn intake_rule(&self, org: u64) -> u64 {
+        self.call(
+            "/api/v2/event_rules/",
+            json!({"name": "intake", "organization": org, "webhook_path": "intake", "webhook_key": INTAKE_KEY, "conditions": [{"expression": "event.n >= 0"}]}),
+        )
+        .await["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Sends signed webhooks with unique delivery ids (`tag-<n>`) on `INTAKE_CONNECTIONS`
+    /// connections for `INTAKE_WINDOW`; every answer must be a 202. The latencies, sorted.
+    async fn intake(&self, tag: &str) -> Vec<Duration> {
+        let url = format!("{}/api/v2/eda_webhooks/intake/", self.base);
+        let seq = AtomicU64::new(0);
+        let deadline = Instant::now() + INTAKE_WINDOW;
+        let senders = (0..INTAKE_CONNECTIONS).map(|_| async {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let body =
+                    serde_json::to_vec(&json!({"n": n, "tag": tag, "pad": "x".repeat(1000)}))
+                        .unwrap();
+                let signature = hookforge::signing::hmac_sha256_hex(INTAKE_KEY.as_bytes(), &body);
+                let sent = Instant::now();
+                let response = self
+                    .client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-forge-delivery", format!("{tag}-{n}"))
+                    .header("x-forge-signature", format!("sha256={signature}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+        let mut all: Vec<Duration> = futures::future::join_all(senders)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort();
+        all
+    }
+
+    async fn event_logs(&self, rule: u64) -> u64 {
+        let response = self
+            .client
+            .get(format!(
+                "{}/api/v2/event_logs/?event_rule={rule}&page_size=1",
+                self.base
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let page: Value = response.json().await.unwrap();
+        page["count"].as_u64().unwrap()
+    }
+
     async fn publish(&self, org: u64, seq: u64) {
         let body = json!({"organization": org, "event_type": "bench.event", "payload": {"seq": seq, "pad": "x".repeat(200)}});
         self.call("/api/v2/events/", body).await;
@@ -342,9 +412,55 @@ async fn run() {
         latencies.last().copied().unwrap_or_default(),
         latencies.len()
     );
+
+    // 3. Intake alone, then while deliveries run on the same cores.
+    let rule = server.intake_rule(org).await;
+    let alone = server.intake("alone").await;
+    let before = receiver.ok.load(Ordering::Relaxed);
+    let publishing = async {
+        for n in 0..events {
+            server.publish(org, 2_000_000 + n).await;
+        }
+    };
+    let (mixed, ()) = tokio::join!(server.intake("mixed"), publishing);
+    let delivered_meanwhile = receiver.ok.load(Ordering::Relaxed) - before;
+    let requests = (alone.len() + mixed.len()) as u64;
+    let started = Instant::now();
+    while server.event_logs(rule).await < requests {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "event logs missing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server.event_logs(rule).await,
+        requests,
+        "one event log per request"
+    );
+    let rate = |l: &[Duration]| l.len() as f64 / INTAKE_WINDOW.as_secs_f64();
+    println!(
+        "Intake ({INTAKE_CONNECTIONS} connections, 1 KiB signed webhooks, {requests} event logs = requests):"
+    );
+    println!(
+        "  alone:                 {:.0} accepted/s, p50 {:.1?}, p99 {:.1?}",
+        rate(&alone),
+        percentile(&alone, 0.5),
+        percentile(&alone, 0.99)
+    );
+    println!(
+        "  while delivering:      {:.0} accepted/s, p50 {:.1?}, p99 {:.1?} ({delivered_meanwhile} deliveries in the window and after)",
+        rate(&mixed),
+        percentile(&mixed, 0.5),
+        percentile(&mixed, 0.99)
+    );
+    println!(
+        "  ratio mixed / alone:   {:.2} accepted/s",
+        rate(&mixed) / rate(&alone)
+    );
     drop(server);
 
-    // 3. Memory with 100,000 pending retries.
+    // 4. Memory with 100,000 pending retries.
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path()).await;
     let org = server
