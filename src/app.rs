@@ -149,7 +149,7 @@ pub struct App {
     /// The outbound HTTP client (SSRF-guarded).
     pub delivery: DeliveryClient,
     /// In-flight webhook bookkeeping.
-    pub ingress: Intake,
+    pub intake: Intake,
     /// Threads for expensive expression evaluations, shared fairly between organizations.
     pub eval_pool: EvalPool,
     /// Sets aside journal records a consumer cannot process.
@@ -259,7 +259,7 @@ impl App {
             launcher,
             live_output: LiveOutput::default(),
             delivery,
-            ingress: Intake::default(),
+            intake: Intake::default(),
             eval_pool,
             parking,
             rule_actors: Arc::default(),

@@ -193,16 +193,14 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     };
     // A replay of a captured request under a new delivery id is still the same signed content.
     if let Some(key) = &replay
-        && let Some(original) = app
-            .ingress
-            .original(&app.rule_store, &rule, key, now_micros)
+        && let Some(original) = app.intake.original(&app.rule_store, &rule, key, now_micros)
     {
         return Ok(duplicate(&app, source, original));
     }
 
     let guard = match identity.event_guid.as_deref() {
         None => None,
-        Some(guid) => match app.ingress.claim(&app.rule_store, &rule, guid, now_micros) {
+        Some(guid) => match app.intake.claim(&app.rule_store, &rule, guid, now_micros) {
             Claim::Duplicate(original) => return Ok(duplicate(&app, source, original)),
             Claim::Wait(mut rx) => {
                 let original = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
@@ -244,7 +242,7 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     let appended = ticket.await?;
     let event_log_id = appended.first_position;
     {
-        app.ingress.accepted(
+        app.intake.accepted(
             rule.id,
             identity.event_guid.iter().chain(&replay),
             event_log_id,
@@ -288,7 +286,7 @@ fn duplicate(app: &App, source: SourceType, original: u64) -> Response {
 /// not be able to grow the journal at the speed of the network.
 fn may_log_rejection(app: &App, rule: u64, now: i64) -> bool {
     let settings = &app.config.ingress;
-    app.ingress.may_log_rejection(rule, now, || {
+    app.intake.may_log_rejection(rule, now, || {
         TokenBucket::per_minute(
             settings.rejected_logs_per_minute,
             settings.rejected_logs_burst,
