@@ -30,14 +30,15 @@ pub fn list<R: RunRow>(
     )
 }
 
-/// The caller and the run at the path's `id`, if the caller may read it (404 otherwise).
+/// The caller and the run at the path's `id`, if the caller may read it (404 otherwise). `find`
+/// looks the run up, so that its view is locked only for the lookup.
 pub fn visible<R: RunRow>(
     app: &App,
     req: &Request,
-    runs: impl FnOnce(u64) -> Result<Option<R>, crate::store::StoreError>,
+    find: impl FnOnce(u64) -> Result<Option<R>, crate::store::StoreError>,
 ) -> Result<(Principal, R), ApiError> {
     let principal = authenticate(app, req)?;
-    let run = runs(req.id("id")?)?.ok_or_else(ApiError::not_found)?;
+    let run = find(req.id("id")?)?.ok_or_else(ApiError::not_found)?;
     require_read(&principal, run.organization())?;
     Ok((principal, run))
 }
