@@ -62,6 +62,9 @@ pub struct RetentionConfig {
     pub sweep_interval_seconds: u64,
     /// Rows a sweep expires per second at most, so it never competes with ingress.
     pub max_rows_per_second: u32,
+    /// MiB per second compaction reads and writes at most while cutting expired payloads out
+    /// of the journal's closed segments.
+    pub compaction_mib_per_second: u32,
 }
 
 impl Default for RetentionConfig {
@@ -73,11 +76,17 @@ impl Default for RetentionConfig {
             audit_days: 365,
             sweep_interval_seconds: 3600,
             max_rows_per_second: 5000,
+            compaction_mib_per_second: 32,
         }
     }
 }
 
 impl RetentionConfig {
+    /// Compaction's pace in bytes per second.
+    pub fn compaction_bytes_per_second(&self) -> u64 {
+        u64::from(self.compaction_mib_per_second) << 20
+    }
+
     /// The defaults as an organization's settings fall back to them.
     pub fn defaults(&self) -> crate::domain::retention::Retention {
         crate::domain::retention::Retention {
@@ -418,6 +427,9 @@ impl Config {
         }
         if self.retention.max_rows_per_second == 0 {
             return bad("retention.max_rows_per_second", "must be at least 1");
+        }
+        if self.retention.compaction_mib_per_second == 0 {
+            return bad("retention.compaction_mib_per_second", "must be at least 1");
         }
         if self.conditions.eval_threads > 256 {
             return bad("conditions.eval_threads", "must be at most 256");

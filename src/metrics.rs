@@ -41,6 +41,12 @@ pub struct RetentionMetrics {
     pub sweeps: IntCounter,
     /// When the last sweep finished (seconds since the epoch).
     pub last_sweep: IntGauge,
+    /// Journal records whose payload compaction cut.
+    pub compacted: IntCounter,
+    /// Closed segments compaction rewrote.
+    pub segments_compacted: IntCounter,
+    /// Disk space compaction freed, in bytes.
+    pub reclaimed: IntCounter,
 }
 
 impl RetentionMetrics {
@@ -69,6 +75,25 @@ impl RetentionMetrics {
         registry
             .register(Box::new(sweeps.clone()))
             .expect("registers once");
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registers once");
+            c
+        };
+        let compacted = counter(
+            "hookforge_retention_compacted_records_total",
+            "Journal records whose expired payload compaction cut out",
+        );
+        let segments_compacted = counter(
+            "hookforge_retention_compacted_segments_total",
+            "Closed journal segments rewritten by compaction",
+        );
+        let reclaimed = counter(
+            "hookforge_retention_reclaimed_bytes_total",
+            "Disk space compaction freed, in bytes",
+        );
         registry
             .register(Box::new(last_sweep.clone()))
             .expect("registers once");
@@ -79,6 +104,9 @@ impl RetentionMetrics {
             expired,
             sweeps,
             last_sweep,
+            compacted,
+            segments_compacted,
+            reclaimed,
         }
     }
 }

@@ -114,18 +114,22 @@ fn libfaketime() -> PathBuf {
 
 /// Serves `dir` as if it were `days` days later (wall clock only; timers keep real time).
 fn serve_later(dir: &std::path::Path, days: u32) -> ServerProcess {
+    serve_later_with(dir, days, &[])
+}
+
+/// [`serve_later`] with more environment.
+fn serve_later_with(dir: &std::path::Path, days: u32, env: &[(&str, &str)]) -> ServerProcess {
     let lib = libfaketime();
     let offset = format!("+{days}d");
-    ServerProcess::spawn(
-        dir,
-        &[
-            ("LD_PRELOAD", lib.to_str().unwrap()),
-            ("FAKETIME", &offset),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ("FAKETIME_DONT_RESET", "1"),
-            ("HOOKFORGE_RETENTION__SWEEP_INTERVAL_SECONDS", "1"),
-        ],
-    )
+    let mut all = vec![
+        ("LD_PRELOAD", lib.to_str().unwrap()),
+        ("FAKETIME", &offset),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("FAKETIME_DONT_RESET", "1"),
+        ("HOOKFORGE_RETENTION__SWEEP_INTERVAL_SECONDS", "1"),
+    ];
+    all.extend_from_slice(env);
+    ServerProcess::spawn(dir, &all)
 }
 
 struct Client {
@@ -209,6 +213,18 @@ impl Client {
 
     /// An organization with `retention` and a rule that received `n` webhooks; (org, rule).
     fn tenant(&self, name: &str, retention: Value, n: usize) -> (u64, u64) {
+        self.tenant_with(name, retention, json!({}), n, 0)
+    }
+
+    /// [`Self::tenant`] with more rule settings and `pad` bytes of filler in each payload.
+    fn tenant_with(
+        &self,
+        name: &str,
+        retention: Value,
+        rule: Value,
+        n: usize,
+        pad: usize,
+    ) -> (u64, u64) {
         let org = self.send(
             reqwest::Method::POST,
             "/api/v2/organizations/",
@@ -216,29 +232,40 @@ impl Client {
         )["id"]
             .as_u64()
             .unwrap();
-        let rule = self.send(
-            reqwest::Method::POST,
-            "/api/v2/event_rules/",
-            json!({"name": name, "organization": org, "webhook_path": name, "webhook_key": KEY, "conditions": [{"expression": "event.n >= 0"}]}),
-        )["id"]
+        let mut body = json!({"name": name, "organization": org, "webhook_path": name, "webhook_key": KEY, "conditions": [{"expression": "event.n >= 0"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(rule.as_object().unwrap().clone());
+        let rule = self.send(reqwest::Method::POST, "/api/v2/event_rules/", body)["id"]
             .as_u64()
             .unwrap();
         for i in 0..n {
-            let body = serde_json::to_vec(&json!({ "n": i })).unwrap();
-            let signature = hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body);
-            let response = self
-                .http
-                .post(format!("{}/api/v2/eda_webhooks/{name}/", self.base))
-                .header("content-type", "application/json")
-                .header("x-forge-delivery", format!("{name}-{i}"))
-                .header("x-forge-signature", format!("sha256={signature}"))
-                .body(body)
-                .send()
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            self.deliver(name, &format!("{name}-{i}"), &payload(i, pad));
         }
         (org, rule)
     }
+
+    /// Posts a signed webhook to `path`; the answer's JSON.
+    fn deliver(&self, path: &str, delivery: &str, payload: &Value) -> Value {
+        let body = serde_json::to_vec(payload).unwrap();
+        let signature = hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body);
+        let response = self
+            .http
+            .post(format!("{}/api/v2/eda_webhooks/{path}/", self.base))
+            .header("content-type", "application/json")
+            .header("x-forge-delivery", delivery)
+            .header("x-forge-signature", format!("sha256={signature}"))
+            .body(body)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json().unwrap()
+    }
+}
+
+/// Webhook `i`'s payload, with `pad` bytes of filler.
+fn payload(i: usize, pad: usize) -> Value {
+    json!({"n": i, "pad": "x".repeat(pad)})
 }
 
 #[test]
@@ -284,18 +311,8 @@ fn expired_history_leaves_the_api_in_metered_batches_and_stays_gone_after_restar
     assert_eq!(client.metric(expired), 7.0);
     assert!(client.metric("hookforge_retention_sweeps_total") >= 1.0);
     // New webhooks are received as usual, and are not expired.
-    let body = serde_json::to_vec(&json!({"n": 99})).unwrap();
-    let signature = hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), &body);
-    let response = client
-        .http
-        .post(format!("{}/api/v2/eda_webhooks/short/", client.base))
-        .header("content-type", "application/json")
-        .header("x-forge-delivery", "short-late")
-        .header("x-forge-signature", format!("sha256={signature}"))
-        .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let answer = client.deliver("short", "short-late", &json!({"n": 99}));
+    assert_eq!(answer["status"], "received");
     client.wait_count(&short_logs, 1);
     assert!(server.terminate().success());
 
@@ -317,4 +334,119 @@ fn expired_history_leaves_the_api_in_metered_batches_and_stays_gone_after_restar
     let data = dir.path().to_str().unwrap();
     let (code, out, err) = hookforge(&["journal", "verify", "--data-dir", data]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The payloads of `org`'s rule's logs, newest first.
+fn payloads(client: &Client, rule: u64) -> Vec<Value> {
+    let list = client.get(&format!(
+        "/api/v2/event_logs/?event_rule={rule}&page_size=200"
+    ));
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|log| log["payload"].clone())
+        .collect()
+}
+
+fn journal_stats(dir: &std::path::Path) -> Value {
+    let (code, out, err) = hookforge(&["journal", "stats", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn verify(dir: &std::path::Path) -> String {
+    let (code, out, err) = hookforge(&["journal", "verify", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
+#[test]
+fn expired_payloads_are_compacted_out_of_the_journal_through_kill_9_and_dedup_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_segments = [("HOOKFORGE_JOURNAL__SEGMENT_MIB", "1")];
+    let mut server = ServerProcess::spawn(dir.path(), &small_segments);
+    let client = Client::new(&server);
+    // Payloads kept one day, deliveries de-duplicated for thirty; and a tenant that keeps both.
+    let dedup = json!({"dedup_window_seconds": 2_592_000});
+    let (_, brief_rule) = client.tenant_with("brief", json!({"payload_days": 1}), dedup, 400, 5000);
+    let (_, keeps_rule) = client.tenant_with("keeps", json!({}), json!({}), 100, 5000);
+    client.wait_count(&format!("/api/v2/event_logs/?event_rule={brief_rule}"), 400);
+    client.wait_count(&format!("/api/v2/event_logs/?event_rule={keeps_rule}"), 100);
+    assert!(server.terminate().success());
+    let before = journal_stats(dir.path());
+    assert_eq!(before["compacted_records"], 0);
+
+    // Two days on, compaction runs slowly (1 MiB/s over ~2.5 MiB of segments); kill it mid-way,
+    // ten times. Each time the journal verifies, and the next start finishes the work.
+    let slow = [
+        ("HOOKFORGE_JOURNAL__SEGMENT_MIB", "1"),
+        ("HOOKFORGE_RETENTION__COMPACTION_MIB_PER_SECOND", "1"),
+    ];
+    let mut interrupted = 0;
+    for cycle in 0..10u64 {
+        let mut server = serve_later_with(dir.path(), 2, &slow);
+        std::thread::sleep(Duration::from_millis(1200 + 150 * cycle));
+        server.kill9();
+        let copies = std::fs::read_dir(dir.path().join("journal/segments"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".compacting")
+            })
+            .count();
+        interrupted += copies;
+        verify(dir.path());
+    }
+    eprintln!("kills that interrupted a copy: {interrupted} of 10");
+    assert!(
+        interrupted >= 1,
+        "no kill landed while a segment was being copied"
+    );
+    let server = serve_later_with(dir.path(), 2, &small_segments);
+    let client = Client::new(&server);
+    for _ in 0..300 {
+        if client.metric("hookforge_retention_sweeps_total") >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(payloads(&client, brief_rule).iter().all(|p| p == "expired"));
+    let kept = payloads(&client, keeps_rule);
+    assert_eq!(kept.len(), 100);
+    for (i, p) in kept.iter().rev().enumerate() {
+        assert_eq!(*p, payload(i, 5000), "keeps' webhook {i} is whole");
+    }
+    drop(server);
+
+    let out = verify(dir.path());
+    let stats = journal_stats(dir.path());
+    let compacted = stats["compacted_records"].as_u64().unwrap();
+    // All of brief's webhooks but those in the active (last) segment.
+    assert!(compacted >= 300, "{stats}");
+    assert!(out.contains(&format!("({compacted} compacted)")), "{out}");
+    let reclaimed = before["segment_bytes_allocated"].as_u64().unwrap()
+        - stats["segment_bytes_allocated"].as_u64().unwrap();
+    assert!(reclaimed >= compacted * 5000, "{before} {stats}");
+    assert!(
+        stats["reclaimable_bytes"].as_u64().unwrap() < 1 << 20,
+        "{stats}"
+    );
+
+    // The dedup window outlives the payloads, even when the views are rebuilt from the
+    // compacted journal.
+    std::fs::remove_dir_all(dir.path().join("views")).unwrap();
+    let server = serve_later_with(dir.path(), 2, &small_segments);
+    let client = Client::new(&server);
+    let again = client.deliver("brief", "brief-0", &payload(0, 5000));
+    assert_eq!(again["status"], "duplicate", "{again}");
+    let fresh = client.deliver("brief", "brief-new", &payload(1, 10));
+    assert_eq!(fresh["status"], "received", "{fresh}");
+    assert_eq!(
+        client.count(&format!("/api/v2/event_logs/?event_rule={brief_rule}")),
+        401
+    );
 }

@@ -129,8 +129,8 @@ pub(super) fn verify(args: DataDirArg) -> anyhow::Result<ExitCode> {
     match &report.first_bad {
         None => {
             println!(
-                "journal intact: {} records verified; head hash {}",
-                report.verified, report.head_hash
+                "journal intact: {} records verified ({} compacted); head hash {}",
+                report.verified, report.compacted, report.head_hash
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -143,7 +143,7 @@ pub(super) fn verify(args: DataDirArg) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn stats(args: DataDirArg) -> anyhow::Result<ExitCode> {
-    let stats = open(&args.dir)?.stats()?;
+    let stats = open(&args.dir)?.stats(&mut crate::domain::payloads::PayloadExpiry::default())?;
     println!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }

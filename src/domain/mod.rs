@@ -11,6 +11,7 @@ pub mod job_template;
 pub mod lifecycle;
 pub mod notification;
 pub mod organization;
+pub mod payloads;
 pub mod published;
 pub mod rate_limit;
 pub mod retention;

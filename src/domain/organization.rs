@@ -302,6 +302,7 @@ mod tests {
             recorded_at: 0,
             metadata: Metadata::default(),
             data: postcard::to_stdvec(&v1).unwrap().into(),
+            compacted: false,
         };
         let current: OrganizationCreated = decode(&record).unwrap();
         assert_eq!(

@@ -275,6 +275,7 @@ mod tests {
             recorded_at: 1_700_000_000_000_000,
             metadata: new.metadata,
             data: new.data.into(),
+            compacted: false,
         }
     }
 

@@ -138,11 +138,19 @@ pub enum Expiring {
     Deliveries,
     /// Audit entries.
     Audit,
+    /// Webhook payloads (body and headers): the API shows them as expired, and compaction
+    /// cuts them out of the journal's closed segments.
+    Payloads,
 }
 
 impl Expiring {
     /// Every kind, in sweep order.
-    pub const ALL: [Expiring; 3] = [Self::EventLogs, Self::Deliveries, Self::Audit];
+    pub const ALL: [Expiring; 4] = [
+        Self::Payloads,
+        Self::EventLogs,
+        Self::Deliveries,
+        Self::Audit,
+    ];
 
     /// The name metrics and docs use.
     pub fn name(self) -> &'static str {
@@ -150,6 +158,7 @@ impl Expiring {
             Self::EventLogs => "event_logs",
             Self::Deliveries => "deliveries",
             Self::Audit => "audit",
+            Self::Payloads => "payloads",
         }
     }
 
@@ -159,6 +168,7 @@ impl Expiring {
             Self::EventLogs => policy.event_logs_days,
             Self::Deliveries => policy.deliveries_days,
             Self::Audit => policy.audit_days,
+            Self::Payloads => policy.payload_days,
         }
     }
 }

@@ -401,6 +401,7 @@ mod tests {
                 recorded_at: at,
                 metadata: Metadata::default(),
                 data: new.data.into(),
+                compacted: false,
             };
             self.revision += 1;
             self.state.apply(&record, &mut self.seen);

@@ -5,6 +5,7 @@
 //! - `h | stream` → last revision
 //! - `b | position(BE)` → segment, offset of the first record of a commit batch
 //! - `m | tail` → next position, segment, end offset, last chain hash
+//! - `c | segment(BE)` → a compacted copy of the segment is switching in (see `compaction`)
 //!
 //! The index is not flushed on every commit: the segment files are the source of truth and a
 //! start-up re-indexes whatever the segments hold past the last persisted tail.
@@ -19,6 +20,7 @@ const STREAM: u8 = b's';
 const HEAD: u8 = b'h';
 const BATCH: u8 = b'b';
 const TAIL_KEY: &[u8] = b"mtail";
+const COMPACTING: u8 = b'c';
 
 /// Where the log ends: the next position to assign and the byte after the last record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,7 @@ pub(crate) struct Index {
     tree: sled::Tree,
     snapshots: sled::Tree,
     parked: sled::Tree,
+    compaction: sled::Tree,
 }
 
 /// Index entries for one commit, applied atomically.
@@ -67,6 +70,12 @@ impl IndexBatch {
         value[16..24].copy_from_slice(&location.offset.to_be_bytes());
         value[24..28].copy_from_slice(&location.len.to_be_bytes());
         self.batch.insert(stream_key(stream, revision), &value[..]);
+    }
+
+    /// Marks `segment` as switching to its compacted copy, in the batch that moves its records.
+    pub fn compacting(&mut self, segment: u64) {
+        self.batch
+            .insert(prefixed(COMPACTING, &segment.to_be_bytes()), &[][..]);
     }
 
     pub fn head(&mut self, stream: &str, revision: Revision) {
@@ -136,11 +145,13 @@ impl Index {
         let tree = db.open_tree("index")?;
         let snapshots = db.open_tree("snapshots")?;
         let parked = db.open_tree("parked")?;
+        let compaction = db.open_tree("compaction")?;
         Ok(Self {
             db,
             tree,
             snapshots,
             parked,
+            compaction,
         })
     }
 
@@ -215,6 +226,36 @@ impl Index {
         Ok(found.map(|(k, v)| (be_u64(&k[1..]), be_u64(&v[0..]), be_u64(&v[8..]))))
     }
 
+    /// Commit batches starting in `from..until`: `(first position, segment, offset)`.
+    pub fn batch_starts(
+        &self,
+        from: Position,
+        until: Position,
+    ) -> sled::Result<Vec<(Position, u64, u64)>> {
+        let lo = prefixed(BATCH, &from.to_be_bytes());
+        let hi = prefixed(BATCH, &until.to_be_bytes());
+        self.tree
+            .range(lo..hi)
+            .map(|item| item.map(|(k, v)| (be_u64(&k[1..]), be_u64(&v[0..]), be_u64(&v[8..]))))
+            .collect()
+    }
+
+    /// Segments whose switch to a compacted copy a crash may have interrupted.
+    pub fn compacting(&self) -> sled::Result<Vec<u64>> {
+        self.tree
+            .scan_prefix([COMPACTING])
+            .keys()
+            .map(|k| k.map(|k| be_u64(&k[1..])))
+            .collect()
+    }
+
+    /// The switch of `segment` is complete.
+    pub fn compacted(&self, segment: u64) -> sled::Result<()> {
+        self.tree
+            .remove(prefixed(COMPACTING, &segment.to_be_bytes()))
+            .map(drop)
+    }
+
     /// Bytes the index occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -279,5 +320,20 @@ impl Index {
     pub fn unpark(&self, consumer: &str, position: Position) -> sled::Result<()> {
         self.parked.remove(parked_key(consumer, position))?;
         self.parked.flush().map(drop)
+    }
+
+    /// What compaction last found in `segment` (an encoded summary), if it looked.
+    pub fn compaction_summary(&self, segment: u64) -> sled::Result<Option<Vec<u8>>> {
+        Ok(self
+            .compaction
+            .get(segment.to_be_bytes())?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Records what compaction found in `segment`. Losing it in a crash only costs a rescan.
+    pub fn save_compaction_summary(&self, segment: u64, summary: &[u8]) -> sled::Result<()> {
+        self.compaction
+            .insert(segment.to_be_bytes(), summary)
+            .map(drop)
     }
 }

@@ -7,6 +7,7 @@
 //! the bytes are not inside sled. Nothing in this module's public API names a sled type, so a
 //! different backend (NATS JetStream for multi-node) can stand behind the same methods.
 
+mod compaction;
 mod cursor;
 mod head;
 mod index;
@@ -31,6 +32,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
+pub use self::compaction::{CompactionPolicy, CompactionReport};
 pub use self::metrics::JournalMetrics;
 pub use self::offline::{ReadOnlyJournal, VerifyReport};
 pub use self::subscription::{StreamSubscription, Subscription};
@@ -158,6 +160,11 @@ struct Inner {
     shared: Arc<Shared>,
     tx: Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Held by the one compaction pass that may run at a time.
+    compacting: Mutex<()>,
+    /// Read while a location is looked up and its file opened; written while compaction
+    /// switches a segment (offsets move).
+    layout: std::sync::RwLock<()>,
     _lock: DirLock,
 }
 
@@ -211,6 +218,14 @@ impl Journal {
             .create(&segments_dir)?;
         let lock = DirLock::exclusive(dir)?;
         let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
+        let (finished, removed) = compaction::recover(&segments_dir, &index)?;
+        if finished + removed > 0 {
+            tracing::info!(
+                finished,
+                removed,
+                "an interrupted compaction: switches finished, unused copies removed"
+            );
+        }
         let (segment, tail, last_recorded_at) = recover(&segments_dir, &index)?;
         let shared = Arc::new(Shared::new(tail.next_position, options.metrics.clone()));
         let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity);
@@ -239,6 +254,8 @@ impl Journal {
                 shared,
                 tx,
                 writer: Mutex::new(Some(handle)),
+                compacting: Mutex::new(()),
+                layout: std::sync::RwLock::new(()),
                 _lock: lock,
             }),
         })
@@ -306,6 +323,7 @@ impl Journal {
         from: Revision,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, JournalError> {
+        let _layout = self.layout();
         let locations = self.inner.index.stream_records(stream, from, max)?;
         locations
             .into_iter()
@@ -323,7 +341,7 @@ impl Journal {
         if from >= until {
             return Ok(Vec::new());
         }
-        let mut cursor = LogCursor::open(&self.inner.segments_dir, &self.inner.index, from)?;
+        let mut cursor = self.cursor(from)?;
         cursor.read(until, max, usize::MAX, &EventFilter::All)
     }
 
@@ -406,11 +424,42 @@ impl Journal {
         Ok(self.inner.index.unpark(consumer, position)?)
     }
 
-    /// Number of streams and bytes on disk (segments, index).
+    /// Cuts the payloads `policy` says have expired out of every closed segment, reading and
+    /// writing at most `bytes_per_second`. Blocking (run it on a blocking thread); one pass at a
+    /// time. Appends and reads go on meanwhile: each sees a segment before or after, whole.
+    pub fn compact(
+        &self,
+        policy: &dyn CompactionPolicy,
+        bytes_per_second: u64,
+    ) -> Result<CompactionReport, JournalError> {
+        let _one_at_a_time = self
+            .inner
+            .compacting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let segments = list_segments(&self.inner.segments_dir)?;
+        let target = compaction::Target {
+            dir: &self.inner.segments_dir,
+            index: &self.inner.index,
+            files: &self.inner.files,
+            layout: &self.inner.layout,
+        };
+        compaction::compact(
+            &target,
+            &segments,
+            self.next_position(),
+            policy,
+            bytes_per_second,
+        )
+    }
+
+    /// Bytes on disk (allocated, so compacted holes do not count) of segments and index.
     pub fn disk_usage(&self) -> Result<(u64, u64), JournalError> {
+        use std::os::unix::fs::MetadataExt;
         let mut segment_bytes = 0;
         for id in list_segments(&self.inner.segments_dir)? {
-            segment_bytes += fs::metadata(segment_path(&self.inner.segments_dir, id))?.len();
+            segment_bytes +=
+                fs::metadata(segment_path(&self.inner.segments_dir, id))?.blocks() * 512;
         }
         Ok((segment_bytes, self.inner.index.size_on_disk()))
     }
@@ -437,16 +486,19 @@ impl Journal {
         }
     }
 
+    /// A cursor whose next record is `from` (opened while no compaction moves offsets).
+    fn cursor(&self, from: Position) -> Result<LogCursor, JournalError> {
+        let _layout = self.layout();
+        LogCursor::open(&self.inner.segments_dir, &self.inner.index, from)
+    }
+
+    /// Holds compaction's switch off while a location is looked up and read.
+    fn layout(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.inner.layout.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
-    }
-
-    fn segments_dir(&self) -> &Path {
-        &self.inner.segments_dir
-    }
-
-    fn index(&self) -> &Index {
-        &self.inner.index
     }
 }
 

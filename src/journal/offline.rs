@@ -3,11 +3,13 @@
 //! It reads the segment files only (opened read-only, never the sled index, which cannot be
 //! opened without writing) and refuses to run while a server holds the directory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::JournalError;
+use super::compaction::CompactionPolicy;
 use super::head::{self, HeadMarker};
 use super::lock::DirLock;
 use super::record::{FrameError, GENESIS_HASH, Hash, decode_payload};
@@ -28,6 +30,9 @@ pub struct ReadOnlyJournal {
 pub struct VerifyReport {
     /// Records checked and found intact.
     pub verified: u64,
+    /// Of those, records whose payload retention cut: their header and chain link are intact,
+    /// their data is a cut-down version the digest no longer covers.
+    pub compacted: u64,
     /// The hex chain hash of the last intact record.
     pub head_hash: String,
     /// The first position that is altered, missing or breaks the chain, and why.
@@ -152,6 +157,7 @@ impl ReadOnlyJournal {
         let committed = marker.map_or(0, |m| m.next);
         let mut report = VerifyReport {
             verified: 0,
+            compacted: 0,
             head_hash: hex::encode(GENESIS_HASH),
             first_bad: None,
             torn_tail: None,
@@ -238,7 +244,9 @@ impl ReadOnlyJournal {
                     );
                     return Ok(report);
                 }
-                if !view.data_matches_digest() {
+                if view.compacted() {
+                    report.compacted += 1;
+                } else if !view.data_matches_digest() {
                     bad(
                         &mut report,
                         next,
@@ -284,14 +292,26 @@ impl ReadOnlyJournal {
             .all(|b| *b == 0))
     }
 
-    /// Counts events and streams and measures the files.
-    pub fn stats(&self) -> Result<JournalStats, JournalError> {
+    /// Counts events and streams, measures the files, and tells what compaction did and could
+    /// still do under `policy` (which learns from the records it is shown).
+    pub fn stats(&self, policy: &mut dyn CompactionPolicy) -> Result<JournalStats, JournalError> {
         let mut stats = JournalStats::default();
         let mut streams = HashSet::new();
         let (mut first, mut last) = (None, None);
+        // Per owner, (time, bytes) of each payload not yet cut: what expired is known at the end.
+        let mut payloads: HashMap<u64, Vec<(i64, u64)>> = HashMap::new();
         for event in self.events(0) {
             let event = event?;
+            policy.observe(&event);
             stats.events += 1;
+            if event.compacted {
+                stats.compacted_records += 1;
+            } else if let Some(owner) = policy.payload_owner(&event) {
+                payloads
+                    .entry(owner)
+                    .or_default()
+                    .push((event.recorded_at, event.data.len() as u64));
+            }
             if !streams.contains(&event.stream) {
                 streams.insert(event.stream.clone());
             }
@@ -299,8 +319,18 @@ impl ReadOnlyJournal {
             last = Some(event.recorded_at);
         }
         stats.streams = streams.len() as u64;
+        stats.reclaimable_bytes = payloads
+            .iter()
+            .filter_map(|(owner, sizes)| Some((policy.expired_before(*owner)?, sizes)))
+            .map(|(before, sizes)| {
+                let expired = sizes.partition_point(|(at, _)| *at < before);
+                sizes[..expired].iter().map(|(_, bytes)| bytes).sum::<u64>()
+            })
+            .sum();
         for id in &self.segments {
             stats.segment_bytes += self.segment_len(*id)?;
+            stats.segment_bytes_allocated +=
+                fs::metadata(segment_path(&self.segments_dir, *id))?.blocks() * 512;
         }
         stats.index_bytes = dir_size(&self.dir.join("index"))?;
         let rfc3339 =

@@ -3,8 +3,13 @@
 //! Frame: `len: u32 LE | crc32(payload): u32 LE | payload`.
 //! Payload: `postcard(header) | postcard(data bytes) | hash: [u8; 32]`, where
 //! `hash = sha256(previous hash | postcard(header))` and the header carries `sha256(data)`.
-//! Chaining a digest of the data rather than the data itself keeps the chain verifiable if a
-//! retention policy ever drops old payload bytes.
+//! Chaining a digest of the data rather than the data itself keeps the chain verifiable when
+//! compaction cuts a record's data down.
+//!
+//! A compacted frame sets [`COMPACTED`] in its length field and ends its payload with
+//! `span: u32 LE`, the bytes the frame occupies (today always its own length; a reader skips
+//! to the end of the span, so a later format may leave holes). The header and hash are the
+//! original ones and the data is the cut-down version.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -17,6 +22,12 @@ pub(crate) const FRAME_HEADER_LEN: usize = 8;
 
 /// The largest payload a frame may carry; anything bigger is corruption, not data.
 pub(crate) const MAX_PAYLOAD_LEN: usize = 64 * 1024 * 1024;
+
+/// The length-field bit that marks a compacted frame.
+pub(crate) const COMPACTED: u32 = 1 << 31;
+
+/// Bytes of a compacted frame's span trailer.
+const SPAN_LEN: usize = 4;
 
 /// A SHA-256 chain link.
 pub(crate) type Hash = [u8; 32];
@@ -55,6 +66,7 @@ pub(crate) struct RecordView<'a> {
     header_bytes: &'a [u8],
     data: &'a [u8],
     hash: Hash,
+    compacted: bool,
 }
 
 impl<'a> RecordView<'a> {
@@ -83,6 +95,11 @@ impl<'a> RecordView<'a> {
         chain_hash(prev, self.header_bytes)
     }
 
+    /// Whether compaction cut this record's data down (its digest is then the original's).
+    pub(crate) fn compacted(&self) -> bool {
+        self.compacted
+    }
+
     /// Whether the data still matches the digest the chain covers.
     pub(crate) fn data_matches_digest(&self) -> bool {
         Sha256::digest(self.data).as_slice() == self.header.data_digest
@@ -102,6 +119,7 @@ impl<'a> RecordView<'a> {
                 correlation_id: self.header.correlation_id.to_owned(),
             },
             data: owner.slice_ref(self.data),
+            compacted: self.compacted,
         }
     }
 }
@@ -150,19 +168,79 @@ pub(crate) fn encode_frame(
     hash
 }
 
-/// Reads the frame header at the start of `bytes`: `(payload length, crc)`.
-pub(crate) fn frame_header(bytes: &[u8]) -> Result<(usize, u32), FrameError> {
+/// A frame's leading eight bytes, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameHeader {
+    /// Bytes of payload that follow.
+    pub len: usize,
+    /// CRC32 of the payload.
+    pub crc: u32,
+    /// Whether the payload ends with a span trailer (see the module docs).
+    pub compacted: bool,
+}
+
+impl FrameHeader {
+    /// The eight bytes that start a frame with this header.
+    pub fn to_bytes(self) -> [u8; FRAME_HEADER_LEN] {
+        let flag = if self.compacted { COMPACTED } else { 0 };
+        let len = u32::try_from(self.len).expect("payload length checked") | flag;
+        let mut out = [0u8; FRAME_HEADER_LEN];
+        out[0..4].copy_from_slice(&len.to_le_bytes());
+        out[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        out
+    }
+}
+
+/// Reads the frame header at the start of `bytes`.
+pub(crate) fn frame_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
     if bytes.len() < FRAME_HEADER_LEN {
         return Err(FrameError::Incomplete);
     }
-    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    let raw = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if len == 0 || len > MAX_PAYLOAD_LEN {
+    let compacted = raw & COMPACTED != 0;
+    let len = (raw & !COMPACTED) as usize;
+    if len == 0 || len > MAX_PAYLOAD_LEN || (compacted && len <= SPAN_LEN) {
         return Err(FrameError::Corrupt(format!(
             "implausible payload length {len}"
         )));
     }
-    Ok((len, crc))
+    Ok(FrameHeader {
+        len,
+        crc,
+        compacted,
+    })
+}
+
+/// The bytes a compacted frame occupies, from its payload's span trailer.
+pub(crate) fn compacted_span(payload: &[u8]) -> usize {
+    let at = payload.len().saturating_sub(SPAN_LEN);
+    payload
+        .get(at..)
+        .and_then(|t| t.try_into().ok())
+        .map_or(0, |t| u32::from_le_bytes(t) as usize)
+}
+
+/// The compacted frame of `view` with `data` instead of its own, if that is smaller than
+/// `original` bytes (the frame it replaces).
+pub(crate) fn compact_frame(view: &RecordView<'_>, data: &[u8], original: u32) -> Option<Vec<u8>> {
+    let mut buf = vec![0; FRAME_HEADER_LEN];
+    buf.extend_from_slice(view.header_bytes);
+    postcard::to_io(serde_bytes::Bytes::new(data), &mut buf).ok()?;
+    buf.extend_from_slice(&view.hash);
+    let span = u32::try_from(buf.len() + SPAN_LEN).ok()?;
+    if span >= original {
+        return None;
+    }
+    buf.extend_from_slice(&span.to_le_bytes());
+    let payload = &buf[FRAME_HEADER_LEN..];
+    let header = FrameHeader {
+        len: payload.len(),
+        crc: crc32fast::hash(payload),
+        compacted: true,
+    };
+    buf[..FRAME_HEADER_LEN].copy_from_slice(&header.to_bytes());
+    Some(buf)
 }
 
 /// Checks a payload against its crc and decodes it.
@@ -175,25 +253,45 @@ pub(crate) fn decode_payload(payload: &[u8], crc: u32) -> Result<RecordView<'_>,
         postcard::take_from_bytes::<Header>(payload).map_err(|e| corrupt("header", e))?;
     let header_bytes = &payload[..payload.len() - rest.len()];
     let (data, rest) = postcard::take_from_bytes::<&[u8]>(rest).map_err(|e| corrupt("data", e))?;
-    let hash: Hash = rest.try_into().map_err(|_| {
+    let compacted = rest.len() == 32 + SPAN_LEN;
+    let hash: Hash = rest[..rest.len().min(32)].try_into().map_err(|_| {
         FrameError::Corrupt(format!("trailer of {} bytes, expected 32", rest.len()))
     })?;
+    if rest.len() != 32 && !compacted {
+        return Err(FrameError::Corrupt(format!(
+            "trailer of {} bytes, expected 32",
+            rest.len()
+        )));
+    }
     Ok(RecordView {
         header,
         header_bytes,
         data,
         hash,
+        compacted,
     })
 }
 
-/// Splits one frame off the front of `bytes`: its payload, crc and total length.
+/// Splits one frame off the front of `bytes`: its payload, crc and total length (for a
+/// compacted frame, its span).
 pub(crate) fn split_frame(bytes: &[u8]) -> Result<(&[u8], u32, usize), FrameError> {
-    let (len, crc) = frame_header(bytes)?;
-    let end = FRAME_HEADER_LEN + len;
+    let header = frame_header(bytes)?;
+    let end = FRAME_HEADER_LEN + header.len;
     if bytes.len() < end {
         return Err(FrameError::Incomplete);
     }
-    Ok((&bytes[FRAME_HEADER_LEN..end], crc, end))
+    let payload = &bytes[FRAME_HEADER_LEN..end];
+    let total = if header.compacted {
+        compacted_span(payload)
+    } else {
+        end
+    };
+    if total < end {
+        return Err(FrameError::Corrupt(format!(
+            "compacted frame spans {total} bytes but holds {end}"
+        )));
+    }
+    Ok((payload, header.crc, total))
 }
 
 #[cfg(test)]

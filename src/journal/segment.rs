@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
-use super::record::{FRAME_HEADER_LEN, FrameError, frame_header};
+use super::record::{FRAME_HEADER_LEN, FrameError, compacted_span, frame_header};
 use super::types::Position;
 
 const SUFFIX: &str = ".seg";
@@ -129,6 +129,15 @@ impl SegmentFiles {
         Ok(file)
     }
 
+    /// Drops the cached handle on `segment`, after compaction replaced its file: later reads
+    /// open the new file, and the old one is freed once reads in flight finish.
+    pub fn forget(&self, segment: u64) {
+        self.open
+            .write()
+            .expect("segment map poisoned")
+            .remove(&segment);
+    }
+
     /// Reads the whole frame at `location`.
     pub fn read_frame(&self, location: Location) -> io::Result<Bytes> {
         let file = self.file(location.segment)?;
@@ -152,6 +161,8 @@ pub(crate) struct FrameCursor {
 pub(crate) struct RawFrame {
     pub payload: Bytes,
     pub crc: u32,
+    /// Whether the frame is compacted (its payload ends with the span trailer).
+    pub compacted: bool,
     pub location: Location,
 }
 
@@ -184,20 +195,35 @@ impl FrameCursor {
         if got < FRAME_HEADER_LEN {
             return Err(CursorError::Frame(FrameError::Incomplete, self.here()));
         }
-        let (len, crc) = frame_header(&header).map_err(|e| CursorError::Frame(e, self.here()))?;
+        let header = frame_header(&header).map_err(|e| CursorError::Frame(e, self.here()))?;
+        let len = header.len;
         let mut payload = BytesMut::zeroed(len);
         if read_up_to(&mut self.reader, &mut payload)? < len {
             return Err(CursorError::Frame(FrameError::Incomplete, self.here()));
         }
+        let mut frame_len = FRAME_HEADER_LEN + len;
+        if header.compacted {
+            // The rest of the span is a hole; the span itself is checked with the payload's crc.
+            let span = compacted_span(&payload);
+            if span < frame_len || span > FRAME_HEADER_LEN + super::record::MAX_PAYLOAD_LEN {
+                return Err(CursorError::Frame(
+                    FrameError::Corrupt(format!("compacted frame spans {span} bytes")),
+                    self.here(),
+                ));
+            }
+            self.reader.seek_relative((span - frame_len) as i64)?;
+            frame_len = span;
+        }
         let location = Location {
             segment: self.segment,
             offset: self.offset,
-            len: (FRAME_HEADER_LEN + len) as u32,
+            len: frame_len as u32,
         };
         self.offset += u64::from(location.len);
         Ok(Some(RawFrame {
             payload: payload.freeze(),
-            crc,
+            crc: header.crc,
+            compacted: header.compacted,
             location,
         }))
     }

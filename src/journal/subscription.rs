@@ -89,7 +89,7 @@ impl Subscription {
         let read = move || {
             let mut cursor = match cursor {
                 Some(c) if c.next_position() == from => c,
-                _ => LogCursor::open(journal.segments_dir(), journal.index(), from)?,
+                _ => journal.cursor(from)?,
             };
             let batch = cursor.read(head, max, SCAN_LIMIT, &filter)?;
             Ok::<_, JournalError>((cursor, batch))

@@ -98,6 +98,9 @@ pub struct RecordedEvent {
     pub metadata: Metadata,
     /// The encoded event body.
     pub data: Bytes,
+    /// Whether retention compacted the record: `data` is then a cut-down version of the
+    /// original (its payload removed), which the chain's digest no longer covers.
+    pub compacted: bool,
 }
 
 impl RecordedEvent {
@@ -165,8 +168,15 @@ pub struct JournalStats {
     pub events: u64,
     /// Number of distinct streams.
     pub streams: u64,
-    /// Bytes of segment files.
+    /// Bytes of segment files (their length).
     pub segment_bytes: u64,
+    /// Bytes the segment files occupy on disk (compacted payloads are holes).
+    pub segment_bytes_allocated: u64,
+    /// Records whose payload was compacted out.
+    pub compacted_records: u64,
+    /// Payload bytes that have expired but are still in the segments (the next compaction
+    /// frees them, unless they are in the active segment).
+    pub reclaimable_bytes: u64,
     /// Bytes of the index (sled), when known.
     pub index_bytes: u64,
     /// Commit time of the first event (RFC 3339).

@@ -223,6 +223,7 @@ mod tests {
             recorded_at: 0,
             metadata: new.metadata,
             data: new.data.into(),
+            compacted: false,
         }
     }
 

@@ -368,6 +368,7 @@ mod tests {
                 recorded_at: self.at,
                 metadata: new.metadata,
                 data: new.data.into(),
+                compacted: false,
             };
             self.position += 1;
             self.revision += 1;

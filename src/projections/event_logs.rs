@@ -190,6 +190,16 @@ impl EventLogsView {
         self.logs.oldest_times(&Key::new(b'O').u64(organization), n)
     }
 
+    /// Whether `organization` has event logs created within `range`.
+    pub fn any_within(&self, organization: u64, range: TimeRange) -> Result<bool, StoreError> {
+        Ok(self
+            .logs
+            .ids_rev(&Key::new(b'O').u64(organization), range)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// How many event logs there are.
     pub fn count(&self) -> Result<u64, StoreError> {
         self.logs.count(

@@ -117,6 +117,7 @@ mod tests {
             recorded_at: position as i64 * 1000,
             metadata: new.metadata,
             data: new.data.into(),
+            compacted: false,
         };
         let mut writes = Writes::new(view.table());
         view.apply(&record, &mut writes).unwrap();

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::View;
 use crate::domain::Event;
+use crate::domain::payloads::PayloadExpiry;
 use crate::domain::retention::Retention;
 use crate::journal::{EventFilter, RecordedEvent};
 
@@ -38,6 +39,9 @@ pub struct OrganizationsView {
     /// them, deliveries, audit) still expires, under the settings they had.
     #[serde(default)]
     retired: BTreeMap<u64, Retention>,
+    /// Where each organization's payloads were last cut.
+    #[serde(default)]
+    payloads: PayloadExpiry,
 }
 
 impl OrganizationsView {
@@ -61,16 +65,22 @@ impl OrganizationsView {
         let live = self.by_id.values().map(|o| (o.id, &o.retention));
         live.chain(self.retired.iter().map(|(id, r)| (*id, r)))
     }
+
+    /// When each organization's payloads expired: what the API hides and compaction cuts.
+    pub fn payloads(&self) -> &PayloadExpiry {
+        &self.payloads
+    }
 }
 
 impl View for OrganizationsView {
     const NAME: &'static str = "organizations";
 
     fn filter() -> EventFilter {
-        EventFilter::category("organization")
+        EventFilter::Categories(vec!["organization".into(), "retention".into()])
     }
 
     fn apply(&mut self, event: &RecordedEvent) {
+        self.payloads.apply(event);
         let Ok(Some(decoded)) = Event::decode(event) else {
             return;
         };
@@ -133,6 +143,7 @@ mod tests {
             recorded_at: 1,
             metadata: new.metadata,
             data: new.data.into(),
+            compacted: false,
         });
     }
 

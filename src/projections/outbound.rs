@@ -700,6 +700,7 @@ mod tests {
                 recorded_at: self.at,
                 metadata: new.metadata,
                 data: new.data.into(),
+                compacted: false,
             });
             self.position += 1;
             position

@@ -19,8 +19,18 @@ use crate::projections::{EventLogEntry, EventLogFilter, Status};
 use crate::store::TimeRange;
 use crate::verify::SourceType;
 
-/// Payload and headers of an entry, read back from the journal.
+/// Payload and headers of an entry, read back from the journal; `"expired"` once retention
+/// cut them (before compaction removes the bytes, too).
 fn body_and_headers(app: &App, entry: &EventLogEntry) -> (Value, Value) {
+    let expired = app
+        .views
+        .organizations
+        .read()
+        .payloads()
+        .is_expired(entry.organization, entry.created);
+    if expired {
+        return (json!("expired"), json!("expired"));
+    }
     let record = app
         .journal
         .read_stream(&rule::stream(entry.rule), entry.revision, 1)

@@ -1,0 +1,209 @@
+//! Which records carry a tenant's payload, when it has expired, and what is left once it is cut:
+//! the policy journal compaction follows (see [`crate::journal::CompactionPolicy`]).
+//!
+//! A webhook's body and headers are its payload. What remains after compaction (rule,
+//! organization, source, event type, delivery id, replay key, peer address) is what event logs
+//! and de-duplication need, so a dedup window longer than the payload's retention still holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::retention::{Expiring, RetentionExpired};
+use super::webhook::{WebhookReceived, WebhookRejected};
+use crate::codec::{self, EventBody, RawJson};
+use crate::journal::{CompactionPolicy, RecordedEvent};
+
+/// Per organization, the time before which its payloads have expired (µs), folded from
+/// `retention.expired` events of kind `payloads`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadExpiry {
+    before: BTreeMap<u64, i64>,
+}
+
+impl PayloadExpiry {
+    /// Folds one expiry (cuts only move forward).
+    pub fn expire(&mut self, organization: u64, before: i64) {
+        let at = self.before.entry(organization).or_insert(before);
+        *at = (*at).max(before);
+    }
+
+    /// Folds `event` if it is a payload expiry.
+    pub fn apply(&mut self, event: &RecordedEvent) {
+        if event.event_type != RetentionExpired::TYPE {
+            return;
+        }
+        if let Ok(e) = codec::decode::<RetentionExpired>(event)
+            && e.kind == Expiring::Payloads
+        {
+            self.expire(e.organization, e.before);
+        }
+    }
+
+    /// Whether a payload of `organization` created at `created` (µs) has expired.
+    pub fn is_expired(&self, organization: u64, created: i64) -> bool {
+        self.before
+            .get(&organization)
+            .is_some_and(|before| created < *before)
+    }
+
+    /// Where `organization`'s payloads were last cut, if they ever were.
+    pub fn cut(&self, organization: u64) -> Option<i64> {
+        self.before.get(&organization).copied()
+    }
+}
+
+/// The organization of a webhook record: both kinds start with `rule, organization`.
+fn webhook_organization(event: &RecordedEvent) -> Option<u64> {
+    let is_webhook =
+        event.event_type == WebhookReceived::TYPE || event.event_type == WebhookRejected::TYPE;
+    if !is_webhook {
+        return None;
+    }
+    postcard::take_from_bytes::<(u64, u64)>(&event.data)
+        .ok()
+        .map(|((_rule, organization), _)| organization)
+}
+
+/// `event`'s data with body and headers removed, in its own schema version (older versions
+/// are left whole: re-encoding them would need their old shapes).
+pub fn strip(event: &RecordedEvent) -> Option<Vec<u8>> {
+    if event.event_type == WebhookReceived::TYPE && event.schema_version == WebhookReceived::VERSION
+    {
+        let mut e: WebhookReceived = codec::decode(event).ok()?;
+        e.headers.clear();
+        e.body = RawJson(Vec::new());
+        e.form_encoded = false;
+        return postcard::to_stdvec(&e).ok();
+    }
+    if event.event_type == WebhookRejected::TYPE && event.schema_version == WebhookRejected::VERSION
+    {
+        let mut e: WebhookRejected = codec::decode(event).ok()?;
+        e.headers.clear();
+        e.body = RawJson(Vec::new());
+        return postcard::to_stdvec(&e).ok();
+    }
+    None
+}
+
+impl CompactionPolicy for PayloadExpiry {
+    fn payload_owner(&self, event: &RecordedEvent) -> Option<u64> {
+        webhook_organization(event)
+    }
+
+    fn expired_before(&self, owner: u64) -> Option<i64> {
+        self.cut(owner)
+    }
+
+    fn strip(&self, event: &RecordedEvent) -> Option<Vec<u8>> {
+        strip(event)
+    }
+
+    fn observe(&mut self, event: &RecordedEvent) {
+        self.apply(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Event;
+    use crate::journal::Metadata;
+    use crate::verify::SourceType;
+
+    fn record(event: Event, recorded_at: i64) -> RecordedEvent {
+        let new = event.encode(Metadata::default());
+        RecordedEvent {
+            position: 0,
+            stream: "rule-1".into(),
+            revision: 0,
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            recorded_at,
+            metadata: new.metadata,
+            data: new.data.into(),
+            compacted: false,
+        }
+    }
+
+    fn received() -> WebhookReceived {
+        WebhookReceived {
+            rule: 1,
+            organization: 7,
+            source_type: SourceType::WebhookGithub,
+            event_type: Some("push".into()),
+            event_guid: Some("d-1".into()),
+            replay_key: Some("sha256:ab".into()),
+            source_ip: Some("10.0.0.1".into()),
+            headers: vec![("x-github-event".into(), "push".into())],
+            body: RawJson(br#"{"secret":"payload"}"#.to_vec()),
+            form_encoded: false,
+        }
+    }
+
+    #[test]
+    fn stripping_keeps_what_logs_and_dedup_need() {
+        let r = record(Event::WebhookReceived(received()), 5);
+        let policy = PayloadExpiry::default();
+        assert_eq!(policy.payload_owner(&r), Some(7));
+        let data = policy.strip(&r).unwrap();
+        assert!(data.len() < r.data.len());
+        let stripped = RecordedEvent {
+            data: data.into(),
+            ..r
+        };
+        let e: WebhookReceived = codec::decode(&stripped).unwrap();
+        assert_eq!(
+            e,
+            WebhookReceived {
+                headers: vec![],
+                body: RawJson(vec![]),
+                ..received()
+            }
+        );
+    }
+
+    #[test]
+    fn expiry_folds_forward_per_organization() {
+        let mut policy = PayloadExpiry::default();
+        let cut = |organization, before| {
+            record(
+                Event::RetentionExpired(RetentionExpired {
+                    organization,
+                    kind: Expiring::Payloads,
+                    before,
+                }),
+                0,
+            )
+        };
+        policy.observe(&cut(7, 100));
+        policy.observe(&cut(7, 50));
+        policy.observe(&record(
+            Event::RetentionExpired(RetentionExpired {
+                organization: 8,
+                kind: Expiring::EventLogs,
+                before: 100,
+            }),
+            0,
+        ));
+        assert_eq!(policy.expired_before(7), Some(100));
+        assert_eq!(policy.expired_before(8), None);
+        assert!(policy.is_expired(7, 99));
+        assert!(!policy.is_expired(7, 100));
+        assert!(!policy.is_expired(8, 1));
+    }
+
+    #[test]
+    fn other_records_carry_no_payload() {
+        let r = record(
+            Event::RetentionExpired(RetentionExpired {
+                organization: 7,
+                kind: Expiring::Payloads,
+                before: 1,
+            }),
+            0,
+        );
+        assert_eq!(PayloadExpiry::default().payload_owner(&r), None);
+        assert_eq!(strip(&r), None);
+    }
+}
