@@ -1,14 +1,20 @@
 //! Journal benchmark: durable appends/s at 1, 16 and 256 concurrent appenders (256-byte events)
-//! against raw sled baselines measured in the same run, then full replay of >= 1,000,000 events.
+//! against raw sled baselines measured in the same run, then full replay of >= 1,000,000 events,
+//! then compaction: its rate, what it frees, and what it costs concurrent durable appends
+//! (baseline: the same appenders with no compaction running).
 //!
-//! Run: `cargo bench --bench journal` (env: BENCH_EVENTS, BENCH_REPLAY_EVENTS to scale).
+//! Run: `cargo bench --bench journal` (env: BENCH_EVENTS, BENCH_REPLAY_EVENTS,
+//! BENCH_COMPACT_EVENTS to scale).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hookforge::journal::{
-    EventFilter, ExpectedRevision, Journal, JournalOptions, Metadata, NewEvent, ReadOnlyJournal,
+    CompactionPolicy, EventFilter, ExpectedRevision, Journal, JournalOptions, Metadata, NewEvent,
+    ReadOnlyJournal, RecordedEvent,
 };
 
 const EVENT_BYTES: usize = 256;
@@ -309,4 +315,168 @@ fn main() {
     );
     println!("\n== replay ==");
     runtime.block_on(replay(replay_events));
+    println!("\n== compaction ==");
+    runtime.block_on(compaction(env_usize("BENCH_COMPACT_EVENTS", 12_000)));
+}
+
+/// Cuts every `bench.payload` record down to a few bytes.
+struct CutAll;
+
+impl CompactionPolicy for CutAll {
+    fn payload_owner(&self, event: &RecordedEvent) -> Option<u64> {
+        (event.event_type == "bench.payload").then_some(1)
+    }
+    fn expired_before(&self, _owner: u64) -> Option<i64> {
+        Some(i64::MAX)
+    }
+    fn strip(&self, event: &RecordedEvent) -> Option<Vec<u8>> {
+        Some(event.data[..8].to_vec())
+    }
+}
+
+const PAYLOAD_BYTES: usize = 7 * 1024;
+
+fn compaction_options(sync: bool) -> JournalOptions {
+    JournalOptions {
+        sync,
+        segment_bytes: 8 << 20,
+        ..JournalOptions::default()
+    }
+}
+
+/// A journal of `events` 7 KiB payloads in 8 MiB segments, reopened with durable appends.
+async fn payload_journal(dir: &Path, events: usize) -> Journal {
+    let journal = Journal::open(dir, compaction_options(false)).unwrap();
+    for chunk in 0..events.div_ceil(64) {
+        let batch = (0..64)
+            .map(|i| NewEvent {
+                event_type: "bench.payload".into(),
+                data: vec![b'p'; PAYLOAD_BYTES],
+                ..event(chunk * 64 + i)
+            })
+            .collect();
+        journal
+            .append(
+                format!("payload-{}", chunk % 100),
+                ExpectedRevision::Any,
+                batch,
+            )
+            .await
+            .unwrap();
+    }
+    journal.close().await;
+    drop(journal);
+    Journal::open(dir, compaction_options(true)).unwrap()
+}
+
+/// 16 durable appenders of 256-byte events until `stop`: (appends, sorted latencies).
+async fn append_until(journal: &Journal, stop: Arc<AtomicBool>) -> (usize, Vec<Duration>) {
+    let mut handles = Vec::new();
+    for t in 0..16 {
+        let journal = journal.clone();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let begun = Instant::now();
+                journal
+                    .append(format!("live-{t}"), ExpectedRevision::Any, vec![event(0)])
+                    .await
+                    .unwrap();
+                latencies.push(begun.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    latencies.sort();
+    (latencies.len(), latencies)
+}
+
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+async fn compaction(events: usize) {
+    for (label, rate) in [
+        ("paced at the default 32 MiB/s", 32u64 << 20),
+        ("unpaced", u64::MAX),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = payload_journal(dir.path(), events).await;
+        let before = allocated(dir.path());
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let alone = {
+            let stop2 = stop.clone();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                stop2.store(true, Ordering::Relaxed);
+            });
+            let started = Instant::now();
+            let (n, latencies) = append_until(&journal, stop).await;
+            timer.await.unwrap();
+            (
+                n as f64 / started.elapsed().as_secs_f64(),
+                percentile(&latencies, 0.99),
+            )
+        };
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let compactor = {
+            let journal = journal.clone();
+            let stop = stop.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let report = journal.compact(&CutAll, rate).unwrap();
+                stop.store(true, Ordering::Relaxed);
+                (report, started.elapsed())
+            })
+        };
+        let started = Instant::now();
+        let (n, latencies) = append_until(&journal, stop).await;
+        let mixed = (
+            n as f64 / started.elapsed().as_secs_f64(),
+            percentile(&latencies, 0.99),
+        );
+        let (report, took) = compactor.await.unwrap();
+        journal.close().await;
+        drop(journal);
+
+        println!(
+            "compaction {label}: {events} x 7 KiB payloads, {} segments rewritten",
+            report.segments_rewritten
+        );
+        // Each segment is read twice here: once to summarise it, once to copy it.
+        println!(
+            "  {} records cut in {:.2} s ({:.0} records/s, {:.0} MiB/s read); {:.1} of {:.1} MiB reclaimed",
+            report.records_compacted,
+            took.as_secs_f64(),
+            report.records_compacted as f64 / took.as_secs_f64(),
+            2.0 * before as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+            report.bytes_reclaimed as f64 / (1 << 20) as f64,
+            before as f64 / (1 << 20) as f64,
+        );
+        println!(
+            "  16 durable appenders: alone {:.0}/s p99 {:.2} ms; during compaction {:.0}/s p99 {:.2} ms ({:.2}x)",
+            alone.0,
+            alone.1.as_secs_f64() * 1e3,
+            mixed.0,
+            mixed.1.as_secs_f64() * 1e3,
+            mixed.0 / alone.0,
+        );
+        let verified = ReadOnlyJournal::open(dir.path())
+            .unwrap()
+            .verify(|_| {})
+            .unwrap();
+        assert!(verified.is_ok(), "{verified:?}");
+        assert_eq!(verified.compacted, report.records_compacted);
+    }
 }
