@@ -28,7 +28,7 @@ use crate::projections::{
     OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowRunsView,
     WorkflowsView, open_stored,
 };
-use crate::secrets::{self, MasterKey};
+use crate::secrets::{self, DataKeys, MasterKey};
 use crate::store::Store;
 use crate::verify::sns::CertCache;
 
@@ -132,6 +132,8 @@ pub struct App {
     pub journal: Journal,
     /// Seals stored secrets.
     pub master_key: Arc<MasterKey>,
+    /// Seals each organization's payloads; destroying them is erasure.
+    pub data_keys: Arc<DataKeys>,
     /// Prometheus collectors.
     pub metrics: Metrics,
     /// Read models.
@@ -185,6 +187,7 @@ impl App {
         };
         crate::data_dir::prepare(&data_dir).map_err(dir_error)?;
         let master_key = Arc::new(MasterKey::load(config.master_key.as_deref(), &data_dir)?);
+        let data_keys = Arc::new(DataKeys::load(&data_dir.join("keys"), master_key.clone())?);
         let admin_digest =
             bootstrap_admin_token(config.admin_token.as_deref(), &data_dir).map_err(dir_error)?;
         let metrics = Metrics::new();
@@ -251,6 +254,7 @@ impl App {
             config,
             journal,
             master_key,
+            data_keys,
             metrics,
             views,
             store,
@@ -275,6 +279,7 @@ impl App {
         if start_position > 0 {
             app.views.wait_for(start_position - 1).await;
         }
+        app.finish_erasures()?;
         {
             let (jobs, workflows) = (app.views.jobs.read(), app.views.workflows.read());
             app.launcher
@@ -291,6 +296,22 @@ impl App {
             .map_err(StartError::Actors)?;
         *app.retention_sweeper.lock().expect("not poisoned") = Some(crate::retention::spawn(&app));
         Ok(app)
+    }
+
+    /// Destroys the data keys of every journaled erasure (a no-op unless a crash came between
+    /// journaling an erasure and destroying its keys), before any actor could open them.
+    fn finish_erasures(&self) -> Result<(), StartError> {
+        let erased: Vec<(u64, u32)> = self
+            .views
+            .organizations
+            .read()
+            .all()
+            .filter_map(|o| o.erased.map(|e| (o.id, e.through_generation)))
+            .collect();
+        for (org, through) in erased {
+            self.data_keys.erase_through(org, through)?;
+        }
+        Ok(())
     }
 
     async fn start_projector<V: View>(&self, projection: Projection<V>) -> Result<(), StartError> {
@@ -400,6 +421,7 @@ impl App {
         let pool = self.eval_pool.clone();
         let parking = self.parking.clone();
         let store = self.rule_store.clone();
+        let keys = self.data_keys.clone();
         let running = self.rule_actors.clone();
         let spec = ChildSpec {
             key: format!("rule:{id}"),
@@ -414,6 +436,7 @@ impl App {
                     pool: pool.clone(),
                     parking: parking.clone(),
                     store: store.clone(),
+                    keys: keys.clone(),
                 };
                 let running = running.clone();
                 Box::pin(async move {

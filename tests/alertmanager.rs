@@ -246,7 +246,7 @@ async fn an_alert_posted_to_alertmanager_becomes_an_event_log() {
     );
     let stored = common::journaled_webhook(&t, firing["id"].as_u64().unwrap());
     assert_eq!(
-        serde_json::from_slice::<Value>(&stored.body.0).unwrap(),
+        serde_json::from_slice::<Value>(&stored.content.body.0).unwrap(),
         *payload
     );
 

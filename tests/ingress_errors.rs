@@ -397,13 +397,39 @@ async fn an_unknown_path_is_404_and_other_methods_405() {
 // 401
 
 /// The `webhook.rejected` event journaled as event log `id`.
-fn journaled_rejection(t: &TestServer, id: u64) -> hookforge::domain::webhook::WebhookRejected {
+/// The journaled rejection at `id` and its content, opened with the organization's data key
+/// (the record itself holds the content sealed, never in the clear).
+fn journaled_rejection(
+    t: &TestServer,
+    id: u64,
+) -> (
+    hookforge::domain::webhook::WebhookRejected,
+    hookforge::domain::webhook::WebhookContent,
+) {
+    use hookforge::codec::EventBody as _;
     use hookforge::domain::Event;
+    use hookforge::domain::webhook::WebhookRejected;
     let record = t.app().journal.read_all(id, 1).unwrap().remove(0);
-    match Event::decode(&record).unwrap() {
-        Some(Event::WebhookRejected(rejected)) => rejected,
-        other => panic!("position {id} holds {other:?}"),
+    let Some(Event::WebhookRejected(rejected)) = Event::decode(&record).unwrap() else {
+        panic!("position {id} holds {}", record.event_type);
+    };
+    assert!(rejected.content.clear().is_none(), "the content is sealed");
+    let content = t
+        .app()
+        .data_keys
+        .open(
+            rejected.organization,
+            WebhookRejected::TYPE,
+            rejected.content.clone(),
+        )
+        .unwrap();
+    if content.body.0.len() >= 16 {
+        assert!(
+            !record.data.windows(16).any(|w| w == &content.body.0[..16]),
+            "the journal holds no payload bytes in the clear"
+        );
     }
+    (rejected, content)
 }
 
 /// Delivers, expects 401 with `code` and `detail`, then waits for exactly one new
@@ -630,8 +656,8 @@ async fn credentials_of_every_keyed_source_are_checked_and_never_stored() {
         )
         .await;
         assert_eq!(log["source_type"], *source);
-        let rejected = journaled_rejection(&t, log["id"].as_u64().unwrap());
-        for (name, value) in &rejected.headers {
+        let (_, content) = journaled_rejection(&t, log["id"].as_u64().unwrap());
+        for (name, value) in &content.headers {
             assert!(
                 !["authorization", "x-gitlab-token", "x-forge-token"].contains(&name.as_str()),
                 "{source}: {name} journaled"
@@ -669,9 +695,9 @@ async fn a_refused_payload_is_kept_but_capped() {
         .expect("truncated payload shown as text");
     assert_eq!(kept.len(), cap);
     assert_eq!(kept.as_bytes(), &body[..cap]);
-    let rejected = journaled_rejection(&t, log["id"].as_u64().unwrap());
+    let (rejected, content) = journaled_rejection(&t, log["id"].as_u64().unwrap());
     assert!(rejected.truncated);
-    assert_eq!(rejected.body.0, &body[..cap]);
+    assert_eq!(content.body.0, &body[..cap]);
 
     // Under the cap, the whole payload is kept and shown as JSON.
     let small = fixture("github/push.json");
@@ -691,9 +717,9 @@ async fn a_refused_payload_is_kept_but_capped() {
         log["payload"]["repository"]["full_name"],
         "Codertocat/Hello-World"
     );
-    let rejected = journaled_rejection(&t, log["id"].as_u64().unwrap());
+    let (rejected, content) = journaled_rejection(&t, log["id"].as_u64().unwrap());
     assert!(!rejected.truncated);
-    assert_eq!(rejected.body.0, small);
+    assert_eq!(content.body.0, small);
     t.shutdown().await;
 }
 

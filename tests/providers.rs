@@ -221,8 +221,8 @@ async fn github_push_and_pull_request_signed_with_sha256() {
     )
     .await;
     let stored = journaled_webhook(&t, id);
-    assert_eq!(stored.body.0, push, "the exact bytes are journaled");
-    assert!(!stored.form_encoded);
+    assert_eq!(stored.content.body.0, push, "the exact bytes are journaled");
+    assert!(!stored.received.form_encoded);
 
     let pull = fixture("github/pull_request_opened.json");
     let signature = format!("sha256={}", hmac_sha256_hex(GITHUB_KEY, &pull));
@@ -255,7 +255,7 @@ async fn github_push_and_pull_request_signed_with_sha256() {
         log["payload"]["pull_request"]["title"],
         "Update the README with new information."
     );
-    assert_eq!(journaled_webhook(&t, id).body.0, pull);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, pull);
 
     // Both are listed under the rule, newest first, and filterable by event type and guid.
     let logs = t.event_logs(&format!("event_rule={}", rule.id)).await;
@@ -321,9 +321,9 @@ async fn github_form_encoded_delivery_and_legacy_sha1_signature() {
     )
     .await;
     let stored = journaled_webhook(&t, id);
-    assert!(stored.form_encoded);
+    assert!(stored.received.form_encoded);
     assert_eq!(
-        stored.body.0, form,
+        stored.content.body.0, form,
         "the signed form body is journaled as sent"
     );
     assert_eq!(stored.payload().as_ref(), pull.as_slice());
@@ -435,9 +435,10 @@ async fn gitlab_push_hook_with_secret_token() {
         },
     )
     .await;
-    assert_eq!(journaled_webhook(&t, id).body.0, push);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, push);
     assert!(
         journaled_webhook(&t, id)
+            .content
             .headers
             .iter()
             .all(|(name, value)| name != "x-gitlab-token" && value != GITLAB_KEY),
@@ -609,7 +610,7 @@ async fn gitea_push_with_bare_hex_signature() {
         },
     )
     .await;
-    assert_eq!(journaled_webhook(&t, id).body.0, push);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, push);
 
     // GitHub's `sha256=` prefix is not Gitea's format: refused as malformed, not as a mismatch.
     let detail = refused(
@@ -679,7 +680,7 @@ async fn alertmanager_v4_body_with_bearer_credentials() {
         },
     )
     .await;
-    assert_eq!(journaled_webhook(&t, id).body.0, body);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, body);
 
     // Alertmanager re-sends the same group on every repeat_interval: one event log.
     let (status, reply) = t
@@ -786,7 +787,7 @@ async fn pagerduty_v3_with_the_sdk_signed_bytes() {
         },
     )
     .await;
-    assert_eq!(journaled_webhook(&t, id).body.0, signed);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, signed);
 
     // The SDK's "mismatch" vector is refused.
     let detail = refused(
@@ -880,7 +881,7 @@ async fn datadog_default_payload_with_a_shared_secret_header() {
     )
     .await;
     assert_eq!(
-        journaled_webhook(&t, id).body.0,
+        journaled_webhook(&t, id).content.body.0,
         body,
         "UTF-8 kept byte for byte"
     );
@@ -1075,7 +1076,7 @@ async fn sns_notification_and_subscription_confirmation_with_a_seeded_certificat
     )
     .await;
     assert_eq!(log["payload"]["Message"], "Hello world!");
-    assert_eq!(journaled_webhook(&t, id).body.0, notification);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, notification);
     // A captured message replayed under another x-amz-sns-message-id (a header nobody signs)
     // still carries the signed MessageId: a duplicate, not a new event.
     let (status, reply) = t
@@ -1322,7 +1323,7 @@ async fn generic_standard_webhooks_signed_by_the_cli() {
         "no X-Forge-Event, no payload event_type"
     );
     assert_eq!(log["payload"], json!({"test": 2432232314_u64}));
-    assert_eq!(journaled_webhook(&t, id).body.0, SW_PAYLOAD);
+    assert_eq!(journaled_webhook(&t, id).content.body.0, SW_PAYLOAD);
 
     // X-Forge-Signature, from the CLI's generic scheme, with an event type and delivery id.
     let body = br#"{"event_type":"build.finished","test":2432232314}"#;

@@ -14,6 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use crate::codec::EventBody as _;
 use crate::conditions::{
     Budget, ConditionResult, EvalPool, Json, RuleEvaluation, RuleProgram, ThrottleKey,
 };
@@ -21,12 +22,14 @@ use crate::domain::Event;
 use crate::domain::rule::{self, Action};
 use crate::domain::rule_state::{Pending, RuleState, received};
 use crate::domain::webhook::{
-    ActionResult, ActionStatus, ActionsFired, Outcome, WebhookParked, WebhookReceived,
+    ActionResult, ActionStatus, ActionsFired, OpenedWebhook, Outcome, WebhookParked,
+    WebhookReceived,
 };
 use crate::journal::{
     AppendTicket, ExpectedRevision, Journal, JournalError, Metadata, RecordedEvent,
 };
 use crate::metrics::InboundMetrics;
+use crate::secrets::{DataKeys, Unreadable};
 use crate::store::Writes;
 
 use super::rule_store::{DiskSeen, RuleStore};
@@ -52,7 +55,7 @@ pub struct LaunchRequest {
     /// The event log that made it fire.
     pub event_log_id: u64,
     /// The webhook.
-    pub webhook: WebhookReceived,
+    pub webhook: OpenedWebhook,
     /// The action.
     pub action: Action,
     /// Correlation id of the request that delivered the webhook.
@@ -69,6 +72,7 @@ pub trait ActionLauncher: Send + Sync + 'static {
 }
 
 /// The rule actor's configuration.
+#[derive(Clone)]
 pub struct RuleActor {
     /// Rule id.
     pub id: u64,
@@ -86,6 +90,8 @@ pub struct RuleActor {
     pub parking: crate::actors::Parking,
     /// Where the rule's state and seen keys live.
     pub store: RuleStore,
+    /// Opens the organization's sealed payloads.
+    pub keys: Arc<DataKeys>,
 }
 
 /// A dry run's input.
@@ -235,6 +241,23 @@ impl RuleActor {
         Ok((received(&record)?, record.metadata.correlation_id))
     }
 
+    /// Opens `webhook`'s content: `None` once an erasure destroyed it, an error (to park it
+    /// with) when it does not open.
+    fn open(&self, mut webhook: WebhookReceived) -> Result<Option<OpenedWebhook>, String> {
+        let content = std::mem::take(&mut webhook.content);
+        match self
+            .keys
+            .open(webhook.organization, WebhookReceived::TYPE, content)
+        {
+            Ok(content) => Ok(Some(OpenedWebhook {
+                received: webhook,
+                content,
+            })),
+            Err(Unreadable::Erased) => Ok(None),
+            Err(e) => Err(format!("the received webhook does not open: {e}")),
+        }
+    }
+
     /// Sets webhook `event_log_id` aside for `reason`: journaled (the event log shows
     /// `parked`), counted, and listed for `hookforge parked retry`.
     fn park(
@@ -271,10 +294,13 @@ impl RuleActor {
             return Ok(());
         };
         let mut tickets: Vec<AppendTicket> = Vec::new();
-        let mut webhooks: HashMap<u64, (WebhookReceived, String)> = HashMap::new();
+        let mut webhooks: HashMap<u64, (Option<OpenedWebhook>, String)> = HashMap::new();
         let pending: Vec<Pending> = actor.state.undecided.values().cloned().collect();
         for pending in pending {
-            let (webhook, correlation_id) = match self.webhook(&pending, &at_hand) {
+            let found = self
+                .webhook(&pending, &at_hand)
+                .and_then(|(webhook, correlation_id)| Ok((self.open(webhook)?, correlation_id)));
+            let (webhook, correlation_id) = match found {
                 Ok(found) => found,
                 Err(reason) => {
                     self.park(actor, pending.event_log_id, reason, &mut tickets);
@@ -283,19 +309,20 @@ impl RuleActor {
             };
             let evaluation = match (&actor.program, actor.state.needs_evaluation(&pending, seen)) {
                 (Some(program), true) => {
-                    self.metrics
-                        .conditions_evaluated
-                        .inc_by(program.conditions().len() as u64);
-                    let payload = webhook.payload();
-                    Some(
-                        self.evaluate(
-                            program,
-                            actor.state.organization,
-                            &payload,
-                            &webhook.headers,
-                        )
-                        .await,
-                    )
+                    let conditions = program.conditions().len();
+                    self.metrics.conditions_evaluated.inc_by(conditions as u64);
+                    Some(match &webhook {
+                        Some(webhook) => {
+                            self.evaluate(
+                                program,
+                                actor.state.organization,
+                                &webhook.payload(),
+                                &webhook.content.headers,
+                            )
+                            .await
+                        }
+                        None => RuleEvaluation::erased(conditions),
+                    })
                 }
                 _ => None,
             };
@@ -330,7 +357,8 @@ impl RuleActor {
                             event_guid: None,
                             replay_key: None,
                         };
-                        self.webhook(&pending, &at_hand)
+                        let (webhook, correlation_id) = self.webhook(&pending, &at_hand)?;
+                        Ok((self.open(webhook)?, correlation_id))
                     });
                     match found {
                         Ok(found) => found,
@@ -343,6 +371,17 @@ impl RuleActor {
             };
             let mut results = Vec::with_capacity(config.actions.len());
             for action in &config.actions {
+                let Some(webhook) = &webhook else {
+                    results.push(ActionResult {
+                        action_type: action.action_type,
+                        target_id: action.target_id,
+                        status: ActionStatus::Failed,
+                        job_id: None,
+                        workflow_job_id: None,
+                        error: Some("the payload was erased before the action fired".into()),
+                    });
+                    continue;
+                };
                 let request = LaunchRequest {
                     rule: self.id,
                     rule_name: config.name.clone(),
@@ -574,17 +613,7 @@ impl Actor for RuleActor {
         _myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let journal = self.journal.clone();
-        let this = RuleActor {
-            id: self.id,
-            journal: journal.clone(),
-            launcher: self.launcher.clone(),
-            metrics: self.metrics.clone(),
-            budget: self.budget,
-            pool: self.pool.clone(),
-            parking: self.parking.clone(),
-            store: self.store.clone(),
-        };
+        let this = self.clone();
         let state = tokio::task::spawn_blocking(move || this.load()).await??;
         let program = compile(&state);
         Ok(RuleActorState {

@@ -4,11 +4,13 @@
 //!
 //! postcard rather than bincode: see `docs/decisions/0001-postcard-codec.md`.
 
+mod protected;
 mod raw;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use self::protected::Protected;
 pub use self::raw::{Digest, RawJson, Sealed};
 use crate::journal::{Metadata, NewEvent, RecordedEvent};
 

@@ -71,6 +71,21 @@ impl RuleEvaluation {
         }
     }
 
+    /// The evaluation of a webhook whose payload was erased before it could be evaluated: every
+    /// condition is an error, so the event log says why nothing fired.
+    pub fn erased(conditions: usize) -> Self {
+        Self {
+            conditions: vec![
+                ConditionResult::Error(
+                    "the payload was erased before evaluation".into()
+                );
+                conditions.max(1)
+            ],
+            throttle_key: None,
+            internal_error: None,
+        }
+    }
+
     /// Whether every condition held (vacuously true without conditions).
     pub fn matched(&self) -> bool {
         self.conditions.iter().all(|c| *c == ConditionResult::True)

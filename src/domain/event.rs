@@ -19,7 +19,9 @@ use super::notification::{
     NotificationRequested, NotificationSent, NotificationTemplateCreated,
     NotificationTemplateDeleted, NotificationTemplateUpdated,
 };
-use super::organization::{OrganizationCreated, OrganizationDeleted, OrganizationUpdated};
+use super::organization::{
+    OrganizationCreated, OrganizationDeleted, OrganizationErased, OrganizationUpdated,
+};
 use super::published::EventPublished;
 use super::retention::{OrganizationRetentionSet, RetentionExpired};
 use super::rule::{RuleCreated, RuleDeleted, RuleEnabledChanged, RuleKeyRotated, RuleUpdated};
@@ -122,6 +124,7 @@ event_registry! {
     OrganizationCreated(OrganizationCreated),
     OrganizationUpdated(OrganizationUpdated),
     OrganizationDeleted(OrganizationDeleted),
+    OrganizationErased(OrganizationErased),
     TokenCreated(TokenCreated),
     TokenRevoked(TokenRevoked),
     RuleCreated(RuleCreated),

@@ -85,6 +85,72 @@ impl EventBody for OrganizationDeleted {
     const TYPE: &'static str = "organization.deleted";
 }
 
+/// An organization's payloads were erased: its data keys up to `through_generation` are
+/// destroyed, so nothing sealed under them opens again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationErased {
+    /// Its id.
+    pub id: u64,
+    /// The newest key generation destroyed (0: there was none yet).
+    pub through_generation: u32,
+}
+
+impl EventBody for OrganizationErased {
+    const TYPE: &'static str = "organization.erased";
+}
+
+impl Audited for OrganizationErased {
+    fn audit(&self) -> Option<AuditInfo> {
+        audit(
+            self.id,
+            serde_json::json!({"erased": "payloads", "through_generation": self.through_generation}),
+        )
+    }
+}
+
+/// Client input for `POST /api/v2/organizations/{id}/erase/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseInput {
+    /// The organization's name, to confirm which tenant's data goes.
+    pub confirm: Option<String>,
+}
+
+/// Decides an erasure of organization `id` named `name`. `erased_before` tells whether it was
+/// erased already; `live` is its newest data key generation, if it has one.
+pub fn erase(
+    id: u64,
+    name: &str,
+    input: EraseInput,
+    erased_before: bool,
+    live: Option<u32>,
+) -> Result<OrganizationErased, DomainError> {
+    match input.confirm.as_deref() {
+        None => {
+            return Err(FieldErrors::one(
+                "confirm",
+                "This field is required: send the organization's name to confirm the erasure.",
+            ));
+        }
+        Some(confirm) if confirm != name => {
+            return Err(FieldErrors::one(
+                "confirm",
+                "Does not match the organization's name.",
+            ));
+        }
+        Some(_) => {}
+    }
+    if erased_before && live.is_none() {
+        return Err(DomainError::Conflict(
+            "The organization's payloads were already erased, and none was received since.".into(),
+        ));
+    }
+    Ok(OrganizationErased {
+        id,
+        through_generation: live.unwrap_or(0),
+    })
+}
+
 fn audit(id: u64, details: serde_json::Value) -> Option<AuditInfo> {
     Some(AuditInfo {
         organization: Some(id),
@@ -227,6 +293,50 @@ mod tests {
             "The organization still owns 2 event rules, 1 workflow job template and 3 outbound webhooks; delete them first."
         );
     }
+    #[test]
+    fn an_erasure_is_confirmed_by_name_and_not_repeated_without_new_data() {
+        let input = |confirm: Option<&str>| EraseInput {
+            confirm: confirm.map(str::to_owned),
+        };
+        let field = |r: Result<OrganizationErased, DomainError>| match r {
+            Err(DomainError::Invalid(f)) => f.0.keys().cloned().collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(erase(1, "Acme", input(None), false, Some(1))),
+            ["confirm"]
+        );
+        assert_eq!(
+            field(erase(1, "Acme", input(Some("acme")), false, Some(1))),
+            ["confirm"]
+        );
+        assert_eq!(
+            erase(1, "Acme", input(Some("Acme")), false, Some(3)).unwrap(),
+            OrganizationErased {
+                id: 1,
+                through_generation: 3
+            }
+        );
+        assert_eq!(
+            erase(1, "Acme", input(Some("Acme")), false, None).unwrap(),
+            OrganizationErased {
+                id: 1,
+                through_generation: 0
+            }
+        );
+        assert!(matches!(
+            erase(1, "Acme", input(Some("Acme")), true, None),
+            Err(DomainError::Conflict(_))
+        ));
+        assert_eq!(
+            erase(1, "Acme", input(Some("Acme")), true, Some(4))
+                .unwrap()
+                .through_generation,
+            4,
+            "data received after an erasure can be erased again"
+        );
+    }
+
     use crate::codec::{decode, encode};
     use crate::journal::{Metadata, RecordedEvent};
 

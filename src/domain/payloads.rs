@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::retention::{Expiring, RetentionExpired};
-use super::webhook::{WebhookReceived, WebhookRejected};
-use crate::codec::{self, EventBody, RawJson};
+use super::webhook::{WebhookReceived, WebhookReceivedV2, WebhookRejected, WebhookRejectedV1};
+use crate::codec::{self, EventBody, Protected, RawJson};
 use crate::journal::{CompactionPolicy, RecordedEvent};
 
 /// Per organization, the time before which its payloads have expired (µs), folded from
@@ -65,25 +65,36 @@ fn webhook_organization(event: &RecordedEvent) -> Option<u64> {
         .map(|((_rule, organization), _)| organization)
 }
 
-/// `event`'s data with body and headers removed, in its own schema version (older versions
-/// are left whole: re-encoding them would need their old shapes).
+/// `event`'s data with body and headers removed, in its own schema version (the oldest
+/// versions are left whole: re-encoding them would need their old shapes).
 pub fn strip(event: &RecordedEvent) -> Option<Vec<u8>> {
-    if event.event_type == WebhookReceived::TYPE && event.schema_version == WebhookReceived::VERSION
-    {
-        let mut e: WebhookReceived = codec::decode(event).ok()?;
-        e.headers.clear();
-        e.body = RawJson(Vec::new());
-        e.form_encoded = false;
-        return postcard::to_stdvec(&e).ok();
+    let cut = |encoded: Result<Vec<u8>, postcard::Error>| encoded.ok();
+    match (event.event_type.as_str(), event.schema_version) {
+        (WebhookReceived::TYPE, WebhookReceived::VERSION) => {
+            let mut e: WebhookReceived = codec::decode(event).ok()?;
+            e.content = Protected::default();
+            e.form_encoded = false;
+            cut(postcard::to_stdvec(&e))
+        }
+        (WebhookReceived::TYPE, 2) => {
+            let mut e: WebhookReceivedV2 = postcard::from_bytes(&event.data).ok()?;
+            e.headers.clear();
+            e.body = RawJson(Vec::new());
+            cut(postcard::to_stdvec(&e))
+        }
+        (WebhookRejected::TYPE, WebhookRejected::VERSION) => {
+            let mut e: WebhookRejected = codec::decode(event).ok()?;
+            e.content = Protected::default();
+            cut(postcard::to_stdvec(&e))
+        }
+        (WebhookRejected::TYPE, 1) => {
+            let mut e: WebhookRejectedV1 = postcard::from_bytes(&event.data).ok()?;
+            e.headers.clear();
+            e.body = RawJson(Vec::new());
+            cut(postcard::to_stdvec(&e))
+        }
+        _ => None,
     }
-    if event.event_type == WebhookRejected::TYPE && event.schema_version == WebhookRejected::VERSION
-    {
-        let mut e: WebhookRejected = codec::decode(event).ok()?;
-        e.headers.clear();
-        e.body = RawJson(Vec::new());
-        return postcard::to_stdvec(&e).ok();
-    }
-    None
 }
 
 impl CompactionPolicy for PayloadExpiry {
@@ -135,8 +146,10 @@ mod tests {
             event_guid: Some("d-1".into()),
             replay_key: Some("sha256:ab".into()),
             source_ip: Some("10.0.0.1".into()),
-            headers: vec![("x-github-event".into(), "push".into())],
-            body: RawJson(br#"{"secret":"payload"}"#.to_vec()),
+            content: Protected::Sealed {
+                generation: 1,
+                bytes: codec::Sealed(vec![9; 96]),
+            },
             form_encoded: false,
         }
     }
@@ -156,11 +169,40 @@ mod tests {
         assert_eq!(
             e,
             WebhookReceived {
-                headers: vec![],
-                body: RawJson(vec![]),
+                content: Protected::default(),
                 ..received()
             }
         );
+    }
+
+    #[test]
+    fn records_from_before_sealing_are_stripped_in_their_own_version() {
+        let v2 = WebhookReceivedV2 {
+            rule: 1,
+            organization: 7,
+            source_type: SourceType::WebhookGithub,
+            event_type: Some("push".into()),
+            event_guid: Some("d-1".into()),
+            replay_key: None,
+            source_ip: None,
+            headers: vec![("x-github-event".into(), "push".into())],
+            body: RawJson(br#"{"secret":"payload"}"#.to_vec()),
+            form_encoded: false,
+        };
+        let r = RecordedEvent {
+            schema_version: 2,
+            data: postcard::to_stdvec(&v2).unwrap().into(),
+            ..record(Event::WebhookReceived(received()), 5)
+        };
+        let stripped = RecordedEvent {
+            data: strip(&r).unwrap().into(),
+            ..r.clone()
+        };
+        let e: WebhookReceived = codec::decode(&stripped).unwrap();
+        assert_eq!(e.content, Protected::default());
+        assert_eq!(e.event_guid.as_deref(), Some("d-1"));
+        let whole: WebhookReceived = codec::decode(&r).unwrap();
+        assert_eq!(whole.content.clear().unwrap().body.0, v2.body.0);
     }
 
     #[test]

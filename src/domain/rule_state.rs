@@ -424,8 +424,7 @@ mod tests {
                 event_type: None,
                 event_guid: guid.map(str::to_owned),
                 source_ip: None,
-                headers: vec![],
-                body: RawJson(b"{}".to_vec()),
+                content: crate::codec::Protected::default(),
                 form_encoded: false,
                 replay_key: None,
             };
@@ -531,8 +530,7 @@ mod tests {
             event_type: None,
             event_guid: None,
             source_ip: None,
-            headers: vec![],
-            body: RawJson(b"{}".to_vec()),
+            content: crate::codec::Protected::default(),
             form_encoded: false,
             replay_key: None,
         };
@@ -585,8 +583,7 @@ mod tests {
             event_type: None,
             event_guid: Some("c".into()),
             source_ip: None,
-            headers: vec![],
-            body: RawJson(b"{}".to_vec()),
+            content: crate::codec::Protected::default(),
             form_encoded: false,
             replay_key: None,
         };

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{AuditInfo, Audited};
 use super::rule::ActionType;
-use crate::codec::{CodecError, EventBody, RawJson, decode_as};
+use crate::codec::{CodecError, EventBody, Protected, RawJson, decode_as};
 use crate::conditions::ConditionResult;
 use crate::verify::SourceType;
 
 /// A verified webhook, exactly as it arrived.
 ///
-/// The fields before `headers` are also [`WebhookMeta`]: read models that need no payload decode
+/// The fields before `content` are also [`WebhookMeta`]: read models that need no payload decode
 /// just that prefix (postcard is positional), never copying the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookReceived {
@@ -31,12 +31,47 @@ pub struct WebhookReceived {
     pub replay_key: Option<String>,
     /// The peer's address.
     pub source_ip: Option<String>,
+    /// Headers and body, sealed under the organization's data key.
+    pub content: Protected<WebhookContent>,
+    /// Whether the body is GitHub's `application/x-www-form-urlencoded` `payload=` form.
+    pub form_encoded: bool,
+}
+
+/// What a sender sent: the part of a webhook an erasure destroys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookContent {
     /// Request headers (lower-case names), credentials removed, signatures kept.
     pub headers: Vec<(String, String)>,
-    /// The exact body bytes (signatures can be re-checked against them).
+    /// The exact body bytes (signatures can be re-checked against them); for a rejected
+    /// webhook, its first bytes.
     pub body: RawJson,
-    /// Whether `body` is GitHub's `application/x-www-form-urlencoded` `payload=` form.
-    pub form_encoded: bool,
+}
+
+impl WebhookContent {
+    /// The JSON payload: the body, or the `payload` field of a form-encoded body.
+    pub fn payload(&self, form_encoded: bool) -> std::borrow::Cow<'_, [u8]> {
+        if form_encoded {
+            form_payload(&self.body.0).into()
+        } else {
+            std::borrow::Cow::Borrowed(&self.body.0)
+        }
+    }
+}
+
+/// A received webhook with its content opened (the `content` of `received` is left empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedWebhook {
+    /// Everything but the content.
+    pub received: WebhookReceived,
+    /// Headers and body.
+    pub content: WebhookContent,
+}
+
+impl OpenedWebhook {
+    /// The JSON payload (see [`WebhookContent::payload`]).
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.content.payload(self.received.form_encoded)
+    }
 }
 
 /// The leading fields of a [`WebhookReceived`]: everything but headers and payload.
@@ -61,7 +96,7 @@ pub struct WebhookMeta {
 impl WebhookMeta {
     /// Decodes the leading fields of a `webhook.received` record without its payload.
     pub fn decode(record: &crate::journal::RecordedEvent) -> Result<Self, CodecError> {
-        if record.schema_version == WebhookReceived::VERSION {
+        if record.schema_version >= 2 {
             return postcard::take_from_bytes::<WebhookMeta>(&record.data)
                 .map(|(meta, _)| meta)
                 .map_err(|source| CodecError::Malformed {
@@ -82,6 +117,31 @@ impl WebhookMeta {
     }
 }
 
+/// [`WebhookReceived`] v2, before payloads were sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookReceivedV2 {
+    /// As in v3.
+    pub rule: u64,
+    /// As in v3.
+    pub organization: u64,
+    /// As in v3.
+    pub source_type: SourceType,
+    /// As in v3.
+    pub event_type: Option<String>,
+    /// As in v3.
+    pub event_guid: Option<String>,
+    /// As in v3.
+    pub replay_key: Option<String>,
+    /// As in v3.
+    pub source_ip: Option<String>,
+    /// Headers in the clear.
+    pub headers: Vec<(String, String)>,
+    /// Body in the clear.
+    pub body: RawJson,
+    /// As in v3.
+    pub form_encoded: bool,
+}
+
 /// [`WebhookReceived`] v1, before `replay_key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct WebhookReceivedV1 {
@@ -98,9 +158,10 @@ struct WebhookReceivedV1 {
 
 impl EventBody for WebhookReceived {
     const TYPE: &'static str = "webhook.received";
-    const VERSION: u16 = 2;
+    const VERSION: u16 = 3;
 
     fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        let clear = |headers, body| Protected::Clear(WebhookContent { headers, body });
         match version {
             1 => decode_as::<WebhookReceivedV1>(Self::TYPE, 1, data).map(|v1| Self {
                 rule: v1.rule,
@@ -110,25 +171,24 @@ impl EventBody for WebhookReceived {
                 event_guid: v1.event_guid,
                 replay_key: None,
                 source_ip: v1.source_ip,
-                headers: v1.headers,
-                body: v1.body,
+                content: clear(v1.headers, v1.body),
                 form_encoded: v1.form_encoded,
+            }),
+            2 => decode_as::<WebhookReceivedV2>(Self::TYPE, 2, data).map(|v2| Self {
+                rule: v2.rule,
+                organization: v2.organization,
+                source_type: v2.source_type,
+                event_type: v2.event_type,
+                event_guid: v2.event_guid,
+                replay_key: v2.replay_key,
+                source_ip: v2.source_ip,
+                content: clear(v2.headers, v2.body),
+                form_encoded: v2.form_encoded,
             }),
             _ => Err(CodecError::UnknownVersion {
                 event_type: Self::TYPE,
                 version,
             }),
-        }
-    }
-}
-
-impl WebhookReceived {
-    /// The JSON payload: the body, or the `payload` field of a form-encoded body.
-    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
-        if self.form_encoded {
-            form_payload(&self.body.0).into()
-        } else {
-            std::borrow::Cow::Borrowed(&self.body.0)
         }
     }
 }
@@ -154,16 +214,51 @@ pub struct WebhookRejected {
     pub reason: String,
     /// The peer's address.
     pub source_ip: Option<String>,
-    /// Request headers, credentials removed.
-    pub headers: Vec<(String, String)>,
-    /// The first bytes of the body.
-    pub body: RawJson,
-    /// Whether `body` was cut.
+    /// Headers (credentials removed) and the first bytes of the body, sealed.
+    pub content: Protected<WebhookContent>,
+    /// Whether the body was cut.
     pub truncated: bool,
+}
+
+/// [`WebhookRejected`] v1, before payloads were sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRejectedV1 {
+    rule: u64,
+    organization: u64,
+    source_type: SourceType,
+    reason: String,
+    source_ip: Option<String>,
+    /// Headers in the clear.
+    pub headers: Vec<(String, String)>,
+    /// Body in the clear.
+    pub body: RawJson,
+    truncated: bool,
 }
 
 impl EventBody for WebhookRejected {
     const TYPE: &'static str = "webhook.rejected";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<WebhookRejectedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                rule: v1.rule,
+                organization: v1.organization,
+                source_type: v1.source_type,
+                reason: v1.reason,
+                source_ip: v1.source_ip,
+                content: Protected::Clear(WebhookContent {
+                    headers: v1.headers,
+                    body: v1.body,
+                }),
+                truncated: v1.truncated,
+            }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
+        }
+    }
 }
 
 /// What the rule decided about a received webhook.

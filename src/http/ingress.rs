@@ -15,11 +15,13 @@ use super::error::ApiError;
 use super::request::{Request, media_type};
 use super::response::{Response, json};
 use crate::app::App;
-use crate::codec::RawJson;
+use crate::codec::{EventBody as _, Protected, RawJson};
 use crate::domain::Event;
 use crate::domain::rate_limit::TokenBucket;
 use crate::domain::rule;
-use crate::domain::webhook::{CREDENTIAL_HEADERS, WebhookReceived, WebhookRejected, form_payload};
+use crate::domain::webhook::{
+    CREDENTIAL_HEADERS, WebhookContent, WebhookReceived, WebhookRejected, form_payload,
+};
 use crate::intake::Claim;
 use crate::journal::{ExpectedRevision, Metadata};
 use crate::projections::RuleRecord;
@@ -151,7 +153,7 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
     if let Err(e) = verified.as_ref() {
         let logged = may_log_rejection(&app, rule.id, now_micros);
         if logged {
-            record_rejection(&app, &rule, &req, e.to_string());
+            record_rejection(&app, &rule, &req, e.to_string())?;
         }
         let inbound = &app.metrics.inbound;
         inbound
@@ -224,8 +226,13 @@ pub async fn receive(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         event_guid: identity.event_guid.clone(),
         replay_key: replay.clone(),
         source_ip: req.remote.map(|a| a.ip().to_string()),
-        headers: kept_headers(&req),
-        body: RawJson(req.body.to_vec()),
+        content: seal(
+            &app,
+            &rule,
+            WebhookReceived::TYPE,
+            kept_headers(&req),
+            &req.body,
+        )?,
         form_encoded: form,
     };
     let is_confirmation =
@@ -297,7 +304,12 @@ fn may_log_rejection(app: &App, rule: u64, now: i64) -> bool {
 
 /// Journals a failed verification for forensics (body and headers capped); the sender gets its
 /// 401 at once.
-fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String) {
+fn record_rejection(
+    app: &App,
+    rule: &RuleRecord,
+    req: &Request,
+    reason: String,
+) -> Result<(), ApiError> {
     let cap = app.config.ingress.failed_payload_bytes;
     let rejected = WebhookRejected {
         rule: rule.id,
@@ -305,8 +317,13 @@ fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String)
         source_type: rule.config.source_type,
         reason,
         source_ip: req.remote.map(|a| a.ip().to_string()),
-        headers: cap_headers(kept_headers(req), app.config.ingress.failed_header_bytes),
-        body: RawJson(req.body[..req.body.len().min(cap)].to_vec()),
+        content: seal(
+            app,
+            rule,
+            WebhookRejected::TYPE,
+            cap_headers(kept_headers(req), app.config.ingress.failed_header_bytes),
+            &req.body[..req.body.len().min(cap)],
+        )?,
         truncated: req.body.len() > cap,
     };
     let metadata = Metadata {
@@ -318,6 +335,24 @@ fn record_rejection(app: &App, rule: &RuleRecord, req: &Request, reason: String)
         ExpectedRevision::Any,
         vec![Event::from(rejected).encode(metadata)],
     ));
+    Ok(())
+}
+
+/// Headers and body sealed under the rule's organization's data key, bound to `kind`.
+fn seal(
+    app: &App,
+    rule: &RuleRecord,
+    kind: &str,
+    headers: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<Protected<WebhookContent>, ApiError> {
+    let content = WebhookContent {
+        headers,
+        body: RawJson(body.to_vec()),
+    };
+    app.data_keys
+        .seal(rule.organization, kind, &content)
+        .map_err(|e| ApiError::internal("data key", e))
 }
 
 /// Confirms an SNS subscription by fetching its SubscribeURL (validated against AWS's hosts).

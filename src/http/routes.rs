@@ -22,6 +22,7 @@ pub fn table() -> Router {
         .add(M::GET, "/api/v2/organizations/{id}", handler!(admin::organizations::detail))
         .add(M::PATCH, "/api/v2/organizations/{id}", handler!(admin::organizations::update))
         .add(M::DELETE, "/api/v2/organizations/{id}", handler!(admin::organizations::delete))
+        .add(M::POST, "/api/v2/organizations/{id}/erase", handler!(admin::organizations::erase))
         .add(M::GET, "/api/v2/tokens", handler!(admin::tokens::list))
         .add(M::POST, "/api/v2/tokens", handler!(admin::tokens::create))
         .add(M::GET, "/api/v2/tokens/{id}", handler!(admin::tokens::detail))

@@ -243,8 +243,8 @@ impl ActionLauncher for Launcher {
             };
             let payload = serde_json::from_slice(&request.webhook.payload()).unwrap_or(Value::Null);
             let injected = Injected {
-                event_type: request.webhook.event_type.as_deref(),
-                event_guid: request.webhook.event_guid.as_deref(),
+                event_type: request.webhook.received.event_type.as_deref(),
+                event_guid: request.webhook.received.event_guid.as_deref(),
                 rule_name: &request.rule_name,
                 payload,
                 event_log_id: request.event_log_id,
@@ -287,8 +287,8 @@ impl ActionLauncher for Launcher {
                 ActionType::SendNotification => {
                     let summary = Summary {
                         rule_name: request.rule_name.clone(),
-                        event_type: request.webhook.event_type.clone(),
-                        event_guid: request.webhook.event_guid.clone(),
+                        event_type: request.webhook.received.event_type.clone(),
+                        event_guid: request.webhook.received.event_guid.clone(),
                         status: "fired".into(),
                         event_log_id: Some(request.event_log_id),
                     };

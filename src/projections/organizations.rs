@@ -26,6 +26,18 @@ pub struct Organization {
     /// Its own retention settings (unset ones follow the system defaults).
     #[serde(default)]
     pub retention: Retention,
+    /// Its last erasure, if it was ever erased.
+    #[serde(default)]
+    pub erased: Option<Erasure>,
+}
+
+/// When an organization's payloads were last erased, and which data keys went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    /// When (µs since the epoch).
+    pub at: i64,
+    /// The newest key generation destroyed.
+    pub through_generation: u32,
 }
 
 /// Live organizations.
@@ -96,6 +108,7 @@ impl View for OrganizationsView {
                     created: at,
                     modified: at,
                     retention: Retention::default(),
+                    erased: None,
                 };
                 self.by_id.insert(e.id, org);
             }
@@ -111,6 +124,15 @@ impl View for OrganizationsView {
             Event::OrganizationRetentionSet(e) => {
                 if let Some(org) = self.by_id.get_mut(&e.id) {
                     org.retention = e.retention;
+                    org.modified = at;
+                }
+            }
+            Event::OrganizationErased(e) => {
+                if let Some(org) = self.by_id.get_mut(&e.id) {
+                    org.erased = Some(Erasure {
+                        at,
+                        through_generation: e.through_generation,
+                    });
                     org.modified = at;
                 }
             }

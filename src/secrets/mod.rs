@@ -19,8 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::Sealed;
 
+mod data_keys;
 mod values;
 
+pub use self::data_keys::{DataKeys, Unreadable};
 pub use self::values::{MASK, is_secret_name, mask_secret_members, mask_text};
 
 const NONCE_LEN: usize = 24;

@@ -356,8 +356,12 @@ pub fn hookforge_with_stdin(args: &[&str], stdin: &[u8]) -> (i32, String, String
 
 /// The `webhook.received` event journaled as event log `id`, read straight from the journal
 /// (the exact bytes and headers hookforge kept, not the API's rendering of them).
-pub fn journaled_webhook(t: &TestServer, id: u64) -> hookforge::domain::webhook::WebhookReceived {
+/// The journaled webhook at `id`, its content opened with the organization's data key (the
+/// record holds it sealed: checked here, for every test that reads one back).
+pub fn journaled_webhook(t: &TestServer, id: u64) -> hookforge::domain::webhook::OpenedWebhook {
+    use hookforge::codec::EventBody as _;
     use hookforge::domain::Event;
+    use hookforge::domain::webhook::{OpenedWebhook, WebhookReceived};
     let record = t
         .app()
         .journal
@@ -367,10 +371,20 @@ pub fn journaled_webhook(t: &TestServer, id: u64) -> hookforge::domain::webhook:
         .next()
         .unwrap_or_else(|| panic!("no journal record at position {id}"));
     assert_eq!(record.position, id);
-    match Event::decode(&record).unwrap() {
-        Some(Event::WebhookReceived(received)) => received,
-        other => panic!("position {id} holds {other:?}, not webhook.received"),
-    }
+    let Some(Event::WebhookReceived(mut received)) = Event::decode(&record).unwrap() else {
+        panic!(
+            "position {id} holds {}, not webhook.received",
+            record.event_type
+        );
+    };
+    assert!(received.content.clear().is_none(), "the content is sealed");
+    let sealed = std::mem::take(&mut received.content);
+    let content = t
+        .app()
+        .data_keys
+        .open(received.organization, WebhookReceived::TYPE, sealed)
+        .unwrap();
+    OpenedWebhook { received, content }
 }
 
 /// Files under `dir` (recursively) whose bytes contain `secret`.

@@ -7,20 +7,24 @@ use serde_json::{Value, json};
 use super::common::choice;
 use crate::actors::rule::condition_json;
 use crate::app::App;
+use crate::codec::EventBody as _;
 use crate::domain::Event;
 use crate::domain::access::Principal;
 use crate::domain::rfc3339;
 use crate::domain::rule;
+use crate::domain::webhook::{WebhookReceived, WebhookRejected};
 use crate::http::auth::{authenticate, require_read};
 use crate::http::pagination::{Page, paginate};
 use crate::http::response::{Response, ok};
 use crate::http::{ApiError, Request};
 use crate::projections::{EventLogEntry, EventLogFilter, Status};
+use crate::secrets::Unreadable;
 use crate::store::TimeRange;
 use crate::verify::SourceType;
 
-/// Payload and headers of an entry, read back from the journal; `"expired"` once retention
-/// cut them (before compaction removes the bytes, too).
+/// Payload and headers of an entry, read back from the journal and opened; `"expired"` once
+/// retention cut them (before compaction removes the bytes, too), `"erased"` once the
+/// organization's data key was destroyed.
 fn body_and_headers(app: &App, entry: &EventLogEntry) -> (Value, Value) {
     let expired = app
         .views
@@ -39,21 +43,24 @@ fn body_and_headers(app: &App, entry: &EventLogEntry) -> (Value, Value) {
     let decoded = record
         .as_ref()
         .and_then(|r| Event::decode(r).ok().flatten());
-    let headers = |pairs: &[(String, String)]| {
-        Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+    let (kind, content, form_encoded) = match decoded {
+        Some(Event::WebhookReceived(e)) => (WebhookReceived::TYPE, e.content, e.form_encoded),
+        Some(Event::WebhookRejected(e)) => (WebhookRejected::TYPE, e.content, false),
+        _ => return (Value::Null, json!({})),
     };
-    match decoded {
-        Some(Event::WebhookReceived(e)) => {
-            let payload = serde_json::from_slice(&e.payload())
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&e.payload())));
-            (payload, headers(&e.headers))
+    match app.data_keys.open(entry.organization, kind, content) {
+        Ok(content) => {
+            let payload = content.payload(form_encoded);
+            let payload = serde_json::from_slice(&payload)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&payload)));
+            let headers = content.headers.iter().map(|(k, v)| (k.clone(), json!(v)));
+            (payload, Value::Object(headers.collect()))
         }
-        Some(Event::WebhookRejected(e)) => {
-            let payload = serde_json::from_slice(&e.body.0)
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&e.body.0)));
-            (payload, headers(&e.headers))
+        Err(Unreadable::Erased) => (json!("erased"), json!("erased")),
+        Err(e) => {
+            tracing::error!(event_log = entry.id, error = %e, "an event log's payload does not open");
+            (Value::Null, json!({}))
         }
-        _ => (Value::Null, json!({})),
     }
 }
 

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::domain::Event;
-use crate::domain::organization::{self, OrganizationDeleted, OrganizationInput};
+use crate::domain::organization::{self, EraseInput, OrganizationDeleted, OrganizationInput};
 use crate::domain::retention::{OrganizationRetentionSet, Retention};
 use crate::domain::rfc3339;
-use crate::http::auth::{authenticate, require_system_admin};
+use crate::http::auth::{authenticate, require_read, require_system_admin};
 use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, no_content, ok};
 use crate::http::{ApiError, Request, metadata};
@@ -24,6 +24,7 @@ fn render(app: &App, org: &Organization) -> Value {
         "name": org.name,
         "description": org.description,
         "retention": org.retention.effective(&app.config.retention.defaults()),
+        "erased_at": org.erased.map(|e| rfc3339(e.at)),
         "created": rfc3339(org.created),
         "modified": rfc3339(org.modified),
     })
@@ -171,4 +172,52 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     )
     .await?;
     Ok(no_content())
+}
+
+/// `POST /{id}/erase/ {"confirm": "<name>"}`: destroys the organization's data keys, so every
+/// payload sealed under them (event logs, job extra vars, published events and the deliveries
+/// that carry them, in the journal and its backups) reads `"erased"` from then on. The erasure
+/// itself is journaled first (the audit trail keeps who erased what), then the keys go; a
+/// start finishes an erasure a crash interrupted.
+pub async fn erase(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let principal = authenticate(&app, &req)?;
+    let id = req.id("id")?;
+    require_read(&principal, id)?;
+    require_system_admin(&principal)?;
+    let input: EraseInput = req.json_or_default()?;
+    let _serial = app.commands.lock().await;
+    let event = {
+        let view = app.views.organizations.read();
+        let org = view.get(id).ok_or_else(ApiError::not_found)?;
+        let live = app
+            .data_keys
+            .live_generation(id)
+            .map_err(|e| ApiError::internal("data keys", e))?;
+        organization::erase(id, &org.name, input, org.erased.is_some(), live)?
+    };
+    let through = event.through_generation;
+    app.commit(
+        &metadata(&principal, &req),
+        organization::stream(id),
+        ExpectedRevision::StreamExists,
+        vec![event.into()],
+    )
+    .await?;
+    app.data_keys
+        .erase_through(id, through)
+        .map_err(|e| ApiError::internal("data keys", e))?;
+    let erased = app
+        .views
+        .organizations
+        .read()
+        .get(id)
+        .and_then(|o| o.erased);
+    Ok(ok(&json!({
+        "id": id,
+        "type": "organization_erasure",
+        "organization": format!("/api/v2/organizations/{id}/"),
+        "erased": "payloads",
+        "erased_at": erased.map(|e| rfc3339(e.at)),
+        "through_generation": through,
+    })))
 }
