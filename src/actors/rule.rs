@@ -222,12 +222,13 @@ impl RuleActor {
         Ok(())
     }
 
-    /// The received webhook behind `pending`: from the batch at hand, or from the journal.
+    /// The received webhook behind `pending`, opened (`None` once erased): from the batch at
+    /// hand, or from the journal.
     fn webhook(
         &self,
         pending: &Pending,
         at_hand: &HashMap<u64, RecordedEvent>,
-    ) -> Result<(WebhookReceived, String), String> {
+    ) -> Result<(Option<OpenedWebhook>, String), String> {
         let record = match at_hand.get(&pending.event_log_id) {
             Some(record) => record.clone(),
             None => self
@@ -238,7 +239,8 @@ impl RuleActor {
                 .next()
                 .ok_or("the received webhook is missing from its stream")?,
         };
-        Ok((received(&record)?, record.metadata.correlation_id))
+        let opened = self.open(received(&record)?)?;
+        Ok((opened, record.metadata.correlation_id))
     }
 
     /// Opens `webhook`'s content: `None` once an erasure destroyed it, an error (to park it
@@ -297,10 +299,7 @@ impl RuleActor {
         let mut webhooks: HashMap<u64, (Option<OpenedWebhook>, String)> = HashMap::new();
         let pending: Vec<Pending> = actor.state.undecided.values().cloned().collect();
         for pending in pending {
-            let found = self
-                .webhook(&pending, &at_hand)
-                .and_then(|(webhook, correlation_id)| Ok((self.open(webhook)?, correlation_id)));
-            let (webhook, correlation_id) = match found {
+            let (webhook, correlation_id) = match self.webhook(&pending, &at_hand) {
                 Ok(found) => found,
                 Err(reason) => {
                     self.park(actor, pending.event_log_id, reason, &mut tickets);
@@ -357,8 +356,7 @@ impl RuleActor {
                             event_guid: None,
                             replay_key: None,
                         };
-                        let (webhook, correlation_id) = self.webhook(&pending, &at_hand)?;
-                        Ok((self.open(webhook)?, correlation_id))
+                        self.webhook(&pending, &at_hand)
                     });
                     match found {
                         Ok(found) => found,
