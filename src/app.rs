@@ -243,6 +243,7 @@ impl App {
             notifier,
             config.jobs.allow_commands,
             master_key.clone(),
+            data_keys.clone(),
         ));
         let eval_pool = EvalPool::new(config.conditions.threads()).map_err(dir_error)?;
         let parking = Parking::new(

@@ -194,3 +194,132 @@ async fn a_start_finishes_an_erasure_a_crash_interrupted() {
     assert_ne!(std::fs::read(&key_file).unwrap(), before, "the key is gone");
     t.shutdown().await;
 }
+
+/// A command job template of `org` (`concurrency` 1: launches queue behind each other).
+async fn command_template(t: &TestServer, org: u64, name: &str, argv: &[&str]) -> u64 {
+    let body = json!({"name": name, "organization": org, "kind": "command", "argv": argv, "concurrency": 1});
+    let (status, template) = t.post("/api/v2/job_templates/", ADMIN, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    template["id"].as_u64().unwrap()
+}
+
+async fn run(t: &TestServer, path: &str, until: &[&str]) -> Value {
+    eventually(Duration::from_secs(20), path, || async {
+        let (status, run) = t.get(path, ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        until
+            .contains(&run["status"].as_str().unwrap_or_default())
+            .then_some(run)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn erasure_reaches_job_and_workflow_extra_vars() {
+    let t = TestServer::start().await;
+    let acme = t.create_org("acme").await;
+    let quick = command_template(&t, acme, "quick", &["/bin/true"]).await;
+    let (status, rule) = t
+        .post(
+            "/api/v2/event_rules/",
+            ADMIN,
+            json!({"name": "deploy", "organization": acme, "source_type": "webhook_github", "webhook_key": KEY,
+                   "actions": [{"action_type": "launch_job_template", "target_id": quick}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let id = push(&t, rule["webhook_path"].as_str().unwrap(), "job-marker-one").await;
+    let log = run(&t, &format!("/api/v2/event_logs/{id}/"), &["action_fired"]).await;
+    let fired = log["job_id"].as_u64().expect("a job was launched");
+    let fired_path = format!("/api/v2/jobs/{fired}/");
+    let job = run(&t, &fired_path, &["successful"]).await;
+    assert_eq!(
+        job["extra_vars"]["forge_eda_payload"]["note"],
+        "job-marker-one"
+    );
+
+    // A job still queued at the erasure (behind a running one), and a workflow job.
+    let slow = command_template(&t, acme, "slow", &["/bin/sleep", "2"]).await;
+    let (status, running) = t
+        .post(
+            &format!("/api/v2/job_templates/{slow}/launch/"),
+            ADMIN,
+            json!({"extra_vars": {"note": "job-marker-two"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{running}");
+    let (status, queued) = t
+        .post(
+            &format!("/api/v2/job_templates/{slow}/launch/"),
+            ADMIN,
+            json!({"extra_vars": {"note": "job-marker-three"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{queued}");
+    let (status, workflow) = t
+        .post(
+            "/api/v2/workflow_job_templates/",
+            ADMIN,
+            json!({"name": "wf", "organization": acme,
+               "nodes": [{"id": "only", "job_template": quick}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{workflow}");
+    let (status, workflow_job) = t
+        .post(
+            &format!("/api/v2/workflow_job_templates/{}/launch/", workflow["id"]),
+            ADMIN,
+            json!({"extra_vars": {"note": "job-marker-four"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{workflow_job}");
+    let workflow_path = format!("/api/v2/workflow_jobs/{}/", workflow_job["id"]);
+    let done = run(&t, &workflow_path, &["successful"]).await;
+    assert_eq!(done["extra_vars"]["note"], "job-marker-four");
+    run(
+        &t,
+        &format!("/api/v2/jobs/{}/", running["id"]),
+        &["running"],
+    )
+    .await;
+
+    // Sealed at rest: no marker in any file of the data dir.
+    for marker in [
+        "job-marker-one",
+        "job-marker-two",
+        "job-marker-three",
+        "job-marker-four",
+    ] {
+        assert_eq!(
+            files_containing(&t.dir, marker),
+            Vec::<std::path::PathBuf>::new(),
+            "{marker}"
+        );
+    }
+
+    let (status, erased) = erase(&t, acme, ADMIN, json!({"confirm": "acme"})).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    let (_, job) = t.get(&fired_path, ADMIN).await;
+    assert_eq!(job["extra_vars"], "erased");
+    assert_eq!(job["status"], "successful", "the rest of the job stays");
+    let (_, done) = t.get(&workflow_path, ADMIN).await;
+    assert_eq!(done["extra_vars"], "erased");
+    // The queued job cannot run without its variables: it errors, saying why.
+    let queued = run(
+        &t,
+        &format!("/api/v2/jobs/{}/", queued["id"]),
+        &["successful", "failed", "error"],
+    )
+    .await;
+    assert_eq!(queued["status"], "error", "{queued}");
+    assert_eq!(
+        queued["job_explanation"],
+        "the job's variables were erased before it ran"
+    );
+    assert_eq!(queued["extra_vars"], "erased");
+
+    let t = t.restart().await;
+    let (_, job) = t.get(&fired_path, ADMIN).await;
+    assert_eq!(job["extra_vars"], "erased");
+    t.shutdown().await;
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hookforge::actors::outbound::{OutboundOptions, Transport};
 use hookforge::app::App;
-use hookforge::codec::RawJson;
+use hookforge::codec::{Protected, RawJson};
 use hookforge::config::Config;
 use hookforge::delivery::{AttemptError, AttemptOutcome, FailureKind, OutboundRequest};
 use hookforge::domain::Event;
@@ -144,7 +144,7 @@ async fn setup(
         event_type: "build.done".into(),
         resource_type: String::new(),
         resource_id: String::new(),
-        payload: RawJson(b"{}".to_vec()),
+        payload: Protected::Clear(RawJson(b"{}".to_vec())),
         idempotency_key: None,
     };
     app.commit(

@@ -28,7 +28,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use super::dispatcher::DispatchAck;
 use super::manager::{catch_up, follow, load_state, save_state};
 use crate::app::App;
-use crate::codec::Sealed;
+use crate::codec::{EventBody, Protected, RawJson, Sealed};
 use crate::delivery::envelope::raw_payload;
 use crate::delivery::signing::signed_headers;
 use crate::delivery::{
@@ -41,10 +41,11 @@ use crate::domain::delivery::{
 };
 use crate::domain::endpoint::{self, EndpointSettings};
 use crate::domain::filter::EndpointFilter;
-use crate::domain::published::{Deliverable, deliverable};
+use crate::domain::published::{Deliverable, EventPublished, deliverable};
 use crate::domain::rate_limit::TokenBucket;
 use crate::journal::{Metadata, Position, RecordedEvent};
 use crate::projections::endpoint_state::{Change, EndpointState};
+use crate::secrets::{DataKeys, Unreadable};
 
 /// Folded events between snapshots of the state (at most).
 const SNAPSHOT_EVERY_EVENTS: u64 = 2_000;
@@ -75,18 +76,19 @@ impl Dispatched {
     }
 
     /// The JSON envelope a filter evaluates (`delivery_id` empty: filters run before a
-    /// delivery exists); `None` if the payload is not JSON.
-    pub fn filter_envelope(&self) -> Option<&[u8]> {
+    /// delivery exists); `None` if the payload is not JSON or was erased.
+    pub fn filter_envelope(&self, keys: &DataKeys) -> Option<&[u8]> {
         self.filter_envelope
             .get_or_init(|| {
                 let event = &self.event;
+                let payload = open_payload(keys, event).ok()?;
                 Envelope {
                     event: event.event_type.clone(),
                     delivery_id: String::new(),
                     organization_id: event.organization.to_string(),
                     resource_type: event.resource_type.clone(),
                     resource_id: event.resource_id.clone(),
-                    payload: raw_payload(&event.payload.0).ok()?,
+                    payload: raw_payload(&payload.0).ok()?,
                     occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at)
                         .unwrap_or_default(),
                 }
@@ -95,6 +97,16 @@ impl Dispatched {
             })
             .as_deref()
     }
+}
+
+/// `event`'s payload in the clear (published events' payloads are sealed under their
+/// organization's data key).
+fn open_payload(keys: &DataKeys, event: &Deliverable) -> Result<RawJson, Unreadable> {
+    keys.open(
+        event.organization,
+        EventPublished::TYPE,
+        event.payload.clone(),
+    )
 }
 
 /// The endpoint's filter as the actor applies it.
@@ -421,7 +433,7 @@ impl EndpointActor {
     }
 
     fn filter_inline(&self, filter: &EndpointFilter, dispatched: &Dispatched) -> Verdict {
-        let Some(envelope) = dispatched.filter_envelope() else {
+        let Some(envelope) = dispatched.filter_envelope(&self.app.data_keys) else {
             return Ok(false);
         };
         filter
@@ -458,13 +470,18 @@ impl EndpointActor {
             self.app.config.conditions.budget(),
         );
         let organization = run.state.organization;
+        let keys = self.app.data_keys.clone();
         let me = myself.clone();
         run.filter_busy = true;
         tokio::spawn(async move {
             let verdict = pool
-                .run(organization, move || match dispatched.filter_envelope() {
-                    Some(envelope) => filter.evaluate(envelope, budget).map_err(|e| e.to_string()),
-                    None => Ok(false),
+                .run(organization, move || {
+                    match dispatched.filter_envelope(&keys) {
+                        Some(envelope) => {
+                            filter.evaluate(envelope, budget).map_err(|e| e.to_string())
+                        }
+                        None => Ok(false),
+                    }
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
@@ -733,7 +750,7 @@ impl AttemptJob {
                 event_type: self.event_type.clone(),
                 resource_type: inline.resource_type.clone(),
                 resource_id: inline.resource_id.clone(),
-                payload: inline.payload.clone(),
+                payload: Protected::Clear(inline.payload.clone()),
                 occurred_at: inline.occurred_at,
             })),
             DeliverySource::Journal(source) => {
@@ -757,13 +774,19 @@ impl AttemptJob {
 
     async fn request(&self, started_at: i64) -> Result<(OutboundRequest, i64), String> {
         let event = self.event().await?;
+        let payload = open_payload(&self.app.data_keys, &event).map_err(|e| match e {
+            Unreadable::Erased => {
+                "the event's payload was erased before it was delivered".to_owned()
+            }
+            Unreadable::Corrupt => format!("the event's payload does not open: {e}"),
+        })?;
         let envelope = Envelope {
             event: self.event_type.clone(),
             delivery_id: self.webhook_id.clone(),
             organization_id: event.organization.to_string(),
             resource_type: event.resource_type.clone(),
             resource_id: event.resource_id.clone(),
-            payload: raw_payload(&event.payload.0).map_err(|e| e.to_string())?,
+            payload: raw_payload(&payload.0).map_err(|e| e.to_string())?,
             occurred_at: chrono::DateTime::from_timestamp_micros(event.occurred_at)
                 .unwrap_or_default(),
         };

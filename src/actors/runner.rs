@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::codec::EventBody;
 use crate::delivery::retry::{Decision, RetryPolicy, decide};
 use crate::domain::Event;
 use crate::domain::job::{
@@ -29,8 +31,8 @@ use crate::domain::job::{
 use crate::domain::job_template::{self, JobKind};
 use crate::domain::notification::NotificationSent;
 use crate::domain::workflow::{
-    self, NodeState, WorkflowDurationExceeded, WorkflowFinished, WorkflowNodeCompleted,
-    WorkflowNodeLaunched, WorkflowStarted,
+    self, NodeState, WorkflowDurationExceeded, WorkflowFinished, WorkflowLaunched,
+    WorkflowNodeCompleted, WorkflowNodeLaunched, WorkflowStarted,
 };
 use crate::jobs::LiveOutput;
 use crate::jobs::command::{self, Outcome, new_output};
@@ -455,7 +457,11 @@ impl Runner {
         };
         let organization = workflow.launched.organization;
         let template = workflow.launched.template;
-        let overrides = workflow.launched.extra_vars.to_value();
+        let overrides = self.launcher.open_vars(
+            organization,
+            WorkflowLaunched::TYPE,
+            &workflow.launched.extra_vars,
+        );
         let launcher = self.launcher.clone();
         let journal = self.journal.clone();
         let node = node.to_owned();
@@ -467,18 +473,22 @@ impl Runner {
         // Launching appends and awaits durability: do it off the actor; its events come back
         // through the subscription.
         tokio::spawn(async move {
-            if let Err(e) = launcher
-                .launch_job_as(
-                    job,
-                    spec.job_template,
-                    organization,
-                    &overrides,
-                    None,
-                    by,
-                    metadata.clone(),
-                )
-                .await
-            {
+            let launched = match overrides {
+                Ok(overrides) => launcher
+                    .launch_job_as(
+                        job,
+                        spec.job_template,
+                        organization,
+                        &overrides,
+                        None,
+                        by,
+                        metadata.clone(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = launched {
                 tracing::warn!(workflow_job, node, error = %e, "workflow node could not launch");
                 let completed = WorkflowNodeCompleted {
                     id: workflow_job,
@@ -516,11 +526,16 @@ impl Runner {
         let journal = self.journal.clone();
         let settings = self.settings.clone();
         let master_key = self.master_key.clone();
+        let vars = self.launcher.open_vars(
+            launched.organization,
+            JobLaunched::TYPE,
+            &launched.extra_vars,
+        );
         let live = self.live_output.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
             let finished = run_job(
-                journal, launched, settings, master_key, live, cancel_rx, resume,
+                journal, launched, vars, settings, master_key, live, cancel_rx, resume,
             )
             .await;
             let _ = myself.cast(RunnerMsg::JobEnded(Box::new(finished)));
@@ -596,11 +611,13 @@ async fn attempt_notification(
     sent
 }
 
-/// Runs one job to its end and journals `job.started`, `job.duration_exceeded` and
-/// `job.finished` (which it returns).
+/// Runs one job with its opened extra variables `vars` to its end and journals `job.started`,
+/// `job.duration_exceeded` and `job.finished` (which it returns).
+#[allow(clippy::too_many_arguments)]
 async fn run_job(
     journal: Journal,
     launched: JobLaunched,
+    vars: Result<Value, String>,
     settings: RunnerSettings,
     master_key: Arc<MasterKey>,
     live: LiveOutput,
@@ -653,9 +670,11 @@ async fn run_job(
     });
 
     // Secrets sealed in the variables and environment are opened for the job itself only.
-    let opened = master_key
-        .open_secret_members(&launched.extra_vars.to_value())
-        .map_err(|e| format!("the job's secret variables do not open: {e}"));
+    let opened = vars.and_then(|vars| {
+        master_key
+            .open_secret_members(&vars)
+            .map_err(|e| format!("the job's secret variables do not open: {e}"))
+    });
     let outcome = match (&launched.kind, opened) {
         (_, Err(explanation)) => Outcome {
             status: JobStatus::Error,

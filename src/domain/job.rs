@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::event::{AuditInfo, Audited};
 use super::job_template::JobKind;
-use crate::codec::{EventBody, RawJson};
+use crate::codec::{CodecError, EventBody, Protected, RawJson, decode_as};
 
 /// Stream of one job.
 pub fn stream(id: u64) -> String {
@@ -114,14 +114,52 @@ pub struct JobLaunched {
     pub alert_after_seconds: Option<u64>,
     /// The template's concurrency limit at launch.
     pub concurrency: u32,
-    /// Merged extra variables (JSON object).
-    pub extra_vars: RawJson,
+    /// Merged extra variables (JSON object), sealed under the organization's data key: they
+    /// carry `forge_eda_payload`, a copy of the webhook's payload.
+    pub extra_vars: Protected<RawJson>,
     /// Who launched it.
     pub launched_by: LaunchedBy,
 }
 
+/// [`JobLaunched`] v1, before extra variables were sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct JobLaunchedV1 {
+    id: u64,
+    organization: u64,
+    template: u64,
+    template_name: String,
+    kind: JobKind,
+    timeout_seconds: u64,
+    alert_after_seconds: Option<u64>,
+    concurrency: u32,
+    extra_vars: RawJson,
+    launched_by: LaunchedBy,
+}
+
 impl EventBody for JobLaunched {
     const TYPE: &'static str = "job.launched";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<JobLaunchedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                id: v1.id,
+                organization: v1.organization,
+                template: v1.template,
+                template_name: v1.template_name,
+                kind: v1.kind,
+                timeout_seconds: v1.timeout_seconds,
+                alert_after_seconds: v1.alert_after_seconds,
+                concurrency: v1.concurrency,
+                extra_vars: Protected::Clear(v1.extra_vars),
+                launched_by: v1.launched_by,
+            }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
+        }
+    }
 }
 
 /// A job started running.
@@ -317,5 +355,28 @@ mod tests {
             merge_extra_vars(&json!({"a": 1}), &json!(null), None),
             json!({"a": 1})
         );
+    }
+
+    #[test]
+    fn v1_launches_upcast_with_their_variables_in_the_clear() {
+        let v1 = JobLaunchedV1 {
+            id: 4,
+            organization: 2,
+            template: 9,
+            template_name: "deploy".into(),
+            kind: JobKind::Command(crate::domain::job_template::CommandSpec {
+                argv: vec!["/bin/true".into()],
+                env: Default::default(),
+                working_dir: None,
+            }),
+            timeout_seconds: 60,
+            alert_after_seconds: None,
+            concurrency: 1,
+            extra_vars: RawJson::from_value(&json!({"forge_eda_payload": {"a": 1}})),
+            launched_by: LaunchedBy::EventLog(5),
+        };
+        let e = JobLaunched::upcast(1, &postcard::to_stdvec(&v1).unwrap()).unwrap();
+        assert_eq!(e.extra_vars, Protected::Clear(v1.extra_vars));
+        assert_eq!((e.id, e.launched_by), (4, LaunchedBy::EventLog(5)));
     }
 }

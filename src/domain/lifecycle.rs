@@ -16,7 +16,7 @@ use super::published::{BuiltinType, Deliverable};
 use super::workflow::{
     WorkflowDurationExceeded, WorkflowFinished, WorkflowNodeCompleted, WorkflowStarted,
 };
-use crate::codec::{EventBody, RawJson};
+use crate::codec::{EventBody, Protected, RawJson};
 
 /// Journal event types that become lifecycle deliveries.
 pub const JOURNAL_TYPES: &[&str] = &[
@@ -50,7 +50,7 @@ pub fn deliverable(event: Event, at: i64) -> Option<Deliverable> {
             event_type,
             resource_type: "job_template".into(),
             resource_id: template.to_string(),
-            payload: RawJson::from_value(&payload),
+            payload: Protected::Clear(RawJson::from_value(&payload)),
             occurred_at: at,
         };
     let workflow =
@@ -59,7 +59,7 @@ pub fn deliverable(event: Event, at: i64) -> Option<Deliverable> {
             event_type,
             resource_type: "workflow_job_template".into(),
             resource_id: template.to_string(),
-            payload: RawJson::from_value(&payload),
+            payload: Protected::Clear(RawJson::from_value(&payload)),
             occurred_at: at,
         };
     Some(match event {
@@ -204,8 +204,8 @@ mod tests {
                 (d.resource_type.as_str(), d.resource_id.as_str()),
                 ("job_template", "5")
             );
-            assert_eq!(d.payload.to_value()["elapsed"], 720.5);
-            assert_eq!(d.payload.to_value()["job_id"], 12);
+            assert_eq!(d.payload.clear().unwrap().to_value()["elapsed"], 720.5);
+            assert_eq!(d.payload.clear().unwrap().to_value()["job_id"], 12);
         }
         let done = WorkflowFinished {
             id: 3,

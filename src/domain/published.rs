@@ -13,7 +13,7 @@ use super::delivery::DeliveryDeadLettered;
 use super::endpoint::{EndpointDisabled, valid_event_type};
 use super::event::{AuditInfo, Audited, Event};
 use super::{DomainError, FieldErrors};
-use crate::codec::{EventBody, RawJson};
+use crate::codec::{CodecError, EventBody, Protected, RawJson, decode_as};
 use crate::journal::RecordedEvent;
 
 /// Stream category of published custom events.
@@ -45,14 +45,43 @@ pub struct EventPublished {
     pub resource_type: String,
     /// Id of that resource (free text; numbers are kept as their decimal text).
     pub resource_id: String,
-    /// The JSON payload, byte-exact.
-    pub payload: RawJson,
+    /// The JSON payload, byte-exact, sealed under the organization's data key.
+    pub payload: Protected<RawJson>,
     /// The client's idempotency key, if any.
     pub idempotency_key: Option<String>,
 }
 
+/// [`EventPublished`] v1, before payloads were sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EventPublishedV1 {
+    organization: u64,
+    event_type: String,
+    resource_type: String,
+    resource_id: String,
+    payload: RawJson,
+    idempotency_key: Option<String>,
+}
+
 impl EventBody for EventPublished {
     const TYPE: &'static str = "event.published";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<EventPublishedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                organization: v1.organization,
+                event_type: v1.event_type,
+                resource_type: v1.resource_type,
+                resource_id: v1.resource_id,
+                payload: Protected::Clear(v1.payload),
+                idempotency_key: v1.idempotency_key,
+            }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
+        }
+    }
 }
 
 impl Audited for EventPublished {
@@ -73,8 +102,9 @@ pub struct Deliverable {
     pub resource_type: String,
     /// Envelope `resource_id`.
     pub resource_id: String,
-    /// Envelope `payload`, byte-exact JSON.
-    pub payload: RawJson,
+    /// Envelope `payload`, byte-exact JSON; sealed for published events (open it with
+    /// [`crate::secrets::DataKeys::open`] under [`EventPublished::TYPE`]).
+    pub payload: Protected<RawJson>,
     /// When it happened (µs since the epoch).
     pub occurred_at: i64,
 }
@@ -113,12 +143,12 @@ pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
             event_type: EndpointDisabled::TYPE.to_owned(),
             resource_type: "outbound_webhook".into(),
             resource_id: e.id.to_string(),
-            payload: RawJson::from_value(&json!({
+            payload: Protected::Clear(RawJson::from_value(&json!({
                 "endpoint_id": e.id,
                 "name": e.name,
                 "reason": e.reason,
                 "failing_since": e.failing_since.map(super::rfc3339),
-            })),
+            }))),
             occurred_at: at,
         }),
         Event::DeliveryDeadLettered(e) if !is_operational(&e.event_type) => Some(Deliverable {
@@ -126,7 +156,7 @@ pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
             event_type: DeliveryDeadLettered::TYPE.to_owned(),
             resource_type: "delivery".into(),
             resource_id: e.delivery.to_string(),
-            payload: RawJson::from_value(&json!({
+            payload: Protected::Clear(RawJson::from_value(&json!({
                 "delivery_id": e.delivery,
                 "webhook_id": e.webhook_id,
                 "endpoint_id": e.endpoint,
@@ -134,7 +164,7 @@ pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
                 "attempts": e.attempts,
                 "last_response_status": e.last_status,
                 "last_error": e.last_error,
-            })),
+            }))),
             occurred_at: at,
         }),
         other => super::lifecycle::deliverable(other, at),
@@ -254,7 +284,7 @@ pub fn publish(organization: u64, input: PublishInput) -> Result<EventPublished,
         event_type,
         resource_type,
         resource_id,
-        payload: RawJson(payload),
+        payload: Protected::Clear(RawJson(payload)),
         idempotency_key: input.idempotency_key,
     })
 }
@@ -290,7 +320,7 @@ mod tests {
         let e = publish(3, serde_json::from_str(body).unwrap()).unwrap();
         assert_eq!(e.resource_id, "42");
         assert_eq!(
-            e.payload.as_str(),
+            e.payload.clear().unwrap().as_str(),
             Some(r#"{"b": 1, "a": [true]}"#),
             "byte-exact"
         );
@@ -305,7 +335,7 @@ mod tests {
             (3, "validation.completed", "42")
         );
         let empty = publish(3, input(json!({"event_type": "a"}))).unwrap();
-        assert_eq!(empty.payload.as_str(), Some("{}"));
+        assert_eq!(empty.payload.clear().unwrap().as_str(), Some("{}"));
     }
 
     #[test]
@@ -353,7 +383,7 @@ mod tests {
             ),
             ("endpoint.disabled", "7", 2)
         );
-        assert_eq!(d.payload.to_value()["reason"], "gone");
+        assert_eq!(d.payload.clear().unwrap().to_value()["reason"], "gone");
         let dead = |event_type: &str| DeliveryDeadLettered {
             endpoint: 7,
             organization: 2,
@@ -366,7 +396,10 @@ mod tests {
         };
         let d = deliverable(&record(&dead("build.done").into(), 2)).unwrap();
         assert_eq!(d.event_type, "delivery.dead_lettered");
-        assert_eq!(d.payload.to_value()["event_type"], "build.done");
+        assert_eq!(
+            d.payload.clear().unwrap().to_value()["event_type"],
+            "build.done"
+        );
         assert_eq!(
             deliverable(&record(&dead("delivery.dead_lettered").into(), 3)),
             None
@@ -385,5 +418,20 @@ mod tests {
             None,
             "undecodable bytes are not deliverable"
         );
+    }
+
+    #[test]
+    fn v1_records_upcast_with_their_payload_in_the_clear() {
+        let v1 = EventPublishedV1 {
+            organization: 3,
+            event_type: "build.done".into(),
+            resource_type: String::new(),
+            resource_id: "7".into(),
+            payload: RawJson(b"{\"a\":1}".to_vec()),
+            idempotency_key: None,
+        };
+        let e = EventPublished::upcast(1, &postcard::to_stdvec(&v1).unwrap()).unwrap();
+        assert_eq!(e.payload, Protected::Clear(v1.payload));
+        assert_eq!((e.organization, e.resource_id.as_str()), (3, "7"));
     }
 }

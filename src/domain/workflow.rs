@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::event::{AuditInfo, Audited};
 use super::job::{JobStatus, LaunchedBy};
 use super::{DomainError, FieldErrors, check_name, check_name_free};
-use crate::codec::{EventBody, RawJson};
+use crate::codec::{CodecError, EventBody, Protected, RawJson, decode_as};
 
 /// Longest workflow name.
 pub const MAX_NAME: usize = 512;
@@ -101,27 +101,65 @@ workflow_event!(
         name: String,
     }
 );
-workflow_event!(
-    /// A workflow job was launched (with a snapshot of the graph).
-    WorkflowLaunched = "workflow.launched" {
-        /// Id.
-        id: u64,
-        /// Organization.
-        organization: u64,
-        /// The template.
-        template: u64,
-        /// Its name at launch.
-        template_name: String,
-        /// The graph at launch.
-        nodes: Vec<WorkflowNode>,
-        /// Extra variables for every node.
-        extra_vars: RawJson,
-        /// Alert threshold.
-        alert_after_seconds: Option<u64>,
-        /// Who launched it.
-        launched_by: LaunchedBy,
+/// A workflow job was launched (with a snapshot of the graph).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowLaunched {
+    /// Id.
+    pub id: u64,
+    /// Organization.
+    pub organization: u64,
+    /// The template.
+    pub template: u64,
+    /// Its name at launch.
+    pub template_name: String,
+    /// The graph at launch.
+    pub nodes: Vec<WorkflowNode>,
+    /// Extra variables for every node, sealed under the organization's data key (they carry
+    /// `forge_eda_payload`).
+    pub extra_vars: Protected<RawJson>,
+    /// Alert threshold.
+    pub alert_after_seconds: Option<u64>,
+    /// Who launched it.
+    pub launched_by: LaunchedBy,
+}
+
+/// [`WorkflowLaunched`] v1, before extra variables were sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WorkflowLaunchedV1 {
+    id: u64,
+    organization: u64,
+    template: u64,
+    template_name: String,
+    nodes: Vec<WorkflowNode>,
+    extra_vars: RawJson,
+    alert_after_seconds: Option<u64>,
+    launched_by: LaunchedBy,
+}
+
+impl EventBody for WorkflowLaunched {
+    const TYPE: &'static str = "workflow.launched";
+    const VERSION: u16 = 2;
+
+    fn upcast(version: u16, data: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_as::<WorkflowLaunchedV1>(Self::TYPE, 1, data).map(|v1| Self {
+                id: v1.id,
+                organization: v1.organization,
+                template: v1.template,
+                template_name: v1.template_name,
+                nodes: v1.nodes,
+                extra_vars: Protected::Clear(v1.extra_vars),
+                alert_after_seconds: v1.alert_after_seconds,
+                launched_by: v1.launched_by,
+            }),
+            _ => Err(CodecError::UnknownVersion {
+                event_type: Self::TYPE,
+                version,
+            }),
+        }
     }
-);
+}
+
 workflow_event!(
     /// The workflow started its first nodes.
     WorkflowStarted = "workflow.started" {
@@ -719,5 +757,22 @@ mod tests {
         run.completed("a", 1, JobStatus::Canceled);
         assert!(run.due.is_empty());
         assert_eq!(run.outcome().unwrap().0, JobStatus::Canceled);
+    }
+
+    #[test]
+    fn v1_launches_upcast_with_their_variables_in_the_clear() {
+        let v1 = WorkflowLaunchedV1 {
+            id: 4,
+            organization: 2,
+            template: 9,
+            template_name: "wf".into(),
+            nodes: Vec::new(),
+            extra_vars: RawJson::from_value(&serde_json::json!({"stage": "qa"})),
+            alert_after_seconds: Some(30),
+            launched_by: LaunchedBy::User("admin".into()),
+        };
+        let e = WorkflowLaunched::upcast(1, &postcard::to_stdvec(&v1).unwrap()).unwrap();
+        assert_eq!(e.extra_vars, Protected::Clear(v1.extra_vars));
+        assert_eq!((e.id, e.alert_after_seconds), (4, Some(30)));
     }
 }

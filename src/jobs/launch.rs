@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::notify::{Notifier, Summary};
 use crate::actors::rule::{ActionLauncher, LaunchRequest};
-use crate::codec::RawJson;
+use crate::codec::{EventBody, Protected, RawJson};
 use crate::domain::Event;
 use crate::domain::job::{self, Injected, JobLaunched, LaunchedBy, merge_extra_vars};
 use crate::domain::job_template::JobKind;
@@ -17,7 +17,7 @@ use crate::domain::webhook::{ActionResult, ActionStatus};
 use crate::domain::workflow::{self, WorkflowLaunched};
 use crate::journal::{AppendError, ExpectedRevision, Journal, Metadata};
 use crate::projections::{JobsView, Projection, WorkflowsView};
-use crate::secrets::MasterKey;
+use crate::secrets::{DataKeys, MasterKey, Unreadable};
 
 /// Why a launch did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,9 @@ pub enum LaunchError {
     /// The journal refused the launch.
     #[error(transparent)]
     Journal(#[from] AppendError),
+    /// The organization's data key could not seal the variables.
+    #[error("the launch's variables cannot be sealed: {0}")]
+    Sealing(String),
 }
 
 /// Ids for jobs and workflow jobs, continuing after the highest ever used.
@@ -69,6 +72,7 @@ pub struct Launcher {
     notifier: Notifier,
     allow_commands: bool,
     master_key: Arc<MasterKey>,
+    data_keys: Arc<DataKeys>,
 }
 
 impl Launcher {
@@ -80,6 +84,7 @@ impl Launcher {
         notifier: Notifier,
         allow_commands: bool,
         master_key: Arc<MasterKey>,
+        data_keys: Arc<DataKeys>,
     ) -> Self {
         Self {
             journal,
@@ -89,19 +94,41 @@ impl Launcher {
             notifier,
             allow_commands,
             master_key,
+            data_keys,
         }
     }
 
-    /// Extra variables as a launch records them: merged, secret members sealed (the runner
-    /// opens them when the job starts).
+    /// Extra variables as a launch of `organization` records them (as event `kind`): merged,
+    /// secret members sealed by the master key (the runner opens them when the job starts),
+    /// and the whole sealed under the organization's data key, which erasure destroys.
     fn launch_vars(
         &self,
+        organization: u64,
+        kind: &str,
         template: &Value,
         overrides: &Value,
         injected: Option<Injected<'_>>,
-    ) -> RawJson {
+    ) -> Result<Protected<RawJson>, LaunchError> {
         let merged = merge_extra_vars(template, overrides, injected);
-        RawJson::from_value(&self.master_key.seal_secret_members(&merged))
+        let vars = RawJson::from_value(&self.master_key.seal_secret_members(&merged));
+        self.data_keys
+            .seal(organization, kind, &vars)
+            .map_err(|e| LaunchError::Sealing(e.to_string()))
+    }
+
+    /// The extra variables a launch recorded as event `kind`, opened (secret members stay
+    /// sealed by the master key); an error says why they no longer open.
+    pub fn open_vars(
+        &self,
+        organization: u64,
+        kind: &str,
+        vars: &Protected<RawJson>,
+    ) -> Result<Value, String> {
+        match self.data_keys.open(organization, kind, vars.clone()) {
+            Ok(vars) => Ok(vars.to_value()),
+            Err(Unreadable::Erased) => Err("the job's variables were erased before it ran".into()),
+            Err(e) => Err(format!("the job's variables do not open: {e}")),
+        }
     }
 
     /// The notifier.
@@ -161,8 +188,13 @@ impl Launcher {
                 "command job templates are switched off on this server (jobs.allow_commands = false)".into(),
             ));
         }
-        let extra_vars =
-            self.launch_vars(&record.config.extra_vars.to_value(), overrides, injected);
+        let extra_vars = self.launch_vars(
+            organization,
+            JobLaunched::TYPE,
+            &record.config.extra_vars.to_value(),
+            overrides,
+            injected,
+        )?;
         let launched = JobLaunched {
             id,
             organization,
@@ -215,7 +247,13 @@ impl Launcher {
             template,
             template_name: record.config.name.clone(),
             nodes: record.config.nodes.clone(),
-            extra_vars: self.launch_vars(&record.config.extra_vars.to_value(), overrides, injected),
+            extra_vars: self.launch_vars(
+                organization,
+                WorkflowLaunched::TYPE,
+                &record.config.extra_vars.to_value(),
+                overrides,
+                injected,
+            )?,
             alert_after_seconds: record.config.alert_after_seconds,
             launched_by,
         };

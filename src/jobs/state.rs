@@ -187,7 +187,7 @@ mod tests {
             timeout_seconds: 10,
             alert_after_seconds: None,
             concurrency: 1,
-            extra_vars: RawJson::from_value(&serde_json::json!({})),
+            extra_vars: crate::codec::Protected::Clear(RawJson::from_value(&serde_json::json!({}))),
             launched_by: by,
         }
         .into()
@@ -260,7 +260,9 @@ mod tests {
                 template: 1,
                 template_name: "w".into(),
                 nodes,
-                extra_vars: RawJson::from_value(&serde_json::json!({})),
+                extra_vars: crate::codec::Protected::Clear(RawJson::from_value(
+                    &serde_json::json!({}),
+                )),
                 alert_after_seconds: None,
                 launched_by: LaunchedBy::User("admin".into()),
             }

@@ -19,7 +19,7 @@ run_row!(JobRecord);
 
 impl StoredView for Runs<JobRecord> {
     const NAME: &'static str = "job_runs";
-    const SCHEMA: u32 = 1;
+    const SCHEMA: u32 = 2;
 
     fn filter() -> EventFilter {
         EventFilter::category("job")
@@ -99,7 +99,6 @@ impl StoredView for Runs<JobRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::RawJson;
     use crate::domain::job::{JobFinished, JobLaunched, LaunchedBy};
     use crate::domain::job_template::{CommandSpec, JobKind};
     use crate::journal::Metadata;
@@ -138,7 +137,7 @@ mod tests {
             timeout_seconds: 60,
             alert_after_seconds: None,
             concurrency: 1,
-            extra_vars: RawJson::default(),
+            extra_vars: Default::default(),
             launched_by: by,
         }
         .into()

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::View;
 use super::catalog::{Catalog, Named, Template};
-use crate::codec::RawJson;
+use crate::codec::{Protected, RawJson};
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
 use crate::domain::job_template::JobTemplateConfig;
@@ -36,8 +36,8 @@ pub struct JobRecord {
     pub status: JobStatus,
     /// Who launched it.
     pub launched_by: LaunchedBy,
-    /// Merged extra variables.
-    pub extra_vars: RawJson,
+    /// Merged extra variables, as launched (sealed under the organization's data key).
+    pub extra_vars: Protected<RawJson>,
     /// Start time (µs).
     pub started: Option<i64>,
     /// Finish time (µs).

@@ -880,7 +880,7 @@ mod tests {
             event_type: "build.done".into(),
             resource_type: String::new(),
             resource_id: String::new(),
-            payload: RawJson(b"{}".to_vec()),
+            payload: crate::codec::Protected::Clear(RawJson(b"{}".to_vec())),
             idempotency_key: Some(key.into()),
         };
         let first = log.push(publish("k").into());

@@ -17,7 +17,7 @@ run_row!(WorkflowJobRecord);
 
 impl StoredView for Runs<WorkflowJobRecord> {
     const NAME: &'static str = "workflow_runs";
-    const SCHEMA: u32 = 1;
+    const SCHEMA: u32 = 2;
 
     fn filter() -> EventFilter {
         EventFilter::category("workflow_job")

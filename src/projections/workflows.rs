@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::View;
 use super::catalog::{Catalog, Named, Template};
-use crate::codec::RawJson;
+use crate::codec::{Protected, RawJson};
 use crate::domain::Event;
 use crate::domain::job::{JobStatus, LaunchedBy};
 use crate::domain::workflow::{WorkflowConfig, WorkflowRun};
@@ -34,8 +34,8 @@ pub struct WorkflowJobRecord {
     pub status: JobStatus,
     /// Who launched it.
     pub launched_by: LaunchedBy,
-    /// Extra variables for every node.
-    pub extra_vars: RawJson,
+    /// Extra variables for every node, as launched (sealed under the organization's data key).
+    pub extra_vars: Protected<RawJson>,
     /// Progress of each node.
     pub run: WorkflowRun,
     /// Start (µs).

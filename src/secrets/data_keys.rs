@@ -194,6 +194,19 @@ impl DataKeys {
         })
     }
 
+    /// `protected` sealed for `org` and `field` if it is in the clear (sealed data is kept).
+    pub fn protect<T: Serialize>(
+        &self,
+        org: u64,
+        field: &str,
+        protected: Protected<T>,
+    ) -> Result<Protected<T>, SecretError> {
+        match protected {
+            Protected::Clear(value) => self.seal(org, field, &value),
+            sealed => Ok(sealed),
+        }
+    }
+
     /// The value of organization `org`'s `protected` data sealed for `field`.
     pub fn open<T: DeserializeOwned>(
         &self,

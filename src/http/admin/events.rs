@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::codec::EventBody;
 use warp::http::StatusCode;
 
 use super::common::target_organization;
 use crate::app::App;
-use crate::domain::published::{self, BUILTIN_TYPES, PublishInput};
+use crate::domain::published::{self, BUILTIN_TYPES, EventPublished, PublishInput};
 use crate::domain::rfc3339;
 use crate::http::auth::authenticate;
 use crate::http::pagination::paginate_iter;
@@ -41,7 +43,11 @@ pub async fn publish(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         &principal,
         input.organization.or(principal.organization),
     )?;
-    let event = published::publish(organization, input)?;
+    let mut event = published::publish(organization, input)?;
+    event.payload = app
+        .data_keys
+        .protect(organization, EventPublished::TYPE, event.payload)
+        .map_err(|e| ApiError::internal("data key", e))?;
     let event_type = event.event_type.clone();
     let key = event.idempotency_key.clone().map(|k| (organization, k));
     let _guard = match &key {

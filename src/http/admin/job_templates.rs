@@ -239,7 +239,7 @@ pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .read()
         .get(job)?
         .ok_or_else(|| ApiError::internal("job missing", job))?;
-    Ok(created(&render_job(&record)))
+    Ok(created(&render_job(&app, &record)))
 }
 
 /// A launch refusal as an API error.
@@ -248,5 +248,6 @@ pub fn launch_error(e: LaunchError) -> ApiError {
         LaunchError::NotFound(_) => ApiError::not_found(),
         LaunchError::Disabled(detail) => ApiError::conflict(detail),
         LaunchError::Journal(e) => e.into(),
+        LaunchError::Sealing(detail) => ApiError::internal("data key", detail),
     }
 }

@@ -8,19 +8,19 @@ use warp::http::StatusCode;
 use super::common::{choice, time};
 use super::runs;
 use crate::app::App;
+use crate::codec::EventBody;
 use crate::domain::Event;
 use crate::domain::access::Principal;
-use crate::domain::job::{self, JobCancelRequested, JobStatus};
+use crate::domain::job::{self, JobCancelRequested, JobLaunched, JobStatus};
 use crate::domain::rfc3339;
 use crate::http::auth::{authenticate, require_manage};
 use crate::http::response::{Response, json, ok, text};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::{JobRecord, RunFilter};
-use crate::secrets::mask_secret_members;
 
 /// A job as the API shows it (secrets in extra variables redacted).
-pub fn render_job(j: &JobRecord) -> Value {
+pub fn render_job(app: &App, j: &JobRecord) -> Value {
     json!({
         "id": j.id,
         "type": "job",
@@ -34,7 +34,7 @@ pub fn render_job(j: &JobRecord) -> Value {
         "started": time(j.started),
         "finished": time(j.finished),
         "elapsed": j.elapsed_ms.map(|ms| ms as f64 / 1000.0),
-        "extra_vars": mask_secret_members(&j.extra_vars.to_value()),
+        "extra_vars": runs::extra_vars(app, j.organization, JobLaunched::TYPE, &j.extra_vars),
         "result_stdout": j.stdout_tail,
         "exit_code": j.exit_code,
         "job_explanation": j.explanation,
@@ -66,13 +66,15 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         launched_by: launched_by.map(str::to_owned),
         since,
     };
-    runs::list(&req, &app.views.job_runs.read(), &filter, render_job)
+    runs::list(&req, &app.views.job_runs.read(), &filter, |j| {
+        render_job(&app, j)
+    })
 }
 
 /// `GET /{id}`.
 pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (_, job) = visible(&app, &req)?;
-    Ok(ok(&render_job(&job)))
+    Ok(ok(&render_job(&app, &job)))
 }
 
 /// `GET /{id}/stdout/`: the captured output (live while running; the last 1 MiB).
@@ -127,5 +129,5 @@ pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .read()
         .get(job.id)?
         .ok_or_else(ApiError::not_found)?;
-    Ok(json(StatusCode::ACCEPTED, &render_job(&job)))
+    Ok(json(StatusCode::ACCEPTED, &render_job(&app, &job)))
 }

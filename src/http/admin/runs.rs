@@ -1,8 +1,9 @@
 //! What the job and workflow-job handlers share: their lists, lookups and the cancel guard.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::codec::{Protected, RawJson};
 use crate::domain::access::Principal;
 use crate::domain::job::JobStatus;
 use crate::http::auth::{authenticate, require_read};
@@ -10,6 +11,20 @@ use crate::http::pagination::{Page, paginate};
 use crate::http::response::Response;
 use crate::http::{ApiError, Request};
 use crate::projections::{RunFilter, RunRow, Runs};
+use crate::secrets::{Unreadable, mask_secret_members};
+
+/// A run's extra variables (launched as event `kind`) as the API shows them: secret members
+/// masked, `"erased"` once the organization's payloads were erased.
+pub fn extra_vars(app: &App, organization: u64, kind: &str, vars: &Protected<RawJson>) -> Value {
+    match app.data_keys.open(organization, kind, vars.clone()) {
+        Ok(vars) => mask_secret_members(&vars.to_value()),
+        Err(Unreadable::Erased) => json!("erased"),
+        Err(e) => {
+            tracing::error!(organization, error = %e, "a run's extra variables do not open");
+            Value::Null
+        }
+    }
+}
 
 /// The page the request asks for of the `runs` matching `filter`, newest first, with its exact
 /// count.
@@ -17,7 +32,7 @@ pub fn list<R: RunRow>(
     req: &Request,
     runs: &Runs<R>,
     filter: &RunFilter,
-    render: fn(&R) -> Value,
+    render: impl Fn(&R) -> Value,
 ) -> Result<Response, ApiError> {
     let page = Page::from_request(req)?;
     let found = runs.list(filter, page.offset(), page.size)?;

@@ -11,10 +11,11 @@ use super::job_templates::launch_error;
 use super::runs;
 use super::templates::{TemplateResource, template_events, visible};
 use crate::app::App;
+use crate::codec::EventBody;
 use crate::domain::access::Principal;
 use crate::domain::job::{JobStatus, LaunchedBy};
 use crate::domain::workflow::{
-    self, NodeState, WorkflowCancelRequested, WorkflowConfig, WorkflowInput,
+    self, NodeState, WorkflowCancelRequested, WorkflowConfig, WorkflowInput, WorkflowLaunched,
     WorkflowTemplateCreated, WorkflowTemplateDeleted, WorkflowTemplateUpdated,
 };
 use crate::domain::{DomainError, Event, rfc3339};
@@ -24,7 +25,6 @@ use crate::http::response::{Response, created, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
 use crate::projections::{RunFilter, WorkflowJobRecord, WorkflowTemplateRecord};
-use crate::secrets::mask_secret_members;
 
 fn render_template(t: &WorkflowTemplateRecord) -> Value {
     json!({
@@ -42,7 +42,7 @@ fn render_template(t: &WorkflowTemplateRecord) -> Value {
     })
 }
 
-fn render_job(w: &WorkflowJobRecord) -> Value {
+fn render_job(app: &App, w: &WorkflowJobRecord) -> Value {
     let nodes: Vec<Value> = w
         .run
         .nodes
@@ -69,7 +69,7 @@ fn render_job(w: &WorkflowJobRecord) -> Value {
         "started": time(w.started),
         "finished": time(w.finished),
         "elapsed": w.elapsed_ms.map(|ms| ms as f64 / 1000.0),
-        "extra_vars": mask_secret_members(&w.extra_vars.to_value()),
+        "extra_vars": runs::extra_vars(app, w.organization, WorkflowLaunched::TYPE, &w.extra_vars),
         "launched_by": w.launched_by.to_json(),
         "job_explanation": w.explanation,
         "nodes": nodes,
@@ -190,7 +190,7 @@ pub async fn launch(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .read()
         .get(job)?
         .ok_or_else(|| ApiError::internal("workflow job missing", job))?;
-    Ok(created(&render_job(&record)))
+    Ok(created(&render_job(&app, &record)))
 }
 
 /// `GET /workflow_jobs/`: filters `workflow_job_template`, `status`.
@@ -205,7 +205,9 @@ pub async fn list_jobs(app: Arc<App>, req: Request) -> Result<Response, ApiError
         status,
         ..RunFilter::default()
     };
-    runs::list(&req, &app.views.workflow_runs.read(), &filter, render_job)
+    runs::list(&req, &app.views.workflow_runs.read(), &filter, |w| {
+        render_job(&app, w)
+    })
 }
 
 fn visible_job(app: &App, req: &Request) -> Result<(Principal, WorkflowJobRecord), ApiError> {
@@ -215,7 +217,7 @@ fn visible_job(app: &App, req: &Request) -> Result<(Principal, WorkflowJobRecord
 /// `GET /workflow_jobs/{id}`: with each node's status.
 pub async fn job_detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let (_, job) = visible_job(&app, &req)?;
-    Ok(ok(&render_job(&job)))
+    Ok(ok(&render_job(&app, &job)))
 }
 
 /// `POST /workflow_jobs/{id}/cancel/`: cancels running node jobs; nothing more launches.
@@ -240,5 +242,5 @@ pub async fn cancel(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .read()
         .get(job.id)?
         .ok_or_else(ApiError::not_found)?;
-    Ok(json(StatusCode::ACCEPTED, &render_job(&job)))
+    Ok(json(StatusCode::ACCEPTED, &render_job(&app, &job)))
 }
