@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use hookforge::journal::{
     CompactionPolicy, ExpectedRevision, Journal, JournalOptions, Metadata, NewEvent,
@@ -279,7 +280,7 @@ async fn run(ops: Vec<Op>) {
                     .join("segments")
                     .join(format!("{id:020}.compacting"));
                 std::fs::write(leftover, vec![7u8; 100]).unwrap();
-                journal = Journal::open(dir.path(), options(8 * 1024)).unwrap();
+                journal = reopen(dir.path(), options(8 * 1024));
             }
         }
         model.check(&journal);
@@ -293,6 +294,24 @@ async fn run(ops: Vec<Op>) {
     assert_eq!(report.compacted, model.cut.len() as u64);
     let replayed: Vec<_> = offline.events(0).map(|e| e.unwrap()).collect();
     assert_eq!(replayed.len(), model.appended.len());
+}
+
+/// Opens the journal again after a close: sled's flusher thread may hold the index's file lock
+/// a moment after the last handle is dropped, so a lock refusal is retried (for up to 5 s).
+fn reopen(dir: &Path, options: JournalOptions) -> Journal {
+    let started = Instant::now();
+    loop {
+        match Journal::open(dir, options.clone()) {
+            Ok(journal) => return journal,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the journal does not reopen: {e}"),
+        }
+    }
 }
 
 proptest! {
