@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 
+use crate::actors::manager::Registry;
 use crate::actors::outbound::{Outbound, OutboundOptions};
-use crate::actors::rule::{ActionLauncher, RuleActor, RuleMsg};
+use crate::actors::rule::RuleMsg;
 use crate::actors::rule_store::RuleStore;
 use crate::actors::runner::{Runner, RunnerSettings};
 use crate::actors::{ChildSpec, Parking, Projector, StoredProjector, Supervisor, SupervisorMsg};
@@ -156,7 +157,8 @@ pub struct App {
     pub eval_pool: EvalPool,
     /// Sets aside journal records a consumer cannot process.
     pub parking: Parking,
-    rule_actors: Arc<std::sync::Mutex<std::collections::HashMap<u64, ActorRef<RuleMsg>>>>,
+    /// The rule actors, by rule id.
+    pub rules: Registry<RuleMsg>,
     /// The root supervisor.
     pub supervisor: ActorRef<SupervisorMsg>,
     /// Serialises admin commands, so checks against read models (unique names) hold at append.
@@ -267,7 +269,7 @@ impl App {
             intake: Intake::default(),
             eval_pool,
             parking,
-            rule_actors: Arc::default(),
+            rules: Registry::default(),
             supervisor,
             commands: tokio::sync::Mutex::new(()),
             outbound,
@@ -288,10 +290,9 @@ impl App {
                 .resume(jobs.max_job_id, workflows.max_job_id);
         }
         app.start_runner().await.map_err(StartError::Actors)?;
-        let rules: Vec<u64> = app.views.rules.read().all().map(|r| r.id).collect();
-        for id in rules {
-            app.start_rule(id).await.map_err(StartError::Actors)?;
-        }
+        crate::actors::rules::start(&app)
+            .await
+            .map_err(StartError::Actors)?;
         crate::actors::outbound::start(&app)
             .await
             .map_err(StartError::Actors)?;
@@ -411,68 +412,6 @@ impl App {
             }),
         };
         self.start_child(spec).await
-    }
-
-    /// Starts the actor of rule `id` (no-op if it runs).
-    pub async fn start_rule(&self, id: u64) -> Result<(), String> {
-        let journal = self.journal.clone();
-        let launcher: Arc<dyn ActionLauncher> = self.launcher.clone();
-        let metrics = self.metrics.inbound.clone();
-        let budget = self.config.conditions.budget();
-        let pool = self.eval_pool.clone();
-        let parking = self.parking.clone();
-        let store = self.rule_store.clone();
-        let keys = self.data_keys.clone();
-        let running = self.rule_actors.clone();
-        let spec = ChildSpec {
-            key: format!("rule:{id}"),
-            kind: "rule",
-            start: Arc::new(move |supervisor| {
-                let actor = RuleActor {
-                    id,
-                    journal: journal.clone(),
-                    launcher: launcher.clone(),
-                    metrics: metrics.clone(),
-                    budget,
-                    pool: pool.clone(),
-                    parking: parking.clone(),
-                    store: store.clone(),
-                    keys: keys.clone(),
-                };
-                let running = running.clone();
-                Box::pin(async move {
-                    let (actor, _) = ractor::Actor::spawn_linked(None, actor, (), supervisor)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    running
-                        .lock()
-                        .expect("rule actor map poisoned")
-                        .insert(id, actor.clone());
-                    Ok(actor.get_cell())
-                })
-            }),
-        };
-        self.start_child(spec).await
-    }
-
-    /// Stops the actor of rule `id` for good (the rule was deleted).
-    pub fn stop_rule(&self, id: u64) {
-        self.rule_actors
-            .lock()
-            .expect("rule actor map poisoned")
-            .remove(&id);
-        let _ = self
-            .supervisor
-            .cast(SupervisorMsg::Stop(format!("rule:{id}")));
-    }
-
-    /// The latest actor of rule `id` (it may be restarting).
-    pub fn rule_actor(&self, id: u64) -> Option<ActorRef<RuleMsg>> {
-        self.rule_actors
-            .lock()
-            .expect("rule actor map poisoned")
-            .get(&id)
-            .cloned()
     }
 
     /// Starts a supervised child and waits until it runs.

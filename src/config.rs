@@ -44,6 +44,8 @@ pub struct Config {
     pub conditions: ConditionsConfig,
     /// How long history is kept (system defaults; organizations may set their own).
     pub retention: RetentionConfig,
+    /// Resource actors (rules, outbound endpoints).
+    pub actors: ActorsConfig,
 }
 
 /// System-wide retention defaults and the sweeper's pace.
@@ -95,6 +97,28 @@ impl RetentionConfig {
             payload_days: self.payload_days,
             audit_days: Some(self.audit_days),
         }
+    }
+}
+
+/// Resource actors: one per rule and per outbound endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsConfig {
+    /// Seconds without work after which a rule's or endpoint's actor is passivated (stopped, its
+    /// state saved; the next message re-hydrates it). 0 keeps every actor running.
+    pub idle_seconds: u64,
+}
+
+impl Default for ActorsConfig {
+    fn default() -> Self {
+        Self { idle_seconds: 300 }
+    }
+}
+
+impl ActorsConfig {
+    /// The idle time before passivation, if passivation is on.
+    pub fn idle(&self) -> Option<std::time::Duration> {
+        (self.idle_seconds > 0).then(|| std::time::Duration::from_secs(self.idle_seconds))
     }
 }
 
@@ -244,6 +268,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             conditions: ConditionsConfig::default(),
             retention: RetentionConfig::default(),
+            actors: ActorsConfig::default(),
         }
     }
 }
@@ -431,6 +456,9 @@ impl Config {
         if self.retention.compaction_mib_per_second == 0 {
             return bad("retention.compaction_mib_per_second", "must be at least 1");
         }
+        if self.actors.idle_seconds > 604_800 {
+            return bad("actors.idle_seconds", "must be between 0 and 604800");
+        }
         if self.conditions.eval_threads > 256 {
             return bad("conditions.eval_threads", "must be at most 256");
         }
@@ -493,6 +521,7 @@ mod tests {
         assert!(config.journal.sync);
         assert!(!config.outbound.allow_private_networks);
         assert_eq!(config.public_base_url(), "http://127.0.0.1:8080");
+        assert_eq!(config.actors.idle_seconds, 300);
     }
 
     #[test]

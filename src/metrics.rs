@@ -1,8 +1,8 @@
 //! Prometheus metrics: one registry, collectors grouped by subsystem.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::journal::JournalMetrics;
@@ -20,6 +20,8 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     /// Supervised actor restarts by kind.
     pub actor_restarts: IntCounterVec,
+    /// Passivation of idle rule and endpoint actors.
+    pub passivation: PassivationMetrics,
     /// Inbound webhooks and rule decisions.
     pub inbound: InboundMetrics,
     /// Outbound delivery.
@@ -30,6 +32,65 @@ pub struct Metrics {
     pub parked_now: IntGauge,
     /// The retention sweeper's progress.
     pub retention: RetentionMetrics,
+}
+
+/// Passivation collectors, by actor kind (`rule`, `endpoint`).
+#[derive(Clone)]
+pub struct PassivationMetrics {
+    /// Actors asleep now (defined resources whose actor is stopped until its next message).
+    pub asleep: IntGaugeVec,
+    /// Actors passivated after their idle time.
+    pub passivated: IntCounterVec,
+    /// Asleep actors woken by a message, an event of their stream or a due timer.
+    pub woken: IntCounterVec,
+}
+
+impl PassivationMetrics {
+    fn new(registry: &Registry) -> Self {
+        let asleep = IntGaugeVec::new(
+            Opts::new(
+                "hookforge_actors_asleep",
+                "Rule and endpoint actors passivated now, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let passivated = IntCounterVec::new(
+            Opts::new(
+                "hookforge_actor_passivations_total",
+                "Idle actors passivated, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let woken = IntCounterVec::new(
+            Opts::new(
+                "hookforge_actor_wakes_total",
+                "Asleep actors woken, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(asleep.clone()))
+            .expect("registers once");
+        registry
+            .register(Box::new(passivated.clone()))
+            .expect("registers once");
+        registry
+            .register(Box::new(woken.clone()))
+            .expect("registers once");
+        for kind in ["rule", "endpoint"] {
+            asleep.with_label_values(&[kind]);
+            passivated.with_label_values(&[kind]);
+            woken.with_label_values(&[kind]);
+        }
+        Self {
+            asleep,
+            passivated,
+            woken,
+        }
+    }
 }
 
 /// Retention sweeper collectors.
@@ -362,7 +423,9 @@ impl Metrics {
         let inbound = InboundMetrics::new(&registry);
         let outbound = OutboundMetrics::new(&registry);
         let retention = RetentionMetrics::new(&registry);
+        let passivation = PassivationMetrics::new(&registry);
         Self {
+            passivation,
             registry,
             journal,
             http_requests,

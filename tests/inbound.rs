@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ADMIN, ServerProcess, TestServer};
+use hookforge::actors::manager::Lookup;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -218,14 +219,21 @@ async fn a_crashed_rule_actor_is_restarted_and_keeps_deciding() {
     let t = TestServer::start().await;
     let org = t.create_org("acme").await;
     let rule = create_rule(&t, org, "resilient", json!({})).await;
-    let actor = t.app().rule_actor(rule).unwrap();
+    let running = |lookup| match lookup {
+        Lookup::Running(actor) => Some(actor),
+        _ => None,
+    };
+    let actor = running(
+        t.app()
+            .rules
+            .wait_running(rule, Duration::from_secs(10))
+            .await,
+    )
+    .expect("the rule's actor runs");
     actor.kill();
     let restarted = async {
         loop {
-            if t.app()
-                .rule_actor(rule)
-                .is_some_and(|a| a.get_id() != actor.get_id())
-            {
+            if running(t.app().rules.get(rule)).is_some_and(|a| a.get_id() != actor.get_id()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -95,6 +95,8 @@ async fn setup(
         ..Config::default()
     };
     config.journal.sync = false;
+    // No passivation either: its idle checks are timers too.
+    config.actors.idle_seconds = 0;
     tweak(&mut config);
     let (seen, attempts) = mpsc::unbounded_channel();
     let transport = Arc::new(Scripted {

@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::endpoint::{Dispatched, EndpointMsg, ScheduleRequest};
-use super::manager::{Lookup, RETRY_LOOKUP};
+use super::manager::{RETRY_LOOKUP, Sent};
 use super::supervisor::ChildSpec;
 use crate::app::App;
 use crate::domain::delivery::EventRef;
@@ -287,22 +287,18 @@ impl Dispatcher {
         }
     }
 
-    /// Gives `request` to endpoint `id`'s actor, waiting while it is being (re)started.
-    async fn hand_off(&self, id: u64, mut request: ScheduleRequest) {
+    /// Gives `request` to endpoint `id`'s actor, waiting while it is being (re)started or woken.
+    async fn hand_off(&self, id: u64, request: ScheduleRequest) {
         let started = Instant::now();
         let mut warned = false;
+        let mut msg = EndpointMsg::Schedule(request);
         loop {
-            match self.app.outbound.endpoints.get(id) {
-                Lookup::Running(actor) => {
-                    match actor.send_message(EndpointMsg::Schedule(request)) {
-                        Ok(()) => return,
-                        Err(MessagingErr::SendErr(EndpointMsg::Schedule(back))) => request = back,
-                        Err(_) => return,
-                    }
-                }
-                Lookup::Gone => return request.ack.skipped(),
-                Lookup::Unavailable => {}
-            }
+            msg = match self.app.outbound.endpoints.send(id, msg) {
+                Sent::Delivered => return,
+                Sent::Gone(EndpointMsg::Schedule(request)) => return request.ack.skipped(),
+                Sent::Gone(_) => return,
+                Sent::Unavailable(back) => back,
+            };
             if !warned && started.elapsed() > Duration::from_secs(5) {
                 tracing::warn!(endpoint = id, "waiting for the endpoint's actor to start");
                 warned = true;

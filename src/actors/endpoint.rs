@@ -26,7 +26,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::dispatcher::DispatchAck;
+use super::idle::{Idle, ask_to_sleep};
 use super::manager::{catch_up, follow, load_state, save_state};
+use super::sleepers::Asleep;
 use crate::app::App;
 use crate::codec::{EventBody, Protected, RawJson, Sealed};
 use crate::delivery::envelope::raw_payload;
@@ -154,6 +156,10 @@ pub enum EndpointMsg {
     AppendFailed(String),
     /// The evaluation pool decided the filter on the oldest queued request.
     Filtered(Verdict),
+    /// Time to see whether the actor has been idle long enough to passivate.
+    IdleCheck,
+    /// Passivate now if still idle (queued behind everything sent before the sleep began).
+    Sleep,
 }
 
 /// The endpoint actor's configuration: which endpoint, and the application it serves.
@@ -203,6 +209,7 @@ pub struct EndpointRun {
     /// Requests waiting for (or at) the evaluation pool, in source order.
     filtering: VecDeque<ScheduleRequest>,
     filter_busy: bool,
+    idle: Idle,
 }
 
 impl EndpointActor {
@@ -593,6 +600,27 @@ impl EndpointActor {
         }
     }
 
+    /// If nothing is in progress or due now, how the actor would sleep: the revision it has
+    /// folded to and when its next retry is due.
+    fn quiescent(&self, run: &EndpointRun) -> Option<Asleep> {
+        let busy = !run.in_flight.is_empty()
+            || !run.awaiting_record.is_empty()
+            || !run.acks.is_empty()
+            || !run.filtering.is_empty()
+            || run.filter_busy;
+        if busy {
+            return None;
+        }
+        let wake_at = run.state.next_due(|_| false);
+        if wake_at.is_some_and(|at| at <= self.now()) {
+            return None;
+        }
+        Some(Asleep {
+            revision: run.state.next_revision,
+            wake_at,
+        })
+    }
+
     fn arm(&self, myself: &ActorRef<EndpointMsg>, run: &mut EndpointRun, at: i64, now: i64) {
         if run.timer_at.is_some_and(|t| t <= at) {
             return;
@@ -841,7 +869,7 @@ impl Actor for EndpointActor {
             &self.app.journal,
             &stream,
             next,
-            myself,
+            myself.clone(),
             EndpointMsg::Events,
         );
         let mut run = EndpointRun {
@@ -861,6 +889,9 @@ impl Actor for EndpointActor {
             filter: Filter::None,
             filtering: VecDeque::new(),
             filter_busy: false,
+            idle: Idle::start(self.app.config.actors.idle(), &myself, || {
+                EndpointMsg::IdleCheck
+            }),
         };
         self.reconfigure(&mut run);
         self.adjust_gauge(&mut run, 0);
@@ -882,22 +913,53 @@ impl Actor for EndpointActor {
         msg: Self::Msg,
         run: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if run.idle.asleep {
+            // Passivated: the manager is stopping this actor; the next one re-reads the stream.
+            if let EndpointMsg::Events(_, reply) = msg {
+                let _ = reply.send(());
+            }
+            return Ok(());
+        }
         match msg {
             EndpointMsg::Events(events, reply) => {
+                run.idle.worked();
                 self.fold(run, &events);
                 let _ = reply.send(());
                 self.pump(&myself, run);
             }
-            EndpointMsg::Schedule(request) => self.schedule(&myself, run, request),
+            EndpointMsg::Schedule(request) => {
+                run.idle.worked();
+                self.schedule(&myself, run, request)
+            }
             EndpointMsg::Wake => {
+                run.idle.worked();
                 run.timer_at = None;
                 self.pump(&myself, run);
             }
             EndpointMsg::Attempted(report) => {
+                run.idle.worked();
                 self.attempted(&myself, run, report);
                 self.pump(&myself, run);
             }
-            EndpointMsg::Filtered(verdict) => self.filtered(&myself, run, verdict),
+            EndpointMsg::Filtered(verdict) => {
+                run.idle.worked();
+                self.filtered(&myself, run, verdict)
+            }
+            EndpointMsg::IdleCheck => {
+                if run.idle.is_idle()
+                    && self.quiescent(run).is_some()
+                    && self.app.outbound.endpoints.begin_sleep(self.id, &myself)
+                {
+                    let _ = myself.send_message(EndpointMsg::Sleep);
+                }
+            }
+            EndpointMsg::Sleep => {
+                let registry = &self.app.outbound.endpoints;
+                match self.quiescent(run).filter(|_| run.idle.is_idle()) {
+                    Some(asleep) => run.idle.asleep = ask_to_sleep(registry, self.id, asleep).await,
+                    None => registry.resume(self.id),
+                }
+            }
             EndpointMsg::AppendFailed(reason) => {
                 return Err(format!(
                     "endpoint {}: an append was refused ({reason}); rebuilding from the stream",
@@ -915,6 +977,7 @@ impl Actor for EndpointActor {
         run: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         run.pump.abort();
+        run.idle.stop();
         for (_, task) in run.in_flight.drain() {
             task.abort();
         }

@@ -45,9 +45,9 @@
 //! start_manager(&app, Arc::new(Rules { app: app.clone() }), registry).await?;
 //! ```
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, Message, RpcReplyPort};
@@ -55,9 +55,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
+use super::sleepers::{Asleep, Sleepers};
 use super::supervisor::{ChildSpec, SupervisorMsg};
 use crate::app::App;
 use crate::journal::{EventFilter, Journal, JournalError, Position, RecordedEvent, Revision};
+use crate::metrics::PassivationMetrics;
+use crate::store::Store;
 
 /// Journal positions read between two snapshots of the manager's live set (at most).
 const SNAPSHOT_EVERY_POSITIONS: u64 = 50_000;
@@ -83,98 +86,20 @@ pub trait ManagedKind: Send + Sync + Sized + 'static {
         registry: Registry<Self::Msg>,
         supervisor: ActorCell,
     ) -> impl Future<Output = Result<ActorRef<Self::Msg>, String>> + Send;
-}
 
-/// Where a resource's actor is, as far as the registry knows.
-pub enum Lookup<M> {
-    /// Running; send to it.
-    Running(ActorRef<M>),
-    /// Deleted: nothing will run for it again.
-    Gone,
-    /// Not running right now (starting, restarting): try again shortly.
-    Unavailable,
-}
+    /// The live ids and the journal position they are known at, for a manager without a
+    /// snapshot (a first start after an upgrade), so it need not read the category from 0.
+    fn seed(&self) -> Option<(Vec<u64>, Position)> {
+        None
+    }
 
-struct RegistryInner<M> {
-    running: HashMap<u64, ActorRef<M>>,
-    gone: HashSet<u64>,
-}
-
-/// The running children of one manager by resource id; clones share it.
-pub struct Registry<M> {
-    inner: Arc<RwLock<RegistryInner<M>>>,
-}
-
-impl<M> Clone for Registry<M> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
+    /// Now, in µs since the epoch (the clock timers of asleep resources are due by).
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp_micros()
     }
 }
 
-impl<M> Default for Registry<M> {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(RwLock::new(RegistryInner {
-                running: HashMap::new(),
-                gone: HashSet::new(),
-            })),
-        }
-    }
-}
-
-impl<M> Registry<M> {
-    /// Finds the actor of resource `id`.
-    pub fn get(&self, id: u64) -> Lookup<M> {
-        let inner = self.inner.read().expect("registry poisoned");
-        if inner.gone.contains(&id) {
-            return Lookup::Gone;
-        }
-        match inner.running.get(&id) {
-            Some(actor) => Lookup::Running(actor.clone()),
-            None => Lookup::Unavailable,
-        }
-    }
-
-    /// Whether resource `id` was deleted.
-    pub fn is_gone(&self, id: u64) -> bool {
-        self.inner
-            .read()
-            .expect("registry poisoned")
-            .gone
-            .contains(&id)
-    }
-
-    /// Records the (re)started actor of `id`, unless the resource is gone.
-    pub fn insert(&self, id: u64, actor: ActorRef<M>) {
-        let mut inner = self.inner.write().expect("registry poisoned");
-        if !inner.gone.contains(&id) {
-            inner.running.insert(id, actor);
-        }
-    }
-
-    /// Marks `id` deleted; lookups answer [`Lookup::Gone`] from now on.
-    pub fn mark_gone(&self, id: u64) {
-        let mut inner = self.inner.write().expect("registry poisoned");
-        inner.running.remove(&id);
-        inner.gone.insert(id);
-    }
-
-    /// Ids with a registered actor, ascending.
-    pub fn running(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
-            .inner
-            .read()
-            .expect("registry poisoned")
-            .running
-            .keys()
-            .copied()
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-}
+pub use super::registry::{Lookup, Registry, Sent};
 
 /// Loads a child's state snapshot saved under `tag` (`None` if absent or if it no longer decodes).
 pub fn load_state<S: DeserializeOwned>(journal: &Journal, tag: &str) -> Option<S> {
@@ -258,10 +183,27 @@ pub fn follow<M: Message>(
     })
 }
 
+/// What the category subscription saw for one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Its creation event.
+    Created(u64),
+    /// Its deletion event.
+    Deleted(u64),
+    /// Some other event of its stream, at this revision (wakes it if it is asleep).
+    Other(u64, Revision),
+}
+
 /// Messages of the manager.
 pub enum ManagerMsg {
-    /// Lifecycle events from the category subscription; everything below the position was read.
-    Events(Vec<RecordedEvent>, Position, RpcReplyPort<()>),
+    /// What the category subscription saw; everything below the position was read.
+    Events(Vec<Seen>, Position, RpcReplyPort<()>),
+    /// Wake an asleep resource (a message is waiting for it).
+    Wake(u64),
+    /// An idle child asks to sleep (see [`super::idle`]); the reply says whether it may.
+    Passivate(u64, Asleep, RpcReplyPort<bool>),
+    /// Wake the asleep resources whose timer is due.
+    Tick,
 }
 
 /// The manager actor for resources of kind `K`.
@@ -270,19 +212,27 @@ pub struct Manager<K: ManagedKind> {
     supervisor: ActorRef<SupervisorMsg>,
     kind: Arc<K>,
     registry: Registry<K::Msg>,
+    sleepers: Sleepers,
+    store: Store,
+    metrics: PassivationMetrics,
 }
 
-/// The manager's state: live ids and where it has read the category to.
+/// The manager's state: live ids, asleep ones, and where it has read the category to.
 pub struct ManagerState {
     live: BTreeSet<u64>,
+    asleep: HashMap<u64, Asleep>,
     next: Position,
     pump: JoinHandle<()>,
+    ticker: Option<JoinHandle<()>>,
     saved_at: Position,
 }
 
 fn snapshot_tag<K: ManagedKind>() -> String {
     format!("manager:{}@{}", K::CATEGORY, env!("CARGO_PKG_VERSION"))
 }
+
+/// How often due timers of asleep resources are looked for.
+const TICK: Duration = Duration::from_secs(1);
 
 impl<K: ManagedKind> Manager<K> {
     fn child_key(id: u64) -> String {
@@ -317,7 +267,63 @@ impl<K: ManagedKind> Manager<K> {
         }
     }
 
+    /// Wakes `id` if it is asleep.
+    async fn wake(&self, state: &mut ManagerState, id: u64) {
+        let Some(asleep) = state.asleep.remove(&id) else {
+            return;
+        };
+        if let Err(e) = self.sleepers.remove(id, &asleep) {
+            // The row stays: at worst a restart finds it asleep and wakes it on its next message.
+            tracing::warn!(category = K::CATEGORY, id, error = %e, "asleep row not removed");
+        }
+        self.metrics.asleep.with_label_values(&[K::CATEGORY]).dec();
+        self.metrics.woken.with_label_values(&[K::CATEGORY]).inc();
+        self.start_child(id).await;
+    }
+
+    /// Whether the stream of `id` holds nothing at or past `revision`.
+    fn stream_ends_at(&self, id: u64, revision: Revision) -> bool {
+        let stream = format!("{}-{id}", K::CATEGORY);
+        match self.journal.stream_revision(&stream) {
+            Ok(head) => head.map_or(0, |last| last + 1) == revision,
+            Err(_) => false,
+        }
+    }
+
+    fn passivate(&self, state: &mut ManagerState, id: u64, asleep: Asleep) -> bool {
+        if !state.live.contains(&id)
+            || state.asleep.contains_key(&id)
+            || !self.stream_ends_at(id, asleep.revision)
+        {
+            return false;
+        }
+        if let Err(e) = self.sleepers.put(id, &asleep) {
+            tracing::warn!(category = K::CATEGORY, id, error = %e, "not passivated: the asleep row was not written");
+            return false;
+        }
+        if !self.registry.finish_sleep(id) {
+            // Looked up meanwhile: it runs on.
+            let _ = self.sleepers.remove(id, &asleep);
+            return false;
+        }
+        state.asleep.insert(id, asleep);
+        self.metrics.asleep.with_label_values(&[K::CATEGORY]).inc();
+        self.metrics
+            .passivated
+            .with_label_values(&[K::CATEGORY])
+            .inc();
+        let _ = self
+            .supervisor
+            .cast(SupervisorMsg::Stop(Self::child_key(id)));
+        true
+    }
+
     fn save(&self, state: &mut ManagerState) {
+        // Asleep rows first: the snapshot's position must never run ahead of them.
+        if let Err(e) = self.store.flush() {
+            tracing::warn!(category = K::CATEGORY, error = %e, "manager snapshot not saved: the store did not flush");
+            return;
+        }
         state.saved_at = state.next;
         let ids: Vec<u64> = state.live.iter().copied().collect();
         match postcard::to_stdvec(&ids) {
@@ -334,6 +340,70 @@ impl<K: ManagedKind> Manager<K> {
             }
         }
     }
+
+    /// The live ids and the position they were read to: the snapshot, else the kind's seed,
+    /// else nothing (the category is read from the start).
+    fn load_live(&self) -> (BTreeSet<u64>, Position) {
+        if let Ok(Some((position, bytes))) = self.journal.load_snapshot(&snapshot_tag::<K>())
+            && let Ok(ids) = postcard::from_bytes::<Vec<u64>>(&bytes)
+        {
+            return (ids.into_iter().collect(), position);
+        }
+        match self.kind.seed() {
+            Some((ids, position)) => (ids.into_iter().collect(), position),
+            None => (BTreeSet::new(), 0),
+        }
+    }
+
+    fn load_asleep(&self, live: &BTreeSet<u64>) -> HashMap<u64, Asleep> {
+        let rows = match self.sleepers.all() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(category = K::CATEGORY, error = %e, "asleep table unreadable; starting every actor");
+                return HashMap::new();
+            }
+        };
+        let mut asleep = HashMap::new();
+        for (id, row) in rows {
+            if live.contains(&id) {
+                asleep.insert(id, row);
+            } else {
+                let _ = self.sleepers.remove(id, &row);
+            }
+        }
+        asleep
+    }
+}
+
+/// Runs the timer tick while something is asleep, and only then: an idle server (or a test on
+/// tokio's paused clock) has no timer firing every second for nothing.
+fn keep_ticking(myself: &ActorRef<ManagerMsg>, state: &mut ManagerState) {
+    match (&state.ticker, state.asleep.is_empty()) {
+        (None, false) => state.ticker = Some(myself.send_interval(TICK, || ManagerMsg::Tick)),
+        (Some(ticker), true) => {
+            ticker.abort();
+            state.ticker = None;
+        }
+        _ => {}
+    }
+}
+
+/// Maps a batch of the category to what the manager needs of it.
+fn seen<K: ManagedKind>(batch: Vec<RecordedEvent>) -> Vec<Seen> {
+    let prefix = format!("{}-", K::CATEGORY);
+    batch
+        .into_iter()
+        .filter_map(|event| {
+            let id = event.stream.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+            Some(if event.event_type == K::CREATED {
+                Seen::Created(id)
+            } else if event.event_type == K::DELETED {
+                Seen::Deleted(id)
+            } else {
+                Seen::Other(id, event.revision)
+            })
+        })
+        .collect()
 }
 
 impl<K: ManagedKind> Actor for Manager<K> {
@@ -346,42 +416,46 @@ impl<K: ManagedKind> Actor for Manager<K> {
         myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (live, next) = match self.journal.load_snapshot(&snapshot_tag::<K>()) {
-            Ok(Some((position, bytes))) => match postcard::from_bytes::<Vec<u64>>(&bytes) {
-                Ok(ids) => (ids.into_iter().collect(), position),
-                Err(_) => (BTreeSet::new(), 0),
-            },
-            _ => (BTreeSet::new(), 0),
-        };
+        let (live, next) = self.load_live();
+        let asleep = self.load_asleep(&live);
+        for id in asleep.keys() {
+            self.registry.mark_asleep(*id);
+        }
+        self.metrics
+            .asleep
+            .with_label_values(&[K::CATEGORY])
+            .set(asleep.len() as i64);
+        self.registry.set_manager(myself.clone());
         let mut subscription = self
             .journal
             .subscribe(next, EventFilter::category(K::CATEGORY));
+        let pump_to = myself.clone();
         let pump = tokio::spawn(async move {
             loop {
                 let batch = match subscription.next_batch(BATCH).await {
                     Ok(batch) => batch,
                     Err(JournalError::Closed(_)) => break,
                     Err(e) => {
-                        myself.stop(Some(format!("journal read failed: {e}")));
+                        pump_to.stop(Some(format!("journal read failed: {e}")));
                         break;
                     }
                 };
                 let next = subscription.position();
-                let lifecycle = batch
-                    .into_iter()
-                    .filter(|e| e.event_type == K::CREATED || e.event_type == K::DELETED)
-                    .collect();
-                if ractor::call!(myself, ManagerMsg::Events, lifecycle, next).is_err() {
+                if ractor::call!(pump_to, ManagerMsg::Events, seen::<K>(batch), next).is_err() {
                     break;
                 }
             }
         });
-        Ok(ManagerState {
+        let mut state = ManagerState {
             live,
+            asleep,
             next,
             pump,
+            ticker: None,
             saved_at: next,
-        })
+        };
+        keep_ticking(&myself, &mut state);
+        Ok(state)
     }
 
     async fn post_start(
@@ -390,51 +464,89 @@ impl<K: ManagedKind> Actor for Manager<K> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let started = Instant::now();
-        for id in &state.live {
+        let awake: Vec<u64> = state
+            .live
+            .iter()
+            .filter(|id| !state.asleep.contains_key(id))
+            .copied()
+            .collect();
+        for id in &awake {
             self.start_child(*id).await;
         }
         if !state.live.is_empty() {
-            tracing::info!(category = K::CATEGORY, children = state.live.len(), elapsed = ?started.elapsed(), "started resource actors");
+            tracing::info!(category = K::CATEGORY, started = awake.len(), asleep = state.asleep.len(), elapsed = ?started.elapsed(), "started resource actors");
         }
+        self.registry.mark_started();
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let ManagerMsg::Events(events, next, reply) = msg;
-        let prefix = format!("{}-", K::CATEGORY);
-        for event in &events {
-            let Some(id) = event
-                .stream
-                .strip_prefix(&prefix)
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if event.event_type == K::CREATED {
-                if state.live.insert(id) {
-                    self.start_child(id).await;
+        match msg {
+            ManagerMsg::Events(seen, next, reply) => {
+                for event in seen {
+                    match event {
+                        Seen::Created(id) => {
+                            if state.live.insert(id) {
+                                self.start_child(id).await;
+                            }
+                        }
+                        Seen::Deleted(id) => {
+                            self.registry.mark_gone(id);
+                            if let Some(asleep) = state.asleep.remove(&id) {
+                                let _ = self.sleepers.remove(id, &asleep);
+                                self.metrics.asleep.with_label_values(&[K::CATEGORY]).dec();
+                            }
+                            if state.live.remove(&id) {
+                                let _ = self
+                                    .supervisor
+                                    .send_message(SupervisorMsg::Stop(Self::child_key(id)));
+                            }
+                        }
+                        Seen::Other(id, revision) => {
+                            if state
+                                .asleep
+                                .get(&id)
+                                .is_some_and(|a| a.is_woken_by(revision))
+                            {
+                                self.wake(state, id).await;
+                            }
+                        }
+                    }
                 }
-            } else {
-                self.registry.mark_gone(id);
-                if state.live.remove(&id) {
-                    let _ = self
-                        .supervisor
-                        .send_message(SupervisorMsg::Stop(Self::child_key(id)));
+                state.next = next;
+                // The category also holds every event of every resource: save by distance
+                // read, so a restart never rescans much of it.
+                if next.saturating_sub(state.saved_at) >= SNAPSHOT_EVERY_POSITIONS {
+                    self.save(state);
                 }
+                let _ = reply.send(());
+            }
+            ManagerMsg::Wake(id) => self.wake(state, id).await,
+            ManagerMsg::Passivate(id, asleep, reply) => {
+                let _ = reply.send(self.passivate(state, id, asleep));
+                keep_ticking(&myself, state);
+            }
+            ManagerMsg::Tick => {
+                if !state.asleep.is_empty() {
+                    match self.sleepers.due(self.kind.now()) {
+                        Ok(due) => {
+                            for id in due {
+                                self.wake(state, id).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(category = K::CATEGORY, error = %e, "timer index unreadable")
+                        }
+                    }
+                }
+                keep_ticking(&myself, state);
             }
         }
-        state.next = next;
-        // The category also holds every event of every resource: save by distance read, so a
-        // restart never rescans much of it.
-        if next.saturating_sub(state.saved_at) >= SNAPSHOT_EVERY_POSITIONS {
-            self.save(state);
-        }
-        let _ = reply.send(());
         Ok(())
     }
 
@@ -444,20 +556,26 @@ impl<K: ManagedKind> Actor for Manager<K> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
         self.save(state);
         Ok(())
     }
 }
 
-/// Starts the manager of kind `K` under the application's supervisor; it then starts the
-/// children. `registry` is where other actors find them.
+/// Starts the manager of kind `K` under the application's supervisor and waits until it has
+/// started the children that are awake. `registry` is where other actors find them.
 pub async fn start_manager<K: ManagedKind>(
     app: &App,
     kind: Arc<K>,
     registry: Registry<K::Msg>,
 ) -> Result<(), String> {
-    let journal = app.journal.clone();
+    let sleepers = Sleepers::open(&app.store, K::CATEGORY).map_err(|e| e.to_string())?;
+    let started = registry.clone();
+    let (journal, store) = (app.journal.clone(), app.store.clone());
     let supervisor = app.supervisor.clone();
+    let metrics = app.metrics.passivation.clone();
     let spec = ChildSpec {
         key: format!("manager:{}", K::CATEGORY),
         kind: "manager",
@@ -467,6 +585,9 @@ pub async fn start_manager<K: ManagedKind>(
                 supervisor: supervisor.clone(),
                 kind: kind.clone(),
                 registry: registry.clone(),
+                sleepers: sleepers.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
             };
             Box::pin(async move {
                 Actor::spawn_linked(None, manager, (), cell)
@@ -476,7 +597,11 @@ pub async fn start_manager<K: ManagedKind>(
             })
         }),
     };
-    app.start_child(spec).await
+    app.start_child(spec).await?;
+    // Ready means the awake actors run (a rule's dedup keys are rebuilt before the first
+    // webhook is answered), as it did before managers started them.
+    started.wait_started().await;
+    Ok(())
 }
 
 /// How long a caller should wait before looking a resource up again after [`Lookup::Unavailable`].

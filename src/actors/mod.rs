@@ -3,13 +3,17 @@
 
 pub mod dispatcher;
 pub mod endpoint;
+pub mod idle;
 pub mod manager;
 pub mod outbound;
 pub mod parking;
 pub mod projector;
+pub mod registry;
 pub mod rule;
 pub mod rule_store;
+pub mod rules;
 pub mod runner;
+pub mod sleepers;
 pub mod supervisor;
 
 pub use self::parking::Parking;

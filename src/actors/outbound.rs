@@ -202,6 +202,10 @@ impl ManagedKind for Endpoints {
             .map(|(actor, _)| actor)
             .map_err(|e| e.to_string())
     }
+
+    fn now(&self) -> i64 {
+        self.app.outbound.clock.now()
+    }
 }
 
 /// Starts the dispatcher and the endpoint manager (which starts one actor per endpoint).

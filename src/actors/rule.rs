@@ -32,7 +32,10 @@ use crate::metrics::InboundMetrics;
 use crate::secrets::{DataKeys, Unreadable};
 use crate::store::Writes;
 
+use super::idle::{Idle, ask_to_sleep};
+use super::manager::Registry;
 use super::rule_store::{DiskSeen, RuleStore};
+use super::sleepers::Asleep;
 
 /// Rounds of decisions between saves of the rule's state (at most).
 const SAVE_EVERY_ROUNDS: u32 = 64;
@@ -92,6 +95,10 @@ pub struct RuleActor {
     pub store: RuleStore,
     /// Opens the organization's sealed payloads.
     pub keys: Arc<DataKeys>,
+    /// Where the rule actors are found (and ask to passivate).
+    pub registry: Registry<RuleMsg>,
+    /// Idle time before passivation (`None`: never).
+    pub idle_after: Option<std::time::Duration>,
 }
 
 /// A dry run's input.
@@ -126,6 +133,10 @@ pub enum RuleMsg {
     Events(Vec<RecordedEvent>, RpcReplyPort<()>),
     /// Evaluate a payload without recording or firing anything.
     DryRun(DryRun, RpcReplyPort<Result<DryRunReport, String>>),
+    /// Time to see whether the actor has been idle long enough to passivate.
+    IdleCheck,
+    /// Passivate now if still idle (queued behind everything sent before the sleep began).
+    Sleep,
 }
 
 /// Running state.
@@ -141,6 +152,7 @@ pub struct RuleActorState {
     failed: bool,
     swept_at: std::time::Instant,
     expired: Option<Vec<(Vec<u8>, i64)>>,
+    idle: Idle,
 }
 
 impl RuleActor {
@@ -608,7 +620,7 @@ impl Actor for RuleActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
         let this = self.clone();
@@ -625,6 +637,7 @@ impl Actor for RuleActor {
             failed: false,
             swept_at: std::time::Instant::now(),
             expired: None,
+            idle: Idle::start(self.idle_after, &myself, || RuleMsg::IdleCheck),
         })
     }
 
@@ -660,18 +673,51 @@ impl Actor for RuleActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         actor: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if actor.idle.asleep {
+            // Passivated: the manager is stopping this actor; the next one re-reads the stream.
+            match msg {
+                RuleMsg::Events(_, reply) => {
+                    let _ = reply.send(());
+                }
+                // Dropping the reply tells the caller to look the actor up again.
+                RuleMsg::DryRun(_, reply) => drop(reply),
+                RuleMsg::IdleCheck | RuleMsg::Sleep => {}
+            }
+            return Ok(());
+        }
         match msg {
             RuleMsg::Events(events, reply) => {
+                actor.idle.worked();
                 let result = self.round(actor, events).await;
                 let _ = reply.send(());
                 result?;
             }
             RuleMsg::DryRun(run, reply) => {
+                actor.idle.worked();
                 let _ = reply.send(self.dry_run(actor, run).await);
+            }
+            RuleMsg::IdleCheck => {
+                if actor.idle.is_idle()
+                    && !actor.failed
+                    && self.registry.begin_sleep(self.id, &myself)
+                {
+                    let _ = myself.send_message(RuleMsg::Sleep);
+                }
+            }
+            RuleMsg::Sleep => {
+                if actor.idle.is_idle() && !actor.failed {
+                    let asleep = Asleep {
+                        revision: actor.state.next_revision,
+                        wake_at: None,
+                    };
+                    actor.idle.asleep = ask_to_sleep(&self.registry, self.id, asleep).await;
+                } else {
+                    self.registry.resume(self.id);
+                }
             }
         }
         Ok(())
@@ -685,6 +731,7 @@ impl Actor for RuleActor {
         if let Some(pump) = actor.pump.take() {
             pump.abort();
         }
+        actor.idle.stop();
         if actor.failed {
             return Ok(());
         }

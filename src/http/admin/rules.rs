@@ -6,7 +6,11 @@ use serde_json::{Value, json};
 
 use super::common::target_organization;
 use super::event_logs;
+use crate::actors::manager::Lookup;
 use crate::actors::rule::{DryRun, RuleMsg};
+
+/// How long a dry run waits for the rule's actor to run.
+const DRY_RUN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::app::App;
 use crate::codec::RawJson;
 use crate::domain::rule::{
@@ -199,9 +203,6 @@ pub async fn create(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         vec![event.into()],
     )
     .await?;
-    app.start_rule(id)
-        .await
-        .map_err(|e| ApiError::internal("starting the rule actor", e))?;
     let mut body = render_id(&app, id)?;
     body["webhook_key"] = json!(key);
     Ok(created(&body))
@@ -296,7 +297,6 @@ pub async fn delete(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         vec![event.into()],
     )
     .await?;
-    app.stop_rule(id);
     Ok(no_content())
 }
 
@@ -411,16 +411,28 @@ pub async fn test(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     let principal = authenticate(&app, &req)?;
     let rule = visible(&app, &principal, req.id("id")?)?;
     let input: Test = req.json()?;
-    let actor = app
-        .rule_actor(rule.id)
-        .ok_or_else(|| ApiError::unavailable("The rule is restarting; retry.", 1))?;
     let run = DryRun {
         payload: input.payload,
         headers: input.headers.into_iter().collect(),
         now: chrono::Utc::now().timestamp_micros(),
     };
-    let report = ractor::call!(actor, RuleMsg::DryRun, run)
-        .map_err(|_| ApiError::unavailable("The rule is restarting; retry.", 1))?
-        .map_err(ApiError::conflict)?;
+    let restarting = || ApiError::unavailable("The rule is restarting; retry.", 1);
+    // The actor may be starting, restarting or waking from passivation: give it a moment.
+    let deadline = std::time::Instant::now() + DRY_RUN_WAIT;
+    let report = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let actor = match app.rules.wait_running(rule.id, left).await {
+            Lookup::Running(actor) => actor,
+            Lookup::Gone => return Err(ApiError::not_found()),
+            Lookup::Unavailable => return Err(restarting()),
+        };
+        match ractor::call!(actor, RuleMsg::DryRun, run.clone()) {
+            Ok(report) => break report.map_err(ApiError::conflict)?,
+            Err(_) if left > std::time::Duration::ZERO => {
+                tokio::time::sleep(crate::actors::manager::RETRY_LOOKUP).await
+            }
+            Err(_) => return Err(restarting()),
+        }
+    };
     Ok(ok(&report))
 }

@@ -1,0 +1,92 @@
+//! Passivation, as a resource actor sees it: notice being idle, ask to sleep, then stop working.
+//!
+//! A child of a [`Manager`](super::manager::Manager) keeps an [`Idle`] in its state, calls
+//! [`Idle::worked`] on every message that is work, and handles two messages of its own:
+//! - the periodic check: if [`Idle::is_idle`] and nothing is in progress, it calls
+//!   [`Registry::begin_sleep`] (nothing more is sent to it from then on) and sends itself the
+//!   second message, which queues behind whatever was sent before;
+//! - that message: if it is still idle and quiescent, [`ask_to_sleep`]; if the manager agrees,
+//!   [`Idle::asleep`] is set and every later message is void until the manager stops it.
+//!   Otherwise it calls [`Registry::resume`] and runs on.
+//!
+//! The manager agrees only if the actor's stream has nothing past the revision it handled, so
+//! an asleep actor never sits on unread events: anything appended later wakes it.
+
+use std::time::{Duration, Instant};
+
+use ractor::{ActorRef, Message};
+use tokio::task::JoinHandle;
+
+use super::manager::ManagerMsg;
+use super::registry::Registry;
+use super::sleepers::Asleep;
+
+/// A child's idleness.
+pub struct Idle {
+    after: Option<Duration>,
+    last_work: Instant,
+    /// The manager agreed to passivate this actor: it is stopping; ignore everything.
+    pub asleep: bool,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Idle {
+    /// Starts the periodic check (`tick` builds its message) if passivation is on (`after`).
+    pub fn start<M: Message>(
+        after: Option<Duration>,
+        myself: &ActorRef<M>,
+        tick: fn() -> M,
+    ) -> Self {
+        let ticker = after.map(|after| {
+            let every = (after / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            myself.send_interval(every, tick)
+        });
+        Self {
+            after,
+            last_work: Instant::now(),
+            asleep: false,
+            ticker,
+        }
+    }
+
+    /// Passivation off (actors that must keep running).
+    pub fn never() -> Self {
+        Self {
+            after: None,
+            last_work: Instant::now(),
+            asleep: false,
+            ticker: None,
+        }
+    }
+
+    /// Notes that the actor did some work.
+    pub fn worked(&mut self) {
+        self.last_work = Instant::now();
+    }
+
+    /// Whether the actor has had no work for its idle time.
+    pub fn is_idle(&self) -> bool {
+        self.after
+            .is_some_and(|after| self.last_work.elapsed() >= after)
+    }
+
+    /// Stops the periodic check (in `post_stop`).
+    pub fn stop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+    }
+}
+
+/// Asks the manager to passivate resource `id`, begun with [`Registry::begin_sleep`]. True if it
+/// agreed (the actor is being stopped); otherwise the actor was resumed and runs on.
+pub async fn ask_to_sleep<M: Message>(registry: &Registry<M>, id: u64, asleep: Asleep) -> bool {
+    let agreed = match registry.manager() {
+        Some(manager) => ractor::call!(manager, ManagerMsg::Passivate, id, asleep).unwrap_or(false),
+        None => false,
+    };
+    if !agreed {
+        registry.resume(id);
+    }
+    agreed
+}
