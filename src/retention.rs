@@ -136,22 +136,31 @@ fn plan(app: &App, organization: u64, kind: Expiring, cutoff: i64) -> Option<(i6
             (rows > 0).then_some((cutoff, rows))
         }
         Expiring::Payloads => {
-            // One cut for every payload in between; none when no webhook arrived since the last.
+            // One cut for every payload in between; none when no webhook arrived and no
+            // delivery was made since the last (a published event's payload, a job's variables
+            // from a rule, are cut with them).
             let since = app.views.organizations.read().payloads().cut(organization);
             let range = TimeRange {
                 since,
                 until: Some(cutoff - 1),
             };
-            let due = since.is_none_or(|since| since < cutoff)
-                && app
-                    .views
+            let webhooks = || {
+                app.views
                     .event_logs
                     .read()
                     .any_within(organization, range)
                     .unwrap_or_else(|e| {
                         tracing::warn!(organization, error = %e, "event logs unreadable; payload expiry skips them");
                         false
-                    });
+                    })
+            };
+            let deliveries = || {
+                app.views
+                    .outbound
+                    .read()
+                    .any_created_within(organization, since, cutoff)
+            };
+            let due = since.is_none_or(|since| since < cutoff) && (webhooks() || deliveries());
             due.then_some((cutoff, 0))
         }
     }

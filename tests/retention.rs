@@ -450,3 +450,80 @@ fn expired_payloads_are_compacted_out_of_the_journal_through_kill_9_and_dedup_ho
         401
     );
 }
+
+/// Waits until `check` answers something (up to 30 s).
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(found) = check() {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn a_published_event_cut_by_retention_fails_its_redelivery_visibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HOOKFORGE_JOURNAL__SEGMENT_MIB", "1"),
+        ("HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true"),
+    ];
+    let mut server = ServerProcess::spawn(dir.path(), &env);
+    let client = Client::new(&server);
+    let post = reqwest::Method::POST;
+    let org = client.send(
+        post.clone(),
+        "/api/v2/organizations/",
+        json!({"name": "brief", "retention": {"payload_days": 1}}),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    // Nobody listens there and one attempt is allowed: every delivery is dead at once.
+    let endpoint = client.send(
+        post.clone(),
+        "/api/v2/outbound_webhooks/",
+        json!({"name": "gone", "organization": org, "url": "http://127.0.0.1:9/hook",
+            "events": ["build.done"], "retry": {"max_attempts": 1}}),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    // Enough 5 KiB payloads to fill and close the first 1 MiB segment.
+    let filler = "x".repeat(5000);
+    for i in 0..300 {
+        client.send(
+            post.clone(),
+            "/api/v2/events/",
+            json!({"organization": org, "event_type": "build.done", "payload": {"i": i, "filler": filler}}),
+        );
+    }
+    let deliveries = format!("/api/v2/outbound_webhooks/{endpoint}/deliveries/");
+    client.wait_count(&format!("{deliveries}?status=dead"), 300);
+    let oldest = client.get(&format!("{deliveries}?page_size=100&page=3"))["results"][99]["id"]
+        .as_u64()
+        .unwrap();
+    assert!(server.terminate().success());
+
+    // Two days on, the payloads have expired and are cut out of the closed segments.
+    let server = serve_later_with(dir.path(), 2, &env);
+    let client = Client::new(&server);
+    wait_for("compaction", || {
+        (client.metric("hookforge_retention_compacted_records_total") >= 100.0).then_some(())
+    });
+    let again = client.send(
+        post,
+        &format!("/api/v2/deliveries/{oldest}/redeliver/"),
+        json!({}),
+    );
+    let id = again["id"].as_u64().unwrap();
+    let dead = wait_for("the redelivery to die", || {
+        let d = client.get(&format!("/api/v2/deliveries/{id}/"));
+        (d["status"] == "dead").then_some(d)
+    });
+    let error = dead["error_message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("removed by retention"),
+        "the attempt says why, and sent nothing: {dead}"
+    );
+    assert_eq!(dead["response_status"], Value::Null, "{dead}");
+}

@@ -789,13 +789,15 @@ impl AttemptJob {
                 .await
                 .map_err(|e| format!("reading the event failed: {e}"))?
                 .map_err(|e| format!("reading the event failed: {e}"))?;
-                records
-                    .first()
-                    .and_then(deliverable)
-                    .map(Cow::Owned)
-                    .ok_or_else(|| {
+                match records.first() {
+                    Some(record) if record.compacted => Err(
+                        "the event's payload was removed by retention (retention.payload_days) before it was delivered"
+                            .to_owned(),
+                    ),
+                    found => found.and_then(deliverable).map(Cow::Owned).ok_or_else(|| {
                         "the event to deliver is no longer readable from the journal".to_owned()
-                    })
+                    }),
+                }
             }
         }
     }

@@ -4,13 +4,21 @@
 //! A webhook's body and headers are its payload. What remains after compaction (rule,
 //! organization, source, event type, delivery id, replay key, peer address) is what event logs
 //! and de-duplication need, so a dedup window longer than the payload's retention still holds.
+//!
+//! Copies of payloads are cut under the same policy: a published event's payload, and a job's
+//! or workflow job's `extra_vars` (which carry `forge_eda_payload`). Readers see the record's
+//! `compacted` flag and say so (a redelivery of a compacted event fails with that reason; it
+//! never sends an empty payload).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::job::JobLaunched;
+use super::published::EventPublished;
 use super::retention::{Expiring, RetentionExpired};
 use super::webhook::{WebhookReceived, WebhookReceivedV2, WebhookRejected, WebhookRejectedV1};
+use super::workflow::WorkflowLaunched;
 use crate::codec::{self, EventBody, Protected, RawJson};
 use crate::journal::{CompactionPolicy, RecordedEvent};
 
@@ -53,16 +61,23 @@ impl PayloadExpiry {
     }
 }
 
-/// The organization of a webhook record: both kinds start with `rule, organization`.
-fn webhook_organization(event: &RecordedEvent) -> Option<u64> {
-    let is_webhook =
-        event.event_type == WebhookReceived::TYPE || event.event_type == WebhookRejected::TYPE;
-    if !is_webhook {
-        return None;
+/// The organization owning a payload-bearing record, read from the head of its data: webhooks
+/// start with `rule, organization`, jobs and workflow jobs with `id, organization`, published
+/// events with `organization`.
+fn payload_organization(event: &RecordedEvent) -> Option<u64> {
+    let second = |data: &[u8]| {
+        postcard::take_from_bytes::<(u64, u64)>(data)
+            .ok()
+            .map(|((_, organization), _)| organization)
+    };
+    match event.event_type.as_str() {
+        WebhookReceived::TYPE | WebhookRejected::TYPE => second(&event.data),
+        JobLaunched::TYPE | WorkflowLaunched::TYPE => second(&event.data),
+        EventPublished::TYPE => postcard::take_from_bytes::<u64>(&event.data)
+            .ok()
+            .map(|(organization, _)| organization),
+        _ => None,
     }
-    postcard::take_from_bytes::<(u64, u64)>(&event.data)
-        .ok()
-        .map(|((_rule, organization), _)| organization)
 }
 
 /// `event`'s data with body and headers removed, in its own schema version (the oldest
@@ -93,13 +108,28 @@ pub fn strip(event: &RecordedEvent) -> Option<Vec<u8>> {
             e.body = RawJson(Vec::new());
             cut(postcard::to_stdvec(&e))
         }
+        (EventPublished::TYPE, EventPublished::VERSION) => {
+            let mut e: EventPublished = codec::decode(event).ok()?;
+            e.payload = Protected::default();
+            cut(postcard::to_stdvec(&e))
+        }
+        (JobLaunched::TYPE, JobLaunched::VERSION) => {
+            let mut e: JobLaunched = codec::decode(event).ok()?;
+            e.extra_vars = Protected::default();
+            cut(postcard::to_stdvec(&e))
+        }
+        (WorkflowLaunched::TYPE, WorkflowLaunched::VERSION) => {
+            let mut e: WorkflowLaunched = codec::decode(event).ok()?;
+            e.extra_vars = Protected::default();
+            cut(postcard::to_stdvec(&e))
+        }
         _ => None,
     }
 }
 
 impl CompactionPolicy for PayloadExpiry {
     fn payload_owner(&self, event: &RecordedEvent) -> Option<u64> {
-        webhook_organization(event)
+        payload_organization(event)
     }
 
     fn expired_before(&self, owner: u64) -> Option<i64> {
@@ -203,6 +233,70 @@ mod tests {
         assert_eq!(e.event_guid.as_deref(), Some("d-1"));
         let whole: WebhookReceived = codec::decode(&r).unwrap();
         assert_eq!(whole.content.clear().unwrap().body.0, v2.body.0);
+    }
+
+    #[test]
+    fn copies_of_payloads_are_cut_under_the_same_policy() {
+        let sealed = || Protected::Sealed {
+            generation: 1,
+            bytes: codec::Sealed(vec![7; 200]),
+        };
+        let published = EventPublished {
+            organization: 9,
+            event_type: "build.done".into(),
+            resource_type: "build".into(),
+            resource_id: "42".into(),
+            payload: sealed(),
+            idempotency_key: Some("k".into()),
+        };
+        let r = record(Event::EventPublished(published.clone()), 5);
+        let policy = PayloadExpiry::default();
+        assert_eq!(policy.payload_owner(&r), Some(9));
+        let cut = RecordedEvent {
+            data: policy.strip(&r).unwrap().into(),
+            ..r
+        };
+        let e: EventPublished = codec::decode(&cut).unwrap();
+        assert_eq!(
+            e,
+            EventPublished {
+                payload: Protected::default(),
+                ..published
+            }
+        );
+
+        let job = JobLaunched {
+            id: 3,
+            organization: 11,
+            template: 2,
+            template_name: "deploy".into(),
+            kind: crate::domain::job_template::JobKind::Command(
+                crate::domain::job_template::CommandSpec {
+                    argv: vec!["true".into()],
+                    env: BTreeMap::new(),
+                    working_dir: None,
+                },
+            ),
+            timeout_seconds: 60,
+            alert_after_seconds: None,
+            concurrency: 1,
+            extra_vars: sealed(),
+            launched_by: crate::domain::job::LaunchedBy::User("admin".into()),
+        };
+        let r = record(Event::JobLaunched(job.clone()), 5);
+        assert_eq!(policy.payload_owner(&r), Some(11));
+        let cut = RecordedEvent {
+            data: policy.strip(&r).unwrap().into(),
+            ..r
+        };
+        let e: JobLaunched = codec::decode(&cut).unwrap();
+        assert_eq!(
+            e,
+            JobLaunched {
+                extra_vars: Protected::default(),
+                ..job
+            }
+        );
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub const DELIVERABLE_TYPES: &[&str] = &[
 /// `endpoint.disabled`) is not delivered: two failing endpoints subscribed to each other's
 /// dead-letters would otherwise feed each other forever.
 pub fn deliverable(record: &RecordedEvent) -> Option<Deliverable> {
+    // Its payload was cut by retention: there is nothing left to deliver.
+    if record.compacted {
+        return None;
+    }
     let event_type = record.event_type.as_str();
     if !DELIVERABLE_TYPES.contains(&event_type)
         && !super::lifecycle::JOURNAL_TYPES.contains(&event_type)

@@ -125,6 +125,9 @@ impl Launcher {
         vars: &Protected<RawJson>,
     ) -> Result<Value, String> {
         match self.data_keys.open(organization, kind, vars.clone()) {
+            Ok(vars) if vars.0.is_empty() => {
+                Err("the job's variables were removed by retention before it ran".into())
+            }
             Ok(vars) => Ok(vars.to_value()),
             Err(Unreadable::Erased) => Err("the job's variables were erased before it ran".into()),
             Err(e) => Err(format!("the job's variables do not open: {e}")),

@@ -318,6 +318,22 @@ impl OutboundView {
             .sum()
     }
 
+    /// Whether `organization` has a delivery created in `since..until` (µs; from the start if
+    /// `since` is `None`): then a published payload of that time is still in the journal.
+    pub fn any_created_within(&self, organization: u64, since: Option<i64>, until: i64) -> bool {
+        let since = since.unwrap_or(i64::MIN);
+        self.endpoints
+            .values()
+            .filter(|e| e.organization == organization)
+            .any(|e| {
+                e.history
+                    .iter()
+                    .filter_map(|id| self.deliveries.get(id))
+                    .find(|d| d.created_at >= since)
+                    .is_some_and(|d| d.created_at < until)
+            })
+    }
+
     /// An endpoint's finished deliveries created before `before`, oldest first. History is in
     /// journal order, hence in creation order.
     fn expired_of<'a>(
