@@ -271,7 +271,19 @@ async fn main() {
     let rules = env_u64("BENCH_RULES", 100_000);
     let endpoints = env_u64("BENCH_ENDPOINTS", 100_000);
     let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path();
+    let kept = std::env::var_os("BENCH_DATA_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    let defined = dir.join("bench-idle.json");
+    if let Ok(text) = std::fs::read_to_string(&defined) {
+        // Defined by an earlier run (BENCH_DATA_DIR): measure the restarts only.
+        let ids: Value = serde_json::from_str(&text).unwrap();
+        let (org, middle) = (
+            ids["org"].as_u64().unwrap(),
+            ids["endpoint"].as_u64().unwrap(),
+        );
+        restarts(dir, rules, endpoints, org, middle, None).await;
+        return;
+    }
 
     let server = start(dir, 1).await;
     let (empty_ready, empty_rss) = (server.ready_in, server.rss_mib());
@@ -307,16 +319,45 @@ async fn main() {
         server.rss_mib()
     );
     server.stop();
+    std::fs::write(
+        &defined,
+        json!({"org": org, "endpoint": middle_endpoint}).to_string(),
+    )
+    .unwrap();
+    restarts(
+        dir,
+        rules,
+        endpoints,
+        org,
+        middle_endpoint,
+        Some((empty_ready, empty_rss)),
+    )
+    .await;
+}
 
+/// Restarts on the defined data directory: with passivation (all asleep), then without.
+async fn restarts(
+    dir: &Path,
+    rules: u64,
+    endpoints: u64,
+    org: u64,
+    middle_endpoint: u64,
+    empty: Option<(Duration, f64)>,
+) {
     let server = start(dir, 1).await;
     let asleep_now = asleep(&server.base).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (ready, rss) = (server.ready_in, server.rss_mib());
+    let ratios = empty.map_or(String::new(), |(empty_ready, empty_rss)| {
+        format!(
+            " ({:.1}x and {:.1}x empty)",
+            ready.as_secs_f64() / empty_ready.as_secs_f64(),
+            rss / empty_rss
+        )
+    });
     println!(
-        "restart, {rules} rules + {endpoints} endpoints asleep ({asleep_now:.0} in the gauge): ready in {:.3} s ({:.1}x empty), RSS {rss:.0} MiB ({:.1}x empty)",
+        "restart, {rules} rules + {endpoints} endpoints asleep ({asleep_now:.0} in the gauge): ready in {:.3} s, RSS {rss:.0} MiB{ratios}",
         ready.as_secs_f64(),
-        ready.as_secs_f64() / empty_ready.as_secs_f64(),
-        rss / empty_rss
     );
     let woke_rule = webhook_decided(&server.base, rules / 2).await;
     let woke_endpoint = event_delivered(&server.base, org, endpoints / 2, middle_endpoint).await;

@@ -111,7 +111,6 @@ views! {
     memory {
         organizations: OrganizationsView => "Organizations.",
         tokens: TokensView => "API tokens.",
-        audit: AuditView => "The audit trail.",
         rules: RulesView => "Event rules, routing by webhook path.",
         jobs: JobsView => "Job templates and jobs.",
         workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
@@ -120,6 +119,7 @@ views! {
     }
     stored {
         event_logs: EventLogsView => "Inbound event logs.",
+        audit: AuditView => "The audit trail.",
         job_runs: JobRunsView => "Jobs (runs of job templates).",
         workflow_runs: WorkflowRunsView => "Workflow jobs.",
     }

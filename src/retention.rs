@@ -132,7 +132,13 @@ fn plan(app: &App, organization: u64, kind: Expiring, cutoff: i64) -> Option<(i6
             (rows > 0).then_some((cutoff, rows))
         }
         Expiring::Audit => {
-            let rows = app.views.audit.read().expirable(organization, cutoff);
+            let rows = match app.views.audit.read().expirable(organization, cutoff) {
+                Ok(rows) => usize::try_from(rows).unwrap_or(usize::MAX),
+                Err(e) => {
+                    tracing::warn!(organization, error = %e, "audit trail unreadable; retention skips it");
+                    return None;
+                }
+            };
             (rows > 0).then_some((cutoff, rows))
         }
         Expiring::Payloads => {

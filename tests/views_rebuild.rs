@@ -1,6 +1,7 @@
 //! The read models on disk survive kill -9 exactly: after 20 kills in the middle of webhook
-//! bursts, the event logs the server shows equal those of a full rebuild from the journal (the
-//! store deleted, every view folded again from position 0).
+//! bursts and configuration changes, the event logs and the audit trail the server shows equal
+//! those of a full rebuild from the journal (the store deleted, every view folded again from
+//! position 0).
 
 mod common;
 
@@ -17,6 +18,28 @@ fn sign(body: &[u8]) -> String {
         "sha256={}",
         hookforge::signing::hmac_sha256_hex(KEY.as_bytes(), body)
     )
+}
+
+/// Every audit entry, newest first.
+fn all_audit(base: &str) -> Vec<Value> {
+    let client = reqwest::blocking::Client::new();
+    let mut all = Vec::new();
+    for page in 1.. {
+        let body: Value = client
+            .get(format!(
+                "{base}/api/v2/audit_events/?page_size=200&page={page}"
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        all.extend(body["results"].as_array().unwrap().iter().cloned());
+        if body["next"].is_null() {
+            return all;
+        }
+    }
+    unreachable!()
 }
 
 /// Every event log, oldest first, once none is still being decided.
@@ -115,8 +138,29 @@ fn views_on_disk_equal_a_full_rebuild_after_kill_9_during_writes() {
                 })
             })
             .collect();
+        // Configuration changes meanwhile: each token creation is an audit entry.
+        let auditor = {
+            let (base, org) = (server.base.clone(), org["id"].clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                while let Ok(r) = client
+                    .post(format!("{base}/api/v2/tokens/"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"organization": org, "role": "member"}))
+                    .send()
+                {
+                    if r.status() != 201 {
+                        break;
+                    }
+                }
+            })
+        };
         std::thread::sleep(Duration::from_millis(150 + 20 * (cycle as u64 % 5)));
         server.kill9();
+        auditor.join().unwrap();
         accepted += writers
             .into_iter()
             .map(|w| w.join().unwrap())
@@ -126,6 +170,7 @@ fn views_on_disk_equal_a_full_rebuild_after_kill_9_during_writes() {
 
     let mut server = ServerProcess::spawn(dir.path(), &[]);
     let resumed = all_logs(&server.base);
+    let resumed_audit = all_audit(&server.base);
     assert!(server.terminate().success());
     assert!(resumed.len() > 200, "{} logs", resumed.len());
 
@@ -136,6 +181,16 @@ fn views_on_disk_equal_a_full_rebuild_after_kill_9_during_writes() {
     assert_eq!(code, 0, "{out}{err}");
     let server = ServerProcess::spawn(dir.path(), &[]);
     let rebuilt = all_logs(&server.base);
+    let rebuilt_audit = all_audit(&server.base);
+    assert!(
+        resumed_audit.len() > 20,
+        "{} audit entries",
+        resumed_audit.len()
+    );
+    assert_eq!(
+        resumed_audit, rebuilt_audit,
+        "the audit trail differs from a rebuild"
+    );
     assert_eq!(resumed.len(), rebuilt.len());
     for (a, b) in resumed.iter().zip(&rebuilt) {
         assert_eq!(a, b, "the resumed view differs from a rebuild");

@@ -93,6 +93,10 @@ pub trait ManagedKind: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Whether idle children are passivated; if not, the manager starts every child, asleep
+    /// ones included.
+    fn passivates(&self) -> bool;
+
     /// Now, in µs since the epoch (the clock timers of asleep resources are due by).
     fn now(&self) -> i64 {
         chrono::Utc::now().timestamp_micros()
@@ -356,6 +360,7 @@ impl<K: ManagedKind> Manager<K> {
     }
 
     fn load_asleep(&self, live: &BTreeSet<u64>) -> HashMap<u64, Asleep> {
+        let keep = self.kind.passivates();
         let rows = match self.sleepers.all() {
             Ok(rows) => rows,
             Err(e) => {
@@ -365,7 +370,7 @@ impl<K: ManagedKind> Manager<K> {
         };
         let mut asleep = HashMap::new();
         for (id, row) in rows {
-            if live.contains(&id) {
+            if keep && live.contains(&id) {
                 asleep.insert(id, row);
             } else {
                 let _ = self.sleepers.remove(id, &row);

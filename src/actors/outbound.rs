@@ -203,6 +203,10 @@ impl ManagedKind for Endpoints {
             .map_err(|e| e.to_string())
     }
 
+    fn passivates(&self) -> bool {
+        self.app.config.actors.idle().is_some()
+    }
+
     fn now(&self) -> i64 {
         self.app.outbound.clock.now()
     }

@@ -51,6 +51,10 @@ impl ManagedKind for Rules {
             .map_err(|e| e.to_string())
     }
 
+    fn passivates(&self) -> bool {
+        self.app.config.actors.idle().is_some()
+    }
+
     /// The rules view, caught up to the start-up head before actors start.
     fn seed(&self) -> Option<(Vec<u64>, Position)> {
         let ids = self.app.views.rules.read().all().map(|r| r.id).collect();

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-pub use self::audit::{AuditEntry, AuditView};
+pub use self::audit::{AuditEntry, AuditFilter, AuditView};
 pub use self::event_logs::{EventLogEntry, EventLogFilter, EventLogsView, Status};
 pub use self::job_runs::JobRunsView;
 pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};

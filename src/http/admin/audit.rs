@@ -8,10 +8,11 @@ use crate::app::App;
 use crate::domain::access::Role;
 use crate::domain::rfc3339;
 use crate::http::auth::authenticate;
-use crate::http::pagination::paginate_iter;
+use crate::http::pagination::{Page, paginate};
 use crate::http::response::Response;
 use crate::http::{ApiError, Request};
-use crate::projections::AuditEntry;
+use crate::projections::{AuditEntry, AuditFilter};
+use crate::store::TimeRange;
 
 fn render(entry: &AuditEntry) -> Value {
     json!({
@@ -37,27 +38,35 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
     }
     let scope = principal.scope();
     let organization = req.query_parsed::<u64>("organization", "an organization id")?;
-    let (since, until) = (req.query_time("since")?, req.query_time("until")?);
-    let text = |name| req.query(name).filter(|v| !v.is_empty());
-    let (actor, resource_type, resource_id, action) = (
-        text("actor"),
-        text("resource_type"),
-        text("resource_id"),
-        text("action"),
-    );
-    let view = app.views.audit.read();
-    let items = view
-        .entries()
-        .iter()
-        .rev()
-        .filter(|e| scope.is_none_or(|org| e.organization == Some(org)))
-        .filter(|e| organization.is_none_or(|org| e.organization == Some(org)))
-        .filter(|e| actor.is_none_or(|a| e.actor == a))
-        .filter(|e| resource_type.is_none_or(|t| e.resource_type == t))
-        .filter(|e| resource_id.is_none_or(|i| e.resource_id == i))
-        .filter(|e| action.is_none_or(|a| e.action == a))
-        .filter(|e| since.is_none_or(|t| e.timestamp >= t))
-        .filter(|e| until.is_none_or(|t| e.timestamp <= t))
-        .map(render);
-    paginate_iter(&req, items)
+    if let (Some(scope), Some(asked)) = (scope, organization)
+        && scope != asked
+    {
+        // Another tenant's trail: as empty as one's own filtered to nothing.
+        return paginate(&req, Page::from_request(&req)?, 0, Vec::<Value>::new());
+    }
+    let text = |name| req.query(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    let filter = AuditFilter {
+        organization: scope.or(organization),
+        actor: text("actor"),
+        resource_type: text("resource_type"),
+        resource_id: text("resource_id"),
+        action: text("action"),
+        range: TimeRange {
+            since: req.query_time("since")?,
+            until: req.query_time("until")?,
+        },
+    };
+    let page = Page::from_request(&req)?;
+    let found = app
+        .views
+        .audit
+        .read()
+        .list(&filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(render).collect();
+    paginate(
+        &req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
 }
