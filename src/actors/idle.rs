@@ -49,16 +49,6 @@ impl Idle {
         }
     }
 
-    /// Passivation off (actors that must keep running).
-    pub fn never() -> Self {
-        Self {
-            after: None,
-            last_work: Instant::now(),
-            asleep: false,
-            ticker: None,
-        }
-    }
-
     /// Notes that the actor did some work.
     pub fn worked(&mut self) {
         self.last_work = Instant::now();
