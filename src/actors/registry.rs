@@ -164,6 +164,19 @@ impl<M: ractor::Message> Registry<M> {
         inner.gone.insert(id);
     }
 
+    /// Ids with a running actor, ascending.
+    pub fn running(&self) -> Vec<u64> {
+        let inner = self.lock();
+        let mut ids: Vec<u64> = inner
+            .slots
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Running(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Sets the manager that wakes asleep resources.
     pub(super) fn set_manager(&self, manager: ActorRef<ManagerMsg>) {
         let mut inner = self.lock();
