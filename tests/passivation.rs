@@ -16,6 +16,16 @@ const KEY: &str = "passivation-test-key-0123456789";
 
 /// The value of `hookforge_<name>{kind="<kind>"}` in the server's `/metrics`.
 async fn metric(client: &reqwest::Client, base: &str, name: &str, kind: &str) -> i64 {
+    series(
+        client,
+        base,
+        &format!("hookforge_{name}{{kind=\"{kind}\"}}"),
+    )
+    .await
+}
+
+/// The value of the metric series `series` (name and labels) in the server's `/metrics`.
+async fn series(client: &reqwest::Client, base: &str, series: &str) -> i64 {
     let text = client
         .get(format!("{base}/metrics"))
         .send()
@@ -24,7 +34,7 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str, kind: &str) ->
         .text()
         .await
         .unwrap();
-    let series = format!("hookforge_{name}{{kind=\"{kind}\"}} ");
+    let series = format!("{series} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&series))
         .unwrap_or_else(|| panic!("{series} not in /metrics"))

@@ -204,7 +204,6 @@ pub struct EndpointRun {
     bucket: Option<TokenBucket>,
     timer_at: Option<i64>,
     folded_since_snapshot: u64,
-    gauge: i64,
     filter: Filter,
     /// Requests waiting for (or at) the evaluation pool, in source order.
     filtering: VecDeque<ScheduleRequest>,
@@ -335,7 +334,6 @@ impl EndpointActor {
     }
 
     fn fold(&self, run: &mut EndpointRun, events: &[RecordedEvent]) {
-        let before = run.state.pending.len();
         let mut reconfigure = false;
         let consumer = format!("endpoint:{}", self.id);
         for record in events {
@@ -384,7 +382,6 @@ impl EndpointActor {
             run.awaiting_record.clear();
             run.payloads.clear();
         }
-        self.adjust_gauge(run, before);
         run.folded_since_snapshot += events.len() as u64;
         if run.folded_since_snapshot >= SNAPSHOT_EVERY_EVENTS {
             save_state(
@@ -394,15 +391,6 @@ impl EndpointActor {
                 &run.state,
             );
             run.folded_since_snapshot = 0;
-        }
-    }
-
-    fn adjust_gauge(&self, run: &mut EndpointRun, before: usize) {
-        let after = run.state.pending.len();
-        if after != before {
-            let delta = after as i64 - before as i64;
-            self.app.metrics.outbound.pending.add(delta);
-            run.gauge += delta;
         }
     }
 
@@ -887,7 +875,6 @@ impl Actor for EndpointActor {
             bucket: None,
             timer_at: None,
             folded_since_snapshot: 0,
-            gauge: 0,
             filter: Filter::None,
             filtering: VecDeque::new(),
             filter_busy: false,
@@ -896,7 +883,6 @@ impl Actor for EndpointActor {
             }),
         };
         self.reconfigure(&mut run);
-        self.adjust_gauge(&mut run, 0);
         Ok(run)
     }
 
@@ -983,8 +969,6 @@ impl Actor for EndpointActor {
         for (_, task) in run.in_flight.drain() {
             task.abort();
         }
-        self.app.metrics.outbound.pending.sub(run.gauge);
-        run.gauge = 0;
         if run.state.deleted || self.app.outbound.endpoints.is_gone(self.id) {
             for ack in run.acks.drain(..) {
                 ack.skipped();

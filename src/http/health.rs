@@ -40,6 +40,12 @@ pub async fn readyz(app: Arc<App>, _req: Request) -> Result<Response, ApiError> 
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(app: Arc<App>, _req: Request) -> Result<Response, ApiError> {
+    // From the read model, not from the endpoint actors: an asleep endpoint's retries count too.
+    let pending = app.views.outbound.read().pending_total();
+    app.metrics
+        .outbound
+        .pending
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
     Ok(text(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

@@ -292,6 +292,11 @@ impl OutboundView {
             .filter_map(|id| self.deliveries.get(id))
     }
 
+    /// Pending deliveries of every endpoint (asleep ones included).
+    pub fn pending_total(&self) -> usize {
+        self.endpoints.values().map(|e| e.pending.len()).sum()
+    }
+
     /// Pending deliveries of an endpoint.
     pub fn pending_count(&self, endpoint: u64) -> usize {
         self.endpoints.get(&endpoint).map_or(0, |e| e.pending.len())
