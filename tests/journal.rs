@@ -674,3 +674,50 @@ fn acknowledged_appends_survive_sigkill() {
         acknowledged.len()
     );
 }
+
+#[tokio::test]
+async fn large_snapshots_live_in_files_survive_a_reopen_and_are_dropped_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let files = || {
+        std::fs::read_dir(dir.path().join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    {
+        let journal = open(dir.path());
+        journal.save_snapshot("view:big@1", 10, &big).unwrap();
+        journal.save_snapshot("view:big@1", 20, &big[1..]).unwrap();
+        journal.save_snapshot("view:small@1", 5, b"small").unwrap();
+        assert_eq!(files(), 1, "one file, for the latest large snapshot only");
+        journal.close().await;
+    }
+    let journal = open(dir.path());
+    assert_eq!(
+        journal.load_snapshot("view:big@1").unwrap(),
+        Some((20, big[1..].to_vec()))
+    );
+    assert_eq!(
+        journal.load_snapshot("view:small@1").unwrap(),
+        Some((5, b"small".to_vec()))
+    );
+    // Shrinking back under the threshold moves it into the index and removes the file.
+    journal.save_snapshot("view:big@1", 30, b"tiny").unwrap();
+    assert_eq!(files(), 0);
+    assert_eq!(
+        journal.load_snapshot("view:big@1").unwrap(),
+        Some((30, b"tiny".to_vec()))
+    );
+    journal.save_snapshot("view:big@1", 40, &big).unwrap();
+    assert_eq!(journal.remove_snapshots("view:big").unwrap(), 1);
+    assert_eq!(files(), 0);
+    assert_eq!(journal.load_snapshot("view:big@1").unwrap(), None);
+    journal.save_snapshot("view:big@1", 50, &big).unwrap();
+    journal.clear_snapshots().unwrap();
+    assert_eq!(
+        (files(), journal.load_snapshot("view:big@1").unwrap()),
+        (0, None)
+    );
+    assert_eq!(journal.load_snapshot("view:small@1").unwrap(), None);
+    journal.close().await;
+}

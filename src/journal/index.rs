@@ -14,6 +14,7 @@ use std::path::Path;
 
 use super::record::Hash;
 use super::segment::Location;
+use super::snapshot_files::{FILE_BYTES, SnapshotFiles};
 use super::types::{Position, Revision};
 
 const STREAM: u8 = b's';
@@ -46,6 +47,9 @@ pub(crate) struct Index {
     db: sled::Db,
     tree: sled::Tree,
     snapshots: sled::Tree,
+    /// Large snapshots: name → position and the file holding the state.
+    snapshot_files: sled::Tree,
+    files: SnapshotFiles,
     parked: sled::Tree,
     compaction: sled::Tree,
 }
@@ -144,12 +148,20 @@ impl Index {
             .open()?;
         let tree = db.open_tree("index")?;
         let snapshots = db.open_tree("snapshots")?;
+        let snapshot_files = db.open_tree("snapshot_files")?;
+        let files = SnapshotFiles::new(
+            path.parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("snapshots"),
+        );
         let parked = db.open_tree("parked")?;
         let compaction = db.open_tree("compaction")?;
         Ok(Self {
             db,
             tree,
             snapshots,
+            snapshot_files,
+            files,
             parked,
             compaction,
         })
@@ -261,16 +273,39 @@ impl Index {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Stores a snapshot of a projection or actor taken at `position`.
+    /// Stores a snapshot of a projection or actor taken at `position`: in the index if small,
+    /// in a file it names if large (see [`super::snapshot_files`]).
     pub fn save_snapshot(&self, name: &str, position: Position, state: &[u8]) -> sled::Result<()> {
-        let mut value = Vec::with_capacity(8 + state.len());
-        value.extend_from_slice(&position.to_be_bytes());
-        value.extend_from_slice(state);
-        self.snapshots.insert(name, value).map(drop)
+        if state.len() <= FILE_BYTES {
+            self.snapshots
+                .insert(name, [&position.to_be_bytes()[..], state].concat())?;
+            if self.snapshot_files.remove(name)?.is_some() {
+                self.db.flush()?;
+                self.files.remove_others(name, None);
+            }
+            return Ok(());
+        }
+        let file = self.files.write(name, position, state)?;
+        self.snapshot_files.insert(
+            name,
+            [&position.to_be_bytes()[..], file.as_bytes()].concat(),
+        )?;
+        self.snapshots.remove(name)?;
+        // The older file goes once the index naming the new one is on disk.
+        self.db.flush()?;
+        self.files.remove_others(name, Some(&file));
+        Ok(())
     }
 
     /// The latest snapshot stored under `name`.
     pub fn load_snapshot(&self, name: &str) -> sled::Result<Option<(Position, Vec<u8>)>> {
+        if let Some(pointer) = self.snapshot_files.get(name)? {
+            let file = String::from_utf8_lossy(&pointer[8..]);
+            return Ok(self
+                .files
+                .read(&file)
+                .map(|state| (be_u64(&pointer), state)));
+        }
         Ok(self
             .snapshots
             .get(name)?
@@ -279,16 +314,24 @@ impl Index {
 
     /// Drops every snapshot (they are an optimisation; state is rebuilt from the log).
     pub fn clear_snapshots(&self) -> sled::Result<()> {
-        self.snapshots.clear()
+        self.snapshots.clear()?;
+        self.snapshot_files.clear()?;
+        self.db.flush()?;
+        self.files.remove_prefixed("");
+        Ok(())
     }
 
     /// Drops the snapshots whose names start with `prefix`.
     pub fn remove_snapshots(&self, prefix: &str) -> sled::Result<usize> {
         let mut removed = 0;
-        for key in self.snapshots.scan_prefix(prefix).keys() {
-            self.snapshots.remove(key?)?;
-            removed += 1;
+        for tree in [&self.snapshots, &self.snapshot_files] {
+            for key in tree.scan_prefix(prefix).keys() {
+                tree.remove(key?)?;
+                removed += 1;
+            }
         }
+        self.db.flush()?;
+        self.files.remove_prefixed(prefix);
         Ok(removed)
     }
 

@@ -17,6 +17,7 @@ mod offline;
 mod record;
 mod segment;
 mod shared;
+mod snapshot_files;
 mod subscription;
 mod types;
 mod writer;
