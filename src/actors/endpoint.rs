@@ -26,7 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::dispatcher::DispatchAck;
-use super::idle::{Idle, ask_to_sleep};
+use super::idle::Idle;
 use super::manager::{catch_up, follow, load_state, save_state};
 use super::sleepers::Asleep;
 use crate::app::App;
@@ -933,20 +933,18 @@ impl Actor for EndpointActor {
                 run.idle.worked();
                 self.filtered(&myself, run, verdict)
             }
-            EndpointMsg::IdleCheck => {
-                if run.idle.is_idle()
-                    && self.quiescent(run).is_some()
-                    && self.app.outbound.endpoints.begin_sleep(self.id, &myself)
-                {
-                    let _ = myself.send_message(EndpointMsg::Sleep);
-                }
-            }
+            EndpointMsg::IdleCheck => run.idle.check(
+                &self.app.outbound.endpoints,
+                self.id,
+                &myself,
+                self.quiescent(run),
+                EndpointMsg::Sleep,
+            ),
             EndpointMsg::Sleep => {
-                let registry = &self.app.outbound.endpoints;
-                match self.quiescent(run).filter(|_| run.idle.is_idle()) {
-                    Some(asleep) => run.idle.asleep = ask_to_sleep(registry, self.id, asleep).await,
-                    None => registry.resume(self.id),
-                }
+                let quiescent = self.quiescent(run);
+                run.idle
+                    .sleep(&self.app.outbound.endpoints, self.id, quiescent)
+                    .await
             }
             EndpointMsg::AppendFailed(reason) => {
                 return Err(format!(

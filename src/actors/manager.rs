@@ -21,7 +21,7 @@
 //!    whose deletion event says it is gone.
 //! 2. Implement [`ManagedKind`]: the category, the two event type names, and `spawn`, which
 //!    spawns the child actor *linked to the supervisor cell it is given*
-//!    (`Actor::spawn_linked(None, actor, args, supervisor)`).
+//!    ([`spawn_linked`] does it for an actor without arguments).
 //! 3. In the child's `pre_start`, rebuild state with [`load_state`] and [`catch_up`], then call
 //!    [`follow`] to receive the rest of the stream as it is committed (one batch at a time, via a
 //!    call, so memory stays bounded). Save snapshots with [`save_state`] now and then and in
@@ -38,8 +38,7 @@
 //!     const DELETED: &'static str = "rule.deleted";
 //!     async fn spawn(self: Arc<Self>, id: u64, registry: Registry<RuleMsg>, supervisor: ActorCell)
 //!         -> Result<ActorRef<RuleMsg>, String> {
-//!         let actor = RuleActor { app: self.app.clone(), id };
-//!         Actor::spawn_linked(None, actor, (), supervisor).await.map(|(a, _)| a).map_err(|e| e.to_string())
+//!         spawn_linked(RuleActor { app: self.app.clone(), id }, supervisor).await
 //!     }
 //! }
 //! start_manager(&app, Arc::new(Rules { app: app.clone() }), registry).await?;
@@ -104,6 +103,17 @@ pub trait ManagedKind: Send + Sync + Sized + 'static {
 }
 
 pub use super::registry::{Lookup, Registry, Sent};
+
+/// Spawns `actor` linked to `supervisor`: what [`ManagedKind::spawn`] usually does.
+pub async fn spawn_linked<A: Actor<Arguments = ()>>(
+    actor: A,
+    supervisor: ActorCell,
+) -> Result<ActorRef<A::Msg>, String> {
+    Actor::spawn_linked(None, actor, (), supervisor)
+        .await
+        .map(|(actor, _)| actor)
+        .map_err(|e| e.to_string())
+}
 
 /// Loads a child's state snapshot saved under `tag` (`None` if absent or if it no longer decodes).
 pub fn load_state<S: DeserializeOwned>(journal: &Journal, tag: &str) -> Option<S> {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::dispatcher::{self, DispatchProgress};
 use super::endpoint::{EndpointActor, EndpointMsg};
-use super::manager::{ManagedKind, Registry, start_manager};
+use super::manager::{ManagedKind, Registry, spawn_linked, start_manager};
 use crate::app::App;
 use crate::codec::EventBody;
 use crate::delivery::{AttemptOutcome, ClientConfig, DeliveryClient, OutboundRequest};
@@ -197,10 +197,7 @@ impl ManagedKind for Endpoints {
             app: self.app.clone(),
             id,
         };
-        ractor::Actor::spawn_linked(None, actor, (), supervisor)
-            .await
-            .map(|(actor, _)| actor)
-            .map_err(|e| e.to_string())
+        spawn_linked(actor, supervisor).await
     }
 
     fn passivates(&self) -> bool {

@@ -32,7 +32,7 @@ use crate::metrics::InboundMetrics;
 use crate::secrets::{DataKeys, Unreadable};
 use crate::store::Writes;
 
-use super::idle::{Idle, ask_to_sleep};
+use super::idle::Idle;
 use super::manager::Registry;
 use super::rule_store::{DiskSeen, RuleStore};
 use super::sleepers::Asleep;
@@ -602,6 +602,15 @@ fn status_label(status: ActionStatus) -> &'static str {
     }
 }
 
+/// How the rule would sleep: every round completes within its message, so a rule whose last
+/// round did not fail has nothing in progress.
+fn quiescent(actor: &RuleActorState) -> Option<Asleep> {
+    (!actor.failed).then_some(Asleep {
+        revision: actor.state.next_revision,
+        wake_at: None,
+    })
+}
+
 fn compile(state: &RuleState) -> Option<RuleProgram> {
     let config = state.config.as_ref()?;
     match config.program() {
@@ -700,24 +709,16 @@ impl Actor for RuleActor {
                 actor.idle.worked();
                 let _ = reply.send(self.dry_run(actor, run).await);
             }
-            RuleMsg::IdleCheck => {
-                if actor.idle.is_idle()
-                    && !actor.failed
-                    && self.registry.begin_sleep(self.id, &myself)
-                {
-                    let _ = myself.send_message(RuleMsg::Sleep);
-                }
-            }
+            RuleMsg::IdleCheck => actor.idle.check(
+                &self.registry,
+                self.id,
+                &myself,
+                quiescent(actor),
+                RuleMsg::Sleep,
+            ),
             RuleMsg::Sleep => {
-                if actor.idle.is_idle() && !actor.failed {
-                    let asleep = Asleep {
-                        revision: actor.state.next_revision,
-                        wake_at: None,
-                    };
-                    actor.idle.asleep = ask_to_sleep(&self.registry, self.id, asleep).await;
-                } else {
-                    self.registry.resume(self.id);
-                }
+                let quiescent = quiescent(actor);
+                actor.idle.sleep(&self.registry, self.id, quiescent).await
             }
         }
         Ok(())

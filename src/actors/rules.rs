@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ractor::{ActorCell, ActorRef};
 
-use super::manager::{ManagedKind, Registry, start_manager};
+use super::manager::{ManagedKind, Registry, spawn_linked, start_manager};
 use super::rule::{ActionLauncher, RuleActor, RuleMsg};
 use crate::app::App;
 use crate::codec::EventBody;
@@ -45,10 +45,7 @@ impl ManagedKind for Rules {
             registry,
             idle_after: app.config.actors.idle(),
         };
-        ractor::Actor::spawn_linked(None, actor, (), supervisor)
-            .await
-            .map(|(actor, _)| actor)
-            .map_err(|e| e.to_string())
+        spawn_linked(actor, supervisor).await
     }
 
     fn passivates(&self) -> bool {
