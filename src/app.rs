@@ -25,9 +25,9 @@ use crate::journal::{
 };
 use crate::metrics::Metrics;
 use crate::projections::{
-    AuditView, EventLogsView, JobRunsView, JobsView, NotificationsView, OrganizationsView,
-    OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View, WorkflowRunsView,
-    WorkflowsView, open_stored,
+    AuditView, DeliveriesView, EventLogsView, JobRunsView, JobsView, NotificationsView,
+    OrganizationsView, OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View,
+    WorkflowRunsView, WorkflowsView, open_stored,
 };
 use crate::secrets::{self, DataKeys, MasterKey};
 use crate::store::Store;
@@ -115,11 +115,12 @@ views! {
         jobs: JobsView => "Job templates and jobs.",
         workflows: WorkflowsView => "Workflow job templates and workflow jobs.",
         notifications: NotificationsView => "Notification templates.",
-        outbound: OutboundView => "Outbound endpoints, deliveries, idempotency keys, custom event types.",
+        outbound: OutboundView => "Outbound endpoints, idempotency keys, custom event types.",
     }
     stored {
         event_logs: EventLogsView => "Inbound event logs.",
         audit: AuditView => "The audit trail.",
+        deliveries: DeliveriesView => "Outbound deliveries and their attempts.",
         job_runs: JobRunsView => "Jobs (runs of job templates).",
         workflow_runs: WorkflowRunsView => "Workflow jobs.",
     }

@@ -128,8 +128,20 @@ fn plan(app: &App, organization: u64, kind: Expiring, cutoff: i64) -> Option<(i6
             Some((before, oldest.iter().filter(|t| **t < before).count()))
         }
         Expiring::Deliveries => {
-            let rows = app.views.outbound.read().expirable(organization, cutoff);
-            (rows > 0).then_some((cutoff, rows))
+            let oldest = match app
+                .views
+                .deliveries
+                .read()
+                .oldest_finished(organization, BATCH + 1)
+            {
+                Ok(oldest) => oldest,
+                Err(e) => {
+                    tracing::warn!(organization, error = %e, "deliveries unreadable; retention skips them");
+                    return None;
+                }
+            };
+            let before = retention::next_cut(&oldest, cutoff, BATCH)?;
+            Some((before, oldest.iter().filter(|t| **t < before).count()))
         }
         Expiring::Audit => {
             let rows = match app.views.audit.read().expirable(organization, cutoff) {
@@ -162,9 +174,13 @@ fn plan(app: &App, organization: u64, kind: Expiring, cutoff: i64) -> Option<(i6
             };
             let deliveries = || {
                 app.views
-                    .outbound
+                    .deliveries
                     .read()
-                    .any_created_within(organization, since, cutoff)
+                    .any_finished_within(organization, range)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(organization, error = %e, "deliveries unreadable; payload expiry skips them");
+                        false
+                    })
             };
             let due = since.is_none_or(|since| since < cutoff) && (webhooks() || deliveries());
             due.then_some((cutoff, 0))

@@ -265,5 +265,30 @@ async fn repeated_sigkill_during_delivery_loses_nothing() {
         duplicates as u64 <= KILLS as u64 * MAX_IN_FLIGHT,
         "{duplicates} duplicates"
     );
+
+    // The delivery history on disk, written through every kill, equals a full rebuild from
+    // the journal (views deleted, every view folded again from position 0).
     server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("views")).unwrap();
+    let server = spawn(dir.path()).await;
+    let rebuilt = all_deliveries(&client, &server.base, endpoint_id).await;
+    assert_eq!(
+        rebuilt, deliveries,
+        "the delivery history differs from a rebuild"
+    );
+    let detail = |id: &Value| format!("{}/api/v2/deliveries/{id}/", server.base);
+    let (_, first) = call(
+        &client,
+        reqwest::Method::GET,
+        detail(&deliveries[0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        first["attempts"].as_array().unwrap().len() as u64,
+        deliveries[0]["attempt_count"].as_u64().unwrap(),
+        "{first}"
+    );
+    drop(server);
 }

@@ -336,13 +336,17 @@ async fn an_endpoint_failing_for_disable_after_failing_hours_is_disabled() {
         d.reason,
         "failed continuously for 1 hours without a successful delivery"
     );
-    {
-        let view = s.app.views.outbound.read();
-        assert!(!view.endpoint(1).unwrap().enabled);
-        assert_eq!(
-            view.deliveries_of(1).next().unwrap().status,
-            hookforge::projections::outbound::DeliveryStatus::Failed
-        );
-    }
+    assert!(!s.app.views.outbound.read().endpoint(1).unwrap().enabled);
+    let history = s
+        .app
+        .views
+        .deliveries
+        .read()
+        .list(1, &Default::default(), 0, 1)
+        .unwrap();
+    assert_eq!(
+        history.rows[0].status,
+        hookforge::projections::DeliveryStatus::Failed
+    );
     s.app.shutdown().await;
 }

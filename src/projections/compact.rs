@@ -55,8 +55,7 @@ impl fmt::Debug for WebhookId {
 }
 
 /// Interned strings: each distinct value is stored once and referred to by a `u32`. Used for
-/// event types and source streams (few distinct values), and for error messages while the table
-/// is small ([`Text`]).
+/// event types and source streams (few distinct values).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<Box<str>>", into = "Vec<Box<str>>")]
 pub struct Symbols {
@@ -97,36 +96,6 @@ impl Symbols {
     pub fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", |n| n)
     }
-
-    /// `text` interned if it is known or the table is still small, kept inline otherwise (so
-    /// varied error messages cannot grow the table without bound).
-    pub fn text(&mut self, text: &str) -> Text {
-        if self.index.contains_key(text) || self.names.len() < MAX_INTERNED_TEXTS {
-            Text::Symbol(self.intern(text))
-        } else {
-            Text::Inline(text.into())
-        }
-    }
-
-    /// The string a [`Text`] stands for.
-    pub fn resolve<'a>(&'a self, text: &'a Text) -> &'a str {
-        match text {
-            Text::Symbol(id) => self.name(*id),
-            Text::Inline(inline) => inline,
-        }
-    }
-}
-
-/// Table size beyond which [`Symbols::text`] stops interning new values.
-pub const MAX_INTERNED_TEXTS: usize = 65_536;
-
-/// A string that is usually one of a few values (an attempt's error): interned or inline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Text {
-    /// A symbol of the owner's [`Symbols`].
-    Symbol(u32),
-    /// The text itself.
-    Inline(Box<str>),
 }
 
 /// Where a delivery's event is, compactly (see [`DeliverySource`]).
@@ -223,27 +192,6 @@ mod tests {
         assert_eq!(back, symbols);
         let mut back = back;
         assert_eq!(back.intern("job.failed"), b);
-    }
-
-    #[test]
-    fn texts_are_interned_until_the_table_is_full() {
-        let mut symbols = Symbols::default();
-        let a = symbols.text("HTTP 500");
-        assert_eq!(a, symbols.text("HTTP 500"));
-        assert!(matches!(a, Text::Symbol(_)));
-        for n in 0..MAX_INTERNED_TEXTS {
-            symbols.intern(&n.to_string());
-        }
-        let late = symbols.text("a new error");
-        assert_eq!(late, Text::Inline("a new error".into()));
-        assert_eq!(
-            (symbols.resolve(&a), symbols.resolve(&late)),
-            ("HTTP 500", "a new error")
-        );
-        assert!(
-            matches!(symbols.text("HTTP 500"), Text::Symbol(_)),
-            "known texts stay interned"
-        );
     }
 
     #[test]

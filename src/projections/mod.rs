@@ -6,6 +6,7 @@
 mod audit;
 pub mod catalog;
 pub mod compact;
+mod deliveries;
 pub mod dispatch_index;
 pub mod endpoint_state;
 mod event_logs;
@@ -14,6 +15,8 @@ mod jobs;
 mod notifications;
 mod organizations;
 pub mod outbound;
+#[cfg(test)]
+mod outbound_log;
 mod rules;
 mod runs;
 mod tokens;
@@ -27,6 +30,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 pub use self::audit::{AuditEntry, AuditFilter, AuditView};
+pub use self::deliveries::{
+    AttemptRecord, DeliveriesView, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+};
 pub use self::event_logs::{EventLogEntry, EventLogFilter, EventLogsView, Status};
 pub use self::job_runs::JobRunsView;
 pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};

@@ -1,25 +1,26 @@
-//! The outbound read model behind the admin API: endpoints with their counters, the delivery
-//! history with every attempt, publication idempotency keys and the custom event types seen.
-//!
-//! History is bounded: each endpoint keeps its latest [`MAX_HISTORY_PER_ENDPOINT`] deliveries
-//! (pending ones are never dropped); older ones remain in the journal.
+//! The outbound read model behind the admin API: endpoints with their counters and pending
+//! deliveries, publication idempotency keys and the custom event types seen. It holds
+//! configuration and live work only; the delivery history is on disk ([`super::DeliveriesView`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::View;
-use super::compact::{SourceRef, Symbols, Text, WebhookId};
+use super::deliveries::is_repeat_dispatch;
 use crate::codec::Sealed;
 use crate::domain::Event;
-use crate::domain::delivery::{DeliveryKind, DeliverySource};
+use crate::domain::delivery::DeliveryKind;
 use crate::domain::endpoint::EndpointSettings;
 use crate::domain::published::IDEMPOTENCY_WINDOW_SECONDS;
-use crate::domain::retention::Expiring;
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
-/// Deliveries kept per endpoint in the read model.
-pub const MAX_HISTORY_PER_ENDPOINT: usize = 10_000;
+/// A delivery still waiting for an attempt: what the counters need of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    attempts: u32,
+    test: bool,
+}
 
 /// An endpoint as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,157 +50,7 @@ pub struct EndpointRecord {
     /// Last successful delivery (µs).
     pub last_delivery_at: Option<i64>,
     last_dispatched: Option<Position>,
-    pending: BTreeSet<u64>,
-    history: BTreeSet<u64>,
-}
-
-/// A delivery's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt or a retry.
-    Pending,
-    /// A 2xx was received.
-    Delivered,
-    /// Ended without delivery: the endpoint was disabled, or a test ping failed.
-    Failed,
-    /// Dead-lettered after `max_attempts` failures.
-    Dead,
-    /// Never sent: the endpoint's filter could not be evaluated on the event (over its budget,
-    /// or an interpreter failure); the error says why.
-    FilterError,
-}
-
-impl DeliveryStatus {
-    /// Parses the API's status filter value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "pending" => Self::Pending,
-            "delivered" => Self::Delivered,
-            "failed" => Self::Failed,
-            "dead" => Self::Dead,
-            "filter_error" => Self::FilterError,
-            _ => return None,
-        })
-    }
-}
-
-/// One attempt, as the delivery detail lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    /// 1-based number.
-    pub attempt: u32,
-    /// Start (µs).
-    pub at: i64,
-    /// Response status, if answered.
-    pub status: Option<u16>,
-    /// Duration.
-    pub duration_ms: u32,
-    /// Error, if it failed (see [`OutboundView::attempt_error`]).
-    pub error: Option<Text>,
-}
-
-/// A delivery's attempts, oldest first. Most deliveries make exactly one, kept inline; more
-/// spill to the heap.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Attempts {
-    /// Not attempted yet.
-    #[default]
-    None,
-    /// One attempt.
-    One(AttemptRecord),
-    /// Several.
-    Many(Vec<AttemptRecord>),
-}
-
-impl Attempts {
-    /// Every attempt, oldest first.
-    pub fn as_slice(&self) -> &[AttemptRecord] {
-        match self {
-            Self::None => &[],
-            Self::One(a) => std::slice::from_ref(a),
-            Self::Many(all) => all,
-        }
-    }
-
-    /// Number of attempts.
-    pub fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    /// Whether none was made.
-    pub fn is_empty(&self) -> bool {
-        matches!(self, Self::None)
-    }
-
-    /// The latest attempt.
-    pub fn last(&self) -> Option<&AttemptRecord> {
-        self.as_slice().last()
-    }
-
-    fn push(&mut self, attempt: AttemptRecord) {
-        *self = match std::mem::take(self) {
-            Self::None => Self::One(attempt),
-            Self::One(first) => Self::Many(vec![first, attempt]),
-            Self::Many(mut all) => {
-                all.push(attempt);
-                Self::Many(all)
-            }
-        };
-    }
-}
-
-/// One delivery with its attempts, compact: the "last response" fields are those of its last
-/// attempt, derived rather than stored twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryRecord {
-    /// Id (journal position of its scheduling).
-    pub id: u64,
-    /// The endpoint.
-    pub endpoint: u64,
-    /// Its organization.
-    pub organization: u64,
-    /// `webhook-id` of every attempt.
-    pub webhook_id: WebhookId,
-    event_type: u32,
-    /// Why it exists.
-    pub kind: DeliveryKind,
-    /// What it sends (redeliveries reuse it).
-    pub source: SourceRef,
-    /// State.
-    pub status: DeliveryStatus,
-    /// Last response body, first 4 KiB.
-    pub response_snippet: Box<str>,
-    /// Every attempt, oldest first.
-    pub attempts: Attempts,
-    /// When the next retry is due (µs).
-    pub next_retry_at: Option<i64>,
-    /// When it was scheduled (µs).
-    pub created_at: i64,
-    /// The latest redelivery of this delivery, if any.
-    pub redelivered_by: Option<u64>,
-    abandoned: Option<Box<str>>,
-}
-
-impl DeliveryRecord {
-    /// Status of the last response.
-    pub fn response_status(&self) -> Option<u16> {
-        self.attempts.last().and_then(|a| a.status)
-    }
-
-    /// Duration of the last attempt.
-    pub fn duration_ms(&self) -> Option<u64> {
-        self.attempts.last().map(|a| u64::from(a.duration_ms))
-    }
-
-    /// When it was delivered (µs): the end of its successful attempt.
-    pub fn delivered_at(&self) -> Option<i64> {
-        let last = self
-            .attempts
-            .last()
-            .filter(|_| self.status == DeliveryStatus::Delivered)?;
-        Some(last.at + i64::from(last.duration_ms) * 1000)
-    }
+    pending: BTreeMap<u64, Pending>,
 }
 
 /// The first answer to a publication with an idempotency key.
@@ -230,18 +81,16 @@ pub struct CustomType {
     pub count: u64,
 }
 
-/// Outbound endpoints, deliveries, idempotency keys and custom event types.
+/// Outbound endpoints, idempotency keys and custom event types.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct OutboundView {
     endpoints: BTreeMap<u64, EndpointRecord>,
     /// Highest endpoint id ever used.
     pub max_endpoint_id: u64,
-    deliveries: HashMap<u64, DeliveryRecord>,
     idempotency: HashMap<(u64, String), PublishedRecord>,
     idempotency_order: VecDeque<(i64, u64, String)>,
     keyed_sources: HashMap<Position, (u64, String)>,
     custom_types: BTreeMap<(u64, String), CustomType>,
-    symbols: Symbols,
 }
 
 impl OutboundView {
@@ -253,43 +102,6 @@ impl OutboundView {
     /// All endpoints, ascending by id.
     pub fn endpoints(&self) -> impl DoubleEndedIterator<Item = &EndpointRecord> {
         self.endpoints.values()
-    }
-
-    /// The delivery with `id`.
-    pub fn delivery(&self, id: u64) -> Option<&DeliveryRecord> {
-        self.deliveries.get(&id)
-    }
-
-    /// Why a delivery is not delivered (yet): its last attempt's error, or why it was abandoned.
-    pub fn error_message<'a>(&'a self, delivery: &'a DeliveryRecord) -> Option<&'a str> {
-        delivery
-            .abandoned
-            .as_deref()
-            .or_else(|| delivery.attempts.last().and_then(|a| self.attempt_error(a)))
-    }
-
-    /// An attempt's error.
-    pub fn attempt_error<'a>(&'a self, attempt: &'a AttemptRecord) -> Option<&'a str> {
-        attempt.error.as_ref().map(|e| self.symbols.resolve(e))
-    }
-
-    /// What a delivery sends.
-    pub fn source(&self, delivery: &DeliveryRecord) -> DeliverySource {
-        delivery.source.to_source(&self.symbols)
-    }
-
-    /// A delivery's event type.
-    pub fn event_type(&self, delivery: &DeliveryRecord) -> &str {
-        self.symbols.name(delivery.event_type)
-    }
-
-    /// An endpoint's deliveries, newest first.
-    pub fn deliveries_of(&self, endpoint: u64) -> impl Iterator<Item = &DeliveryRecord> {
-        self.endpoints
-            .get(&endpoint)
-            .into_iter()
-            .flat_map(|e| e.history.iter().rev())
-            .filter_map(|id| self.deliveries.get(id))
     }
 
     /// Pending deliveries of every endpoint (asleep ones included).
@@ -314,66 +126,6 @@ impl OutboundView {
         self.custom_types.values()
     }
 
-    /// How many of an organization's finished deliveries were created before `before`.
-    pub fn expirable(&self, organization: u64, before: i64) -> usize {
-        self.endpoints
-            .values()
-            .filter(|e| e.organization == organization)
-            .map(|e| self.expired_of(e, before).count())
-            .sum()
-    }
-
-    /// Whether `organization` has a delivery created in `since..until` (µs; from the start if
-    /// `since` is `None`): then a published payload of that time is still in the journal.
-    pub fn any_created_within(&self, organization: u64, since: Option<i64>, until: i64) -> bool {
-        let since = since.unwrap_or(i64::MIN);
-        self.endpoints
-            .values()
-            .filter(|e| e.organization == organization)
-            .any(|e| {
-                e.history
-                    .iter()
-                    .filter_map(|id| self.deliveries.get(id))
-                    .find(|d| d.created_at >= since)
-                    .is_some_and(|d| d.created_at < until)
-            })
-    }
-
-    /// An endpoint's finished deliveries created before `before`, oldest first. History is in
-    /// journal order, hence in creation order.
-    fn expired_of<'a>(
-        &'a self,
-        endpoint: &'a EndpointRecord,
-        before: i64,
-    ) -> impl Iterator<Item = u64> + 'a {
-        endpoint
-            .history
-            .iter()
-            .filter(|id| !endpoint.pending.contains(id))
-            .take_while(move |id| {
-                self.deliveries
-                    .get(id)
-                    .is_none_or(|d| d.created_at < before)
-            })
-            .copied()
-    }
-
-    /// Drops an organization's finished deliveries created before `before`.
-    fn expire(&mut self, organization: u64, before: i64) {
-        let expired: Vec<(u64, u64)> = self
-            .endpoints
-            .values()
-            .filter(|e| e.organization == organization)
-            .flat_map(|e| self.expired_of(e, before).map(move |id| (e.id, id)))
-            .collect();
-        for (endpoint, id) in expired {
-            if let Some(e) = self.endpoints.get_mut(&endpoint) {
-                e.history.remove(&id);
-            }
-            self.deliveries.remove(&id);
-        }
-    }
-
     fn touch(&mut self, id: u64, at: i64, change: impl FnOnce(&mut EndpointRecord)) {
         if let Some(e) = self.endpoints.get_mut(&id) {
             change(e);
@@ -381,128 +133,55 @@ impl OutboundView {
         }
     }
 
-    fn abandon_pending(&mut self, endpoint: u64, reason: &str) {
-        let Some(e) = self.endpoints.get_mut(&endpoint) else {
-            return;
-        };
-        for id in std::mem::take(&mut e.pending) {
-            if let Some(d) = self.deliveries.get_mut(&id) {
-                d.status = DeliveryStatus::Failed;
-                d.next_retry_at = None;
-                d.abandoned =
-                    Some(format!("not delivered: the endpoint was disabled ({reason})").into());
-            }
-        }
-    }
-
-    /// A filter that failed on a dispatched event: a delivery that ends at once.
-    fn filter_failed(
+    /// Counts a scheduled delivery (`filtered`: its filter failed, so it ended at once).
+    fn schedule(
         &mut self,
-        record: &RecordedEvent,
-        e: crate::domain::delivery::DeliveryFilterFailed,
+        id: Position,
+        e: &crate::domain::delivery::DeliveryScheduled,
+        filtered: bool,
     ) {
-        let scheduled = crate::domain::delivery::DeliveryScheduled {
-            endpoint: e.endpoint,
-            organization: e.organization,
-            webhook_id: e.webhook_id,
-            event_type: e.event_type,
-            kind: DeliveryKind::Dispatched,
-            source: e.source,
-        };
-        self.schedule(record, scheduled);
-        let id = record.position;
-        if let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) {
-            endpoint.pending.remove(&id);
-        }
-        if let Some(d) = self.deliveries.get_mut(&id) {
-            d.status = DeliveryStatus::FilterError;
-            d.abandoned = Some(format!("filter_error: {}", e.error).into());
-        }
-    }
-
-    fn schedule(&mut self, record: &RecordedEvent, e: crate::domain::delivery::DeliveryScheduled) {
         let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else {
             return;
         };
-        if e.kind == DeliveryKind::Dispatched
-            && let Some(p) = e.source.position()
-        {
-            if endpoint.last_dispatched.is_some_and(|last| p <= last) {
-                return;
-            }
-            endpoint.last_dispatched = Some(p);
-            if let Some(key) = self.keyed_sources.get(&p)
-                && let Some(published) = self.idempotency.get_mut(key)
-            {
-                published.deliveries += 1;
-            }
-        }
-        let id = record.position;
-        if let DeliveryKind::Redelivery { of } = e.kind
-            && let Some(original) = self.deliveries.get_mut(&of)
-        {
-            original.redelivered_by = Some(id);
-        }
-        let Some(endpoint) = self.endpoints.get_mut(&e.endpoint) else {
+        if is_repeat_dispatch(&mut endpoint.last_dispatched, e) {
             return;
-        };
-        let inactive = !endpoint.enabled && e.kind != DeliveryKind::Test;
-        let (status, abandoned): (_, Option<Box<str>>) = if inactive {
-            (
-                DeliveryStatus::Failed,
-                Some("not delivered: the endpoint is disabled".into()),
-            )
-        } else {
-            endpoint.pending.insert(id);
-            (DeliveryStatus::Pending, None)
-        };
+        }
         endpoint.delivery_count += 1;
-        endpoint.history.insert(id);
-        if endpoint.history.len() > MAX_HISTORY_PER_ENDPOINT
-            && let Some(oldest) = endpoint
-                .history
-                .iter()
-                .find(|id| !endpoint.pending.contains(id))
-                .copied()
-        {
-            endpoint.history.remove(&oldest);
-            self.deliveries.remove(&oldest);
+        let test = e.kind == DeliveryKind::Test;
+        if !filtered && (endpoint.enabled || test) {
+            endpoint.pending.insert(id, Pending { attempts: 0, test });
         }
-        self.deliveries.insert(
-            id,
-            DeliveryRecord {
-                id,
-                endpoint: e.endpoint,
-                organization: e.organization,
-                webhook_id: WebhookId::parse(&e.webhook_id),
-                event_type: self.symbols.intern(&e.event_type),
-                kind: e.kind,
-                source: SourceRef::new(e.source, &mut self.symbols),
-                status,
-                response_snippet: Box::default(),
-                attempts: Attempts::None,
-                next_retry_at: None,
-                created_at: record.recorded_at,
-                redelivered_by: None,
-                abandoned,
-            },
-        );
+        if let Some(p) = e
+            .source
+            .position()
+            .filter(|_| e.kind == DeliveryKind::Dispatched)
+            && let Some(key) = self.keyed_sources.get(&p)
+            && let Some(published) = self.idempotency.get_mut(key)
+        {
+            published.deliveries += 1;
+        }
     }
 
-    /// Records an attempt on delivery `id` if it is the next one; returns the record if so.
+    /// Counts attempt `attempt` of delivery `id` if it is the next one of a pending delivery;
+    /// `last` ends it. Returns whether it was a test ping's, if counted.
     fn attempt(
         &mut self,
+        endpoint: u64,
         id: u64,
-        attempt: AttemptRecord,
-        snippet: String,
-    ) -> Option<&mut DeliveryRecord> {
-        let d = self.deliveries.get_mut(&id)?;
-        if attempt.attempt as usize != d.attempts.len() + 1 || d.status != DeliveryStatus::Pending {
+        attempt: u32,
+        last: bool,
+    ) -> Option<(&mut EndpointRecord, bool)> {
+        let e = self.endpoints.get_mut(&endpoint)?;
+        let pending = e.pending.get_mut(&id)?;
+        if attempt != pending.attempts + 1 {
             return None;
         }
-        d.response_snippet = snippet.into_boxed_str();
-        d.attempts.push(attempt);
-        Some(d)
+        pending.attempts = attempt;
+        let test = pending.test;
+        if last {
+            e.pending.remove(&id);
+        }
+        Some((e, test))
     }
 
     fn published(&mut self, record: &RecordedEvent, e: crate::domain::published::EventPublished) {
@@ -556,19 +235,11 @@ impl OutboundView {
     }
 }
 
-fn millis(duration_ms: u64) -> u32 {
-    u32::try_from(duration_ms).unwrap_or(u32::MAX)
-}
-
 impl View for OutboundView {
     const NAME: &'static str = "outbound";
 
     fn filter() -> EventFilter {
-        EventFilter::Categories(vec![
-            "endpoint".into(),
-            "published".into(),
-            "retention".into(),
-        ])
+        EventFilter::Categories(vec!["endpoint".into(), "published".into()])
     }
 
     fn apply(&mut self, record: &RecordedEvent) {
@@ -577,9 +248,6 @@ impl View for OutboundView {
         };
         let at = record.recorded_at;
         match event {
-            Event::RetentionExpired(e) if e.kind == Expiring::Deliveries => {
-                self.expire(e.organization, e.before);
-            }
             Event::EndpointCreated(e) => {
                 self.max_endpoint_id = self.max_endpoint_id.max(e.id);
                 self.endpoints.insert(
@@ -598,8 +266,7 @@ impl View for OutboundView {
                         failure_count: 0,
                         last_delivery_at: None,
                         last_dispatched: None,
-                        pending: BTreeSet::new(),
-                        history: BTreeSet::new(),
+                        pending: BTreeMap::new(),
                     },
                 );
             }
@@ -612,76 +279,38 @@ impl View for OutboundView {
                 r.enabled = true;
                 r.disabled_reason = None;
             }),
-            Event::EndpointDisabled(e) => {
-                self.abandon_pending(e.id, &e.reason);
-                self.touch(e.id, at, |r| {
-                    r.enabled = false;
-                    r.disabled_reason = Some(e.reason);
-                });
-            }
+            Event::EndpointDisabled(e) => self.touch(e.id, at, |r| {
+                r.enabled = false;
+                r.disabled_reason = Some(e.reason);
+                r.pending.clear();
+            }),
             Event::EndpointDeleted(e) => {
-                if let Some(endpoint) = self.endpoints.remove(&e.id) {
-                    for id in endpoint.history {
-                        self.deliveries.remove(&id);
-                    }
-                }
+                self.endpoints.remove(&e.id);
             }
-            Event::DeliveryScheduled(e) => self.schedule(record, e),
-            Event::DeliveryFilterFailed(e) => self.filter_failed(record, e),
-            Event::AttemptSucceeded(e) => {
-                let attempt = AttemptRecord {
-                    attempt: e.attempt,
-                    at: e.at,
-                    status: Some(e.status),
-                    duration_ms: millis(e.duration_ms),
-                    error: None,
+            Event::DeliveryScheduled(e) => self.schedule(record.position, &e, false),
+            Event::DeliveryFilterFailed(e) => {
+                let scheduled = crate::domain::delivery::DeliveryScheduled {
+                    endpoint: e.endpoint,
+                    organization: e.organization,
+                    webhook_id: e.webhook_id,
+                    event_type: e.event_type,
+                    kind: DeliveryKind::Dispatched,
+                    source: e.source,
                 };
-                let done = self.attempt(e.delivery, attempt, e.snippet).map(|d| {
-                    d.status = DeliveryStatus::Delivered;
-                    d.next_retry_at = None;
-                });
-                if done.is_some()
-                    && let Some(endpoint) = self.endpoints.get_mut(&e.endpoint)
-                {
-                    endpoint.pending.remove(&e.delivery);
+                self.schedule(record.position, &scheduled, true);
+            }
+            Event::AttemptSucceeded(e) => {
+                if let Some((endpoint, _)) = self.attempt(e.endpoint, e.delivery, e.attempt, true) {
                     endpoint.last_delivery_at = Some(e.at);
                 }
             }
             Event::AttemptFailed(e) => {
-                let error = if e.error.is_empty() {
-                    None
-                } else {
-                    Some(self.symbols.text(&e.error))
-                };
-                let attempt = AttemptRecord {
-                    attempt: e.attempt,
-                    at: e.at,
-                    status: e.status,
-                    duration_ms: millis(e.duration_ms),
-                    error,
-                };
-                let mut test = false;
-                let recorded = self.attempt(e.delivery, attempt, e.snippet).map(|d| {
-                    test = d.kind == DeliveryKind::Test;
-                    d.next_retry_at = e.next_attempt_at;
-                    if e.next_attempt_at.is_none() {
-                        d.status = DeliveryStatus::Failed;
-                    }
-                });
-                if recorded.is_some()
-                    && let Some(endpoint) = self.endpoints.get_mut(&e.endpoint)
+                let last = e.next_attempt_at.is_none();
+                if let Some((endpoint, test)) =
+                    self.attempt(e.endpoint, e.delivery, e.attempt, last)
+                    && !test
                 {
-                    if !test {
-                        endpoint.failure_count += 1;
-                    }
-                    if e.next_attempt_at.is_none() {
-                        endpoint.pending.remove(&e.delivery);
-                    }
-                }
-            }
-            Event::DeliveryDeadLettered(e) => {
-                if let Some(d) = self.deliveries.get_mut(&e.delivery) {
-                    d.status = DeliveryStatus::Dead;
+                    endpoint.failure_count += 1;
                 }
             }
             Event::EventPublished(e) => self.published(record, e),
@@ -692,132 +321,20 @@ impl View for OutboundView {
 
 #[cfg(test)]
 mod tests {
+    use super::super::outbound_log::Log;
     use super::*;
     use crate::codec::RawJson;
-    use crate::domain::delivery::{
-        AttemptFailed, AttemptSucceeded, DeliveryDeadLettered, DeliveryScheduled, DeliverySource,
-        EventRef,
-    };
-    use crate::domain::endpoint::{EndpointCreated, EndpointDisabled, RetrySettings};
+    use crate::domain::delivery::AttemptSucceeded;
     use crate::domain::published::EventPublished;
-    use crate::journal::Metadata;
-
-    struct Log {
-        view: OutboundView,
-        position: u64,
-        at: i64,
-    }
-
-    impl Log {
-        fn push(&mut self, event: Event) -> u64 {
-            let new = event.encode(Metadata::default());
-            let position = self.position;
-            self.view.apply(&RecordedEvent {
-                position,
-                stream: "endpoint-1".into(),
-                revision: 0,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                recorded_at: self.at,
-                metadata: new.metadata,
-                data: new.data.into(),
-                compacted: false,
-            });
-            self.position += 1;
-            position
-        }
-
-        fn schedule(&mut self, source: u64) -> u64 {
-            self.push(
-                DeliveryScheduled {
-                    endpoint: 1,
-                    organization: 1,
-                    webhook_id: format!("msg_{source}"),
-                    event_type: "build.done".into(),
-                    kind: DeliveryKind::Dispatched,
-                    source: DeliverySource::Journal(EventRef {
-                        position: source,
-                        stream: "published-1".into(),
-                        revision: 0,
-                    }),
-                }
-                .into(),
-            )
-        }
-
-        fn fail(&mut self, delivery: u64, attempt: u32, next: Option<i64>) {
-            self.push(
-                AttemptFailed {
-                    endpoint: 1,
-                    delivery,
-                    attempt,
-                    at: 50,
-                    status: Some(503),
-                    duration_ms: 7,
-                    snippet: "busy".into(),
-                    error: "HTTP 503".into(),
-                    error_kind: "http_status".into(),
-                    next_attempt_at: next,
-                }
-                .into(),
-            );
-        }
-    }
-
-    fn log() -> Log {
-        let mut log = Log {
-            view: OutboundView::default(),
-            position: 10,
-            at: 1_000,
-        };
-        let settings = EndpointSettings {
-            name: "ci".into(),
-            url: "https://example.com".into(),
-            events: vec!["*".into()],
-            filter: None,
-            custom_headers: None,
-            ssl_verify: true,
-            timeout_seconds: 10,
-            retry: RetrySettings::default(),
-            rate_limit_per_second: None,
-            max_in_flight: 4,
-            ordered: false,
-        };
-        log.push(
-            EndpointCreated {
-                id: 1,
-                organization: 1,
-                settings,
-                enabled: true,
-                secret: Sealed::default(),
-            }
-            .into(),
-        );
-        log
-    }
 
     #[test]
-    fn a_delivery_goes_from_pending_through_retries_to_delivered() {
-        let mut log = log();
+    fn counters_follow_attempts_and_pending_deliveries_end() {
+        let mut log = Log::new();
         let id = log.schedule(3);
-        assert_eq!(log.schedule(3), 12, "a repeat is ignored");
-        assert_eq!(log.view.delivery(12), None);
+        log.schedule(3);
         log.fail(id, 1, Some(9_000));
-        let d = log.view.delivery(id).unwrap();
-        assert_eq!(
-            (
-                d.status,
-                d.next_retry_at,
-                d.response_status(),
-                d.attempts.len()
-            ),
-            (DeliveryStatus::Pending, Some(9_000), Some(503), 1)
-        );
-        assert_eq!(log.view.error_message(d), Some("HTTP 503"));
-        assert_eq!(
-            (d.duration_ms(), log.view.event_type(d)),
-            (Some(7), "build.done")
-        );
+        log.fail(id, 1, Some(9_000));
+        assert_eq!(log.outbound.pending_count(1), 1);
         log.push(
             AttemptSucceeded {
                 endpoint: 1,
@@ -830,72 +347,18 @@ mod tests {
             }
             .into(),
         );
-        let d = log.view.delivery(id).unwrap();
-        assert_eq!(
-            (
-                d.status,
-                d.next_retry_at,
-                d.delivered_at(),
-                log.view.error_message(d)
-            ),
-            (DeliveryStatus::Delivered, None, Some(12_000), None)
-        );
-        let e = log.view.endpoint(1).unwrap();
+        let e = log.outbound.endpoint(1).unwrap();
         assert_eq!(
             (e.delivery_count, e.failure_count, e.last_delivery_at),
-            (1, 1, Some(9_000))
+            (1, 1, Some(9_000)),
+            "a repeated dispatch and a repeated attempt are not counted twice"
         );
-        assert_eq!(log.view.pending_count(1), 0);
-    }
-
-    #[test]
-    fn dead_letters_and_disabling_end_deliveries() {
-        let mut log = log();
-        let dead = log.schedule(3);
-        let other = log.schedule(4);
-        log.fail(dead, 1, None);
-        log.push(
-            DeliveryDeadLettered {
-                endpoint: 1,
-                organization: 1,
-                delivery: dead,
-                webhook_id: "msg_3".into(),
-                event_type: "build.done".into(),
-                attempts: 1,
-                last_status: Some(503),
-                last_error: "HTTP 503".into(),
-            }
-            .into(),
-        );
-        assert_eq!(
-            log.view.delivery(dead).unwrap().status,
-            DeliveryStatus::Dead
-        );
-        log.push(
-            EndpointDisabled {
-                id: 1,
-                organization: 1,
-                name: "ci".into(),
-                reason: "endpoint answered 410".into(),
-                failing_since: None,
-            }
-            .into(),
-        );
-        let d = log.view.delivery(other).unwrap();
-        assert_eq!(d.status, DeliveryStatus::Failed);
-        assert!(log.view.error_message(d).unwrap().contains("410"));
-        let late = log.schedule(5);
-        assert_eq!(
-            log.view.delivery(late).unwrap().status,
-            DeliveryStatus::Failed
-        );
-        let ids: Vec<u64> = log.view.deliveries_of(1).map(|d| d.id).collect();
-        assert_eq!(ids, [late, other, dead], "newest first");
+        assert_eq!(log.outbound.pending_total(), 0);
     }
 
     #[test]
     fn idempotency_keys_expire_after_24_hours_and_count_deliveries() {
-        let mut log = log();
+        let mut log = Log::new();
         let publish = |key: &str| EventPublished {
             organization: 1,
             event_type: "build.done".into(),
@@ -906,91 +369,23 @@ mod tests {
         };
         let first = log.push(publish("k").into());
         log.schedule(first);
-        let record = log.view.idempotent(1, "k", log.at).unwrap();
+        let record = log.outbound.idempotent(1, "k", log.at).unwrap();
         assert_eq!((record.id, record.deliveries), (first, 1));
         assert_eq!(
-            log.view.idempotent(2, "k", log.at),
+            log.outbound.idempotent(2, "k", log.at),
             None,
             "keys are per organization"
         );
         let day = IDEMPOTENCY_WINDOW_SECONDS * 1_000_000;
-        assert_eq!(log.view.idempotent(1, "k", log.at + day), None);
+        assert_eq!(log.outbound.idempotent(1, "k", log.at + day), None);
         log.at += day + 1;
         let second = log.push(publish("k").into());
-        assert_eq!(log.view.idempotent(1, "k", log.at).unwrap().id, second);
+        assert_eq!(log.outbound.idempotent(1, "k", log.at).unwrap().id, second);
         let types: Vec<(String, u64)> = log
-            .view
+            .outbound
             .custom_types()
             .map(|t| (t.name.clone(), t.count))
             .collect();
         assert_eq!(types, [("build.done".to_owned(), 2)]);
-    }
-
-    #[test]
-    fn history_is_bounded_per_endpoint_but_keeps_pending_deliveries() {
-        let mut log = log();
-        let first = log.schedule(1);
-        let second = log.schedule(2);
-        log.push(
-            AttemptSucceeded {
-                endpoint: 1,
-                delivery: second,
-                attempt: 1,
-                at: 1,
-                status: 200,
-                duration_ms: 1,
-                snippet: String::new(),
-            }
-            .into(),
-        );
-        for source in 3..(MAX_HISTORY_PER_ENDPOINT as u64 + 2) {
-            log.schedule(source);
-        }
-        assert!(log.view.delivery(first).is_some(), "still pending");
-        assert_eq!(
-            log.view.delivery(second),
-            None,
-            "oldest finished delivery dropped"
-        );
-        assert_eq!(log.view.deliveries_of(1).count(), MAX_HISTORY_PER_ENDPOINT);
-    }
-
-    #[test]
-    fn retention_drops_finished_deliveries_of_its_organization_only() {
-        let mut log = log();
-        let (old, pending) = (log.schedule(1), log.schedule(2));
-        log.push(
-            AttemptSucceeded {
-                endpoint: 1,
-                delivery: old,
-                attempt: 1,
-                at: 1_000,
-                status: 204,
-                duration_ms: 3,
-                snippet: String::new(),
-            }
-            .into(),
-        );
-        log.at = 5_000;
-        let young = log.schedule(3);
-        assert_eq!(log.view.expirable(1, 5_000), 1, "pending ones never expire");
-        assert_eq!(log.view.expirable(2, 5_000), 0);
-        let expiry = |organization| {
-            crate::domain::retention::RetentionExpired {
-                organization,
-                kind: Expiring::Deliveries,
-                before: 5_000,
-            }
-            .into()
-        };
-        log.push(expiry(2));
-        assert!(
-            log.view.delivery(old).is_some(),
-            "another organization's expiry"
-        );
-        log.push(expiry(1));
-        assert_eq!(log.view.delivery(old), None);
-        let kept: Vec<u64> = log.view.deliveries_of(1).map(|d| d.id).collect();
-        assert_eq!(kept, [young, pending]);
     }
 }

@@ -286,6 +286,32 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
         })
     }
 
+    /// Ids in `index` within `range`, oldest first.
+    pub fn ids<'a>(
+        &'a self,
+        index: &IndexKey,
+        range: TimeRange,
+    ) -> impl Iterator<Item = Result<(u64, u64), StoreError>> + use<'a, R> {
+        let prefix = [&[b'i'][..], &index.0].concat();
+        let lo = [&prefix[..], &range.start().to_be_bytes()].concat();
+        let hi = [&prefix[..], &range.end().saturating_add(1).to_be_bytes()].concat();
+        let time_at = prefix.len();
+        self.table.tree.range(lo..hi).map(move |item| {
+            let (key, _) = item?;
+            Ok((u64_at(&key, time_at), u64_at(&key, time_at + 8)))
+        })
+    }
+
+    /// Every id in `index` as `writes` leaves it, oldest first.
+    pub fn ids_in(&self, writes: &Writes, index: &IndexKey) -> Result<Vec<u64>, StoreError> {
+        let (lo, hi, id_at) = before_range(index, i64::MAX);
+        Ok(writes
+            .keys_in(&lo, &hi)?
+            .iter()
+            .map(|key| u64_at(key, id_at))
+            .collect())
+    }
+
     /// Ids in `index` created before `time`, oldest first (for retention).
     pub fn ids_before<'a>(
         &'a self,

@@ -9,18 +9,18 @@ use warp::http::StatusCode;
 use super::outbound::{find, redelivery};
 use crate::app::App;
 use crate::domain::access::Principal;
-use crate::domain::delivery::{DeliveryKind, DeliverySource};
+use crate::domain::delivery::DeliveryKind;
 use crate::domain::endpoint;
 use crate::domain::{FieldErrors, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::paginate_iter;
+use crate::http::pagination::{Page, paginate};
 use crate::http::response::{Response, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
-use crate::projections::outbound::{DeliveryRecord, DeliveryStatus, OutboundView};
+use crate::projections::{DeliveryFilter, DeliveryRecord, DeliveryStatus};
 
 /// The API form of a delivery; `attempts` lists every attempt when `with_attempts`.
-pub fn render(view: &OutboundView, d: &DeliveryRecord, with_attempts: bool) -> Value {
+pub fn render(d: &DeliveryRecord, with_attempts: bool) -> Value {
     let (kind, redelivery_of) = match d.kind {
         DeliveryKind::Dispatched => ("dispatched", None),
         DeliveryKind::Redelivery { of } => ("redelivery", Some(of)),
@@ -34,7 +34,7 @@ pub fn render(view: &OutboundView, d: &DeliveryRecord, with_attempts: bool) -> V
         "endpoint": d.endpoint,
         "organization": d.organization,
         "webhook_id": d.webhook_id.to_string(),
-        "event_type": view.event_type(d),
+        "event_type": d.event_type,
         "event_id": event_id,
         "kind": kind,
         "redelivery_of": redelivery_of,
@@ -43,7 +43,7 @@ pub fn render(view: &OutboundView, d: &DeliveryRecord, with_attempts: bool) -> V
         "response_status": d.response_status(),
         "duration_ms": d.duration_ms(),
         "response_snippet": d.response_snippet,
-        "error_message": view.error_message(d),
+        "error_message": d.error_message(),
         "attempt_count": d.attempts.len(),
         "next_retry_at": d.next_retry_at.map(rfc3339),
         "delivered_at": d.delivered_at().map(rfc3339),
@@ -52,9 +52,8 @@ pub fn render(view: &OutboundView, d: &DeliveryRecord, with_attempts: bool) -> V
     if with_attempts {
         body["attempts"] = d
             .attempts
-            .as_slice()
             .iter()
-            .map(|a| json!({"attempt": a.attempt, "time": rfc3339(a.at), "status": a.status, "duration_ms": a.duration_ms, "error": view.attempt_error(a)}))
+            .map(|a| json!({"attempt": a.attempt, "time": rfc3339(a.at), "status": a.status, "duration_ms": a.duration_ms, "error": a.error}))
             .collect();
     }
     body
@@ -75,61 +74,56 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
             ))
         })?),
     };
-    let event_type = req.query("event_type").filter(|t| !t.is_empty());
-    let since = req.query_time("since")?;
-    let view = app.views.outbound.read();
-    let items = view
-        .deliveries_of(id)
-        .filter(|d| status.is_none_or(|s| d.status == s))
-        .filter(|d| event_type.is_none_or(|t| view.event_type(d) == t))
-        .filter(|d| since.is_none_or(|t| d.created_at >= t))
-        .map(|d| render(&view, d, false));
-    paginate_iter(&req, items)
+    let filter = DeliveryFilter {
+        status,
+        event_type: req
+            .query("event_type")
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+        since: req.query_time("since")?,
+    };
+    let page = Page::from_request(&req)?;
+    let found = app
+        .views
+        .deliveries
+        .read()
+        .list(id, &filter, page.offset(), page.size)?;
+    let rendered: Vec<Value> = found.rows.iter().map(|d| render(d, false)).collect();
+    paginate(
+        &req,
+        page,
+        usize::try_from(found.count).unwrap_or(usize::MAX),
+        rendered,
+    )
 }
 
-/// What `redeliver/` needs to know about a delivery.
-struct Found {
-    principal: Principal,
-    id: u64,
-    endpoint: u64,
-    organization: u64,
-    status: DeliveryStatus,
-    event_type: String,
-    source: DeliverySource,
-}
-
-/// The delivery of the request's `{id}` if the caller may see it (404 otherwise).
-fn find_delivery(app: &App, req: &Request) -> Result<Found, ApiError> {
+/// The delivery of the request's `{id}` if the caller may see it (404 otherwise), with the
+/// caller.
+fn find_delivery(app: &App, req: &Request) -> Result<(Principal, DeliveryRecord), ApiError> {
     let principal = authenticate(app, req)?;
     let id = req.id("id")?;
-    let view = app.views.outbound.read();
-    let d = view.delivery(id).ok_or_else(ApiError::not_found)?;
+    let d = app
+        .views
+        .deliveries
+        .read()
+        .get(id)?
+        .ok_or_else(ApiError::not_found)?;
     require_read(&principal, d.organization)?;
-    Ok(Found {
-        id,
-        endpoint: d.endpoint,
-        organization: d.organization,
-        status: d.status,
-        event_type: view.event_type(d).to_owned(),
-        source: view.source(d),
-        principal,
-    })
+    Ok((principal, d))
 }
 
 /// `GET /api/v2/deliveries/{id}/`: one delivery with every attempt.
 pub async fn detail(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let found = find_delivery(&app, &req)?;
-    let view = app.views.outbound.read();
-    let delivery = view.delivery(found.id).ok_or_else(ApiError::not_found)?;
-    Ok(ok(&render(&view, delivery, true)))
+    let (_, delivery) = find_delivery(&app, &req)?;
+    Ok(ok(&render(&delivery, true)))
 }
 
 /// `POST /api/v2/deliveries/{id}/redeliver/`: sends a delivered, failed or dead delivery again
 /// as a new delivery (new id and `webhook-id`, a fresh attempt chain). 409 while it is pending or
 /// when the endpoint is disabled.
 pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let delivery = find_delivery(&app, &req)?;
-    let principal = &delivery.principal;
+    let (principal, delivery) = find_delivery(&app, &req)?;
+    let principal = &principal;
     require_manage(principal, delivery.organization)?;
     if delivery.status == DeliveryStatus::Pending {
         return Err(ApiError::conflict(
@@ -164,9 +158,11 @@ pub async fn redeliver(app: Arc<App>, req: Request) -> Result<Response, ApiError
             vec![event.into()],
         )
         .await?;
-    let view = app.views.outbound.read();
-    let new = view
-        .delivery(appended.first_position)
+    let new = app
+        .views
+        .deliveries
+        .read()
+        .get(appended.first_position)?
         .ok_or_else(|| ApiError::internal("redelivery missing after commit", delivery.id))?;
-    Ok(json(StatusCode::ACCEPTED, &render(&view, new, true)))
+    Ok(json(StatusCode::ACCEPTED, &render(&new, true)))
 }

@@ -32,7 +32,7 @@ use crate::http::pagination::paginate_iter;
 use crate::http::response::{Response, created, json, no_content, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
-use crate::projections::outbound::{DeliveryStatus, EndpointRecord};
+use crate::projections::outbound::EndpointRecord;
 use crate::secrets::{mask, random_bytes};
 
 /// Most deliveries one `recover/` call schedules again.
@@ -525,34 +525,15 @@ pub async fn recover(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
             "The endpoint is disabled; enable it before recovering deliveries.",
         ));
     }
-    let (events, truncated): (Vec<Event>, bool) = {
-        let view = app.views.outbound.read();
-        let mut candidates: Vec<_> = view
-            .deliveries_of(id)
-            .filter(|d| matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Dead))
-            .filter(|d| {
-                d.kind != DeliveryKind::Test && d.redelivered_by.is_none() && d.created_at >= since
-            })
-            .collect();
-        candidates.reverse();
-        let truncated = candidates.len() > MAX_RECOVER;
-        let events = candidates
-            .into_iter()
-            .take(MAX_RECOVER)
-            .map(|d| {
-                let source = view.source(d);
-                redelivery(
-                    d.endpoint,
-                    d.organization,
-                    d.id,
-                    view.event_type(d),
-                    &source,
-                )
-                .into()
-            })
-            .collect();
-        (events, truncated)
-    };
+    let (found, truncated) = app
+        .views
+        .deliveries
+        .read()
+        .recoverable(id, since, MAX_RECOVER)?;
+    let events: Vec<Event> = found
+        .iter()
+        .map(|d| redelivery(d.endpoint, d.organization, d.id, &d.event_type, &d.source).into())
+        .collect();
     let count = events.len();
     if count > 0 {
         app.commit(
