@@ -26,8 +26,8 @@ use crate::journal::{
 use crate::metrics::Metrics;
 use crate::projections::{
     AuditView, DeliveriesView, EventLogsView, JobRunsView, JobsView, NotificationsView,
-    OrganizationsView, OutboundView, Projection, RulesView, Stored, StoredView, TokensView, View,
-    WorkflowRunsView, WorkflowsView, open_stored,
+    OrganizationsView, OutboundView, Projection, PublicationsView, RulesView, Stored, StoredView,
+    TokensView, View, WorkflowRunsView, WorkflowsView, open_stored,
 };
 use crate::secrets::{self, DataKeys, MasterKey};
 use crate::store::Store;
@@ -121,6 +121,7 @@ views! {
         event_logs: EventLogsView => "Inbound event logs.",
         audit: AuditView => "The audit trail.",
         deliveries: DeliveriesView => "Outbound deliveries and their attempts.",
+        publications: PublicationsView => "Idempotency keys of published events.",
         job_runs: JobRunsView => "Jobs (runs of job templates).",
         workflow_runs: WorkflowRunsView => "Workflow jobs.",
     }

@@ -17,6 +17,7 @@ mod organizations;
 pub mod outbound;
 #[cfg(test)]
 mod outbound_log;
+mod publications;
 mod rules;
 mod runs;
 mod tokens;
@@ -39,6 +40,7 @@ pub use self::jobs::{JobRecord, JobTemplateRecord, JobsView};
 pub use self::notifications::{NotificationRecord, NotificationsView};
 pub use self::organizations::{Organization, OrganizationsView};
 pub use self::outbound::OutboundView;
+pub use self::publications::{PublicationsView, PublishedRecord};
 pub use self::rules::{RuleRecord, RulesView};
 pub use self::runs::{RunFilter, RunRow, Runs};
 pub use self::tokens::{TokenRecord, TokensView};

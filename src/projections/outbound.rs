@@ -1,8 +1,9 @@
 //! The outbound read model behind the admin API: endpoints with their counters and pending
-//! deliveries, publication idempotency keys and the custom event types seen. It holds
-//! configuration and live work only; the delivery history is on disk ([`super::DeliveriesView`]).
+//! deliveries, and the custom event types seen. It holds configuration and live work only: the
+//! delivery history and idempotency keys are on disk ([`super::DeliveriesView`],
+//! [`super::PublicationsView`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,6 @@ use crate::codec::Sealed;
 use crate::domain::Event;
 use crate::domain::delivery::DeliveryKind;
 use crate::domain::endpoint::EndpointSettings;
-use crate::domain::published::IDEMPOTENCY_WINDOW_SECONDS;
 use crate::journal::{EventFilter, Position, RecordedEvent};
 
 /// A delivery still waiting for an attempt: what the counters need of it.
@@ -53,19 +53,6 @@ pub struct EndpointRecord {
     pending: BTreeMap<u64, Pending>,
 }
 
-/// The first answer to a publication with an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedRecord {
-    /// The event's id (journal position).
-    pub id: Position,
-    /// Its type.
-    pub event_type: String,
-    /// When it was published (µs).
-    pub at: i64,
-    /// Deliveries recorded for it so far.
-    pub deliveries: u32,
-}
-
 /// A custom event type an organization has published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomType {
@@ -81,15 +68,12 @@ pub struct CustomType {
     pub count: u64,
 }
 
-/// Outbound endpoints, idempotency keys and custom event types.
+/// Outbound endpoints and custom event types.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct OutboundView {
     endpoints: BTreeMap<u64, EndpointRecord>,
     /// Highest endpoint id ever used.
     pub max_endpoint_id: u64,
-    idempotency: HashMap<(u64, String), PublishedRecord>,
-    idempotency_order: VecDeque<(i64, u64, String)>,
-    keyed_sources: HashMap<Position, (u64, String)>,
     custom_types: BTreeMap<(u64, String), CustomType>,
 }
 
@@ -112,13 +96,6 @@ impl OutboundView {
     /// Pending deliveries of an endpoint.
     pub fn pending_count(&self, endpoint: u64) -> usize {
         self.endpoints.get(&endpoint).map_or(0, |e| e.pending.len())
-    }
-
-    /// The first answer under `(organization, key)`, if it was given within the window before `now`.
-    pub fn idempotent(&self, organization: u64, key: &str, now: i64) -> Option<&PublishedRecord> {
-        self.idempotency
-            .get(&(organization, key.to_owned()))
-            .filter(|r| now - r.at < IDEMPOTENCY_WINDOW_SECONDS * 1_000_000)
     }
 
     /// Custom event types published, by organization and name.
@@ -151,15 +128,6 @@ impl OutboundView {
         if !filtered && (endpoint.enabled || test) {
             endpoint.pending.insert(id, Pending { attempts: 0, test });
         }
-        if let Some(p) = e
-            .source
-            .position()
-            .filter(|_| e.kind == DeliveryKind::Dispatched)
-            && let Some(key) = self.keyed_sources.get(&p)
-            && let Some(published) = self.idempotency.get_mut(key)
-        {
-            published.deliveries += 1;
-        }
     }
 
     /// Counts attempt `attempt` of delivery `id` if it is the next one of a pending delivery;
@@ -184,54 +152,19 @@ impl OutboundView {
         Some((e, test))
     }
 
-    fn published(&mut self, record: &RecordedEvent, e: crate::domain::published::EventPublished) {
-        let at = record.recorded_at;
+    fn published(&mut self, at: i64, e: crate::domain::published::EventPublished) {
         let seen = self
             .custom_types
             .entry((e.organization, e.event_type.clone()))
             .or_insert_with(|| CustomType {
                 organization: e.organization,
-                name: e.event_type.clone(),
+                name: e.event_type,
                 first_seen: at,
                 last_seen: at,
                 count: 0,
             });
         seen.last_seen = at;
         seen.count += 1;
-        let horizon = at - IDEMPOTENCY_WINDOW_SECONDS * 1_000_000;
-        while let Some((first, org, key)) = self.idempotency_order.front().cloned() {
-            if first >= horizon {
-                break;
-            }
-            self.idempotency_order.pop_front();
-            let map_key = (org, key);
-            if let Some(r) = self.idempotency.get(&map_key)
-                && r.at == first
-            {
-                self.keyed_sources.remove(&r.id);
-                self.idempotency.remove(&map_key);
-            }
-        }
-        if let Some(key) = e.idempotency_key {
-            let map_key = (e.organization, key.clone());
-            if self
-                .idempotency
-                .get(&map_key)
-                .is_none_or(|r| r.at < horizon)
-            {
-                self.idempotency.insert(
-                    map_key.clone(),
-                    PublishedRecord {
-                        id: record.position,
-                        event_type: e.event_type,
-                        at,
-                        deliveries: 0,
-                    },
-                );
-                self.keyed_sources.insert(record.position, map_key);
-                self.idempotency_order.push_back((at, e.organization, key));
-            }
-        }
     }
 }
 
@@ -313,7 +246,7 @@ impl View for OutboundView {
                     endpoint.failure_count += 1;
                 }
             }
-            Event::EventPublished(e) => self.published(record, e),
+            Event::EventPublished(e) => self.published(at, e),
             _ => {}
         }
     }
@@ -322,7 +255,6 @@ impl View for OutboundView {
 #[cfg(test)]
 mod tests {
     use super::super::outbound_log::Log;
-    use super::*;
     use crate::codec::RawJson;
     use crate::domain::delivery::AttemptSucceeded;
     use crate::domain::published::EventPublished;
@@ -357,35 +289,24 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_expire_after_24_hours_and_count_deliveries() {
+    fn custom_types_count_publications() {
         let mut log = Log::new();
-        let publish = |key: &str| EventPublished {
+        let publish = || EventPublished {
             organization: 1,
             event_type: "build.done".into(),
             resource_type: String::new(),
             resource_id: String::new(),
             payload: crate::codec::Protected::Clear(RawJson(b"{}".to_vec())),
-            idempotency_key: Some(key.into()),
+            idempotency_key: None,
         };
-        let first = log.push(publish("k").into());
-        log.schedule(first);
-        let record = log.outbound.idempotent(1, "k", log.at).unwrap();
-        assert_eq!((record.id, record.deliveries), (first, 1));
-        assert_eq!(
-            log.outbound.idempotent(2, "k", log.at),
-            None,
-            "keys are per organization"
-        );
-        let day = IDEMPOTENCY_WINDOW_SECONDS * 1_000_000;
-        assert_eq!(log.outbound.idempotent(1, "k", log.at + day), None);
-        log.at += day + 1;
-        let second = log.push(publish("k").into());
-        assert_eq!(log.outbound.idempotent(1, "k", log.at).unwrap().id, second);
-        let types: Vec<(String, u64)> = log
+        log.push(publish().into());
+        log.at += 5;
+        log.push(publish().into());
+        let types: Vec<(String, u64, i64, i64)> = log
             .outbound
             .custom_types()
-            .map(|t| (t.name.clone(), t.count))
+            .map(|t| (t.name.clone(), t.count, t.first_seen, t.last_seen))
             .collect();
-        assert_eq!(types, [("build.done".to_owned(), 2)]);
+        assert_eq!(types, [("build.done".to_owned(), 2, 1_000, 1_005)]);
     }
 }

@@ -1,7 +1,7 @@
 //! A journal of outbound events folded into both outbound views, for their unit tests.
 
 use super::outbound::OutboundView;
-use super::{DeliveriesView, StoredView, View, open_stored};
+use super::{DeliveriesView, PublicationsView, StoredView, View, open_stored};
 use crate::codec::Sealed;
 use crate::domain::Event;
 use crate::domain::delivery::{
@@ -15,6 +15,7 @@ use crate::store::{Store, Writes};
 pub struct Log {
     pub outbound: OutboundView,
     pub deliveries: DeliveriesView,
+    pub publications: PublicationsView,
     pub position: u64,
     pub at: i64,
     _store: Store,
@@ -27,6 +28,7 @@ impl Log {
         let mut log = Self {
             outbound: OutboundView::default(),
             deliveries: open_stored(&store).unwrap(),
+            publications: open_stored(&store).unwrap(),
             position: 10,
             at: 1_000,
             _store: store,
@@ -73,9 +75,8 @@ impl Log {
             compacted: false,
         };
         self.outbound.apply(&record);
-        let mut writes = Writes::new(self.deliveries.table());
-        self.deliveries.apply(&record, &mut writes).unwrap();
-        writes.commit(position + 1).unwrap();
+        fold(&mut self.deliveries, &record);
+        fold(&mut self.publications, &record);
         self.position += 1;
         position
     }
@@ -117,4 +118,10 @@ impl Log {
             .into(),
         );
     }
+}
+
+fn fold(view: &mut impl StoredView, record: &RecordedEvent) {
+    let mut writes = Writes::new(view.table());
+    view.apply(record, &mut writes).unwrap();
+    writes.commit(record.position + 1).unwrap();
 }

@@ -55,12 +55,11 @@ pub async fn publish(app: Arc<App>, req: Request) -> Result<Response, ApiError> 
         None => None,
     };
     if let Some((org, key)) = &key {
-        let first = app
-            .views
-            .outbound
-            .read()
-            .idempotent(*org, key, app.outbound.clock.now())
-            .cloned();
+        let first =
+            app.views
+                .publications
+                .read()
+                .idempotent(*org, key, app.outbound.clock.now())?;
         if let Some(first) = first {
             let counted = app
                 .outbound
