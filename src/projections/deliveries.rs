@@ -425,7 +425,7 @@ impl StoredView for DeliveriesView {
 
     fn open(table: Table) -> Result<Self, StoreError> {
         Ok(Self {
-            rows: Indexed::new(table, indexes, |d| d.created_at),
+            rows: Indexed::new(table, indexes, |d| d.created_at).without_all(),
         })
     }
 
