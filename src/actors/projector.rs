@@ -31,6 +31,19 @@ pub(super) fn snapshot_due(applied: u64, positions: u64, since_last: Duration) -
 /// Events per batch from the subscription.
 const BATCH: usize = 1024;
 
+/// Journal positions a stored view may read past its saved checkpoint while the batches it reads
+/// write nothing: a restart then re-reads at most this many records it filters out.
+const CHECKPOINT_EVERY_POSITIONS: u64 = 100_000;
+/// Longest time a stored view's checkpoint goes unsaved while it reads such batches.
+const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Whether a stored view commits a batch: it wrote rows, or its saved checkpoint is too far
+/// behind or too old. Committing only the checkpoint of a batch that wrote nothing would cost a
+/// sled write per journal commit per stored view, most of which follow other streams.
+pub(super) fn checkpoint_due(wrote: bool, unsaved_positions: u64, since_saved: Duration) -> bool {
+    wrote || unsaved_positions >= CHECKPOINT_EVERY_POSITIONS || since_saved >= CHECKPOINT_MAX_AGE
+}
+
 /// Snapshots are only trusted by the build that wrote them: a changed view struct must rebuild.
 fn snapshot_tag<V: View>() -> String {
     format!("{}@{}", V::NAME, env!("CARGO_PKG_VERSION"))
@@ -189,9 +202,11 @@ pub struct StoredProjector<V: StoredView> {
     pub parking: Parking,
 }
 
-/// The stored projector's running state: its pump.
+/// The stored projector's running state: its pump and what its table's checkpoint says.
 pub struct StoredProjectorState {
     pump: JoinHandle<()>,
+    saved: Position,
+    saved_at: Instant,
 }
 
 impl<V: StoredView> Actor for StoredProjector<V> {
@@ -224,14 +239,18 @@ impl<V: StoredView> Actor for StoredProjector<V> {
                 }
             }
         });
-        Ok(StoredProjectorState { pump })
+        Ok(StoredProjectorState {
+            pump,
+            saved: next,
+            saved_at: Instant::now(),
+        })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let ProjectorMsg::Apply(events, next, reply) = msg;
         {
@@ -248,7 +267,12 @@ impl<V: StoredView> Actor for StoredProjector<V> {
                     return Err(e.into());
                 }
             }
-            writes.commit(next)?;
+            let unsaved = next.saturating_sub(state.saved);
+            if checkpoint_due(!writes.is_empty(), unsaved, state.saved_at.elapsed()) {
+                writes.commit(next)?;
+                state.saved = next;
+                state.saved_at = Instant::now();
+            }
         }
         self.projection.advance(next);
         let _ = reply.send(());
@@ -261,6 +285,13 @@ impl<V: StoredView> Actor for StoredProjector<V> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.pump.abort();
+        let next = self.projection.checkpoint();
+        if next > state.saved {
+            let table = self.projection.read().table().clone();
+            if let Err(e) = Writes::new(&table).commit(next) {
+                tracing::warn!(view = V::NAME, error = %e, "checkpoint not saved at stop; the view re-reads from the last one");
+            }
+        }
         Ok(())
     }
 }
@@ -268,6 +299,15 @@ impl<V: StoredView> Actor for StoredProjector<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_view_saves_its_checkpoint_with_rows_or_when_it_lags_too_far_or_too_long() {
+        let now = Duration::ZERO;
+        assert!(checkpoint_due(true, 1, now));
+        assert!(!checkpoint_due(false, CHECKPOINT_EVERY_POSITIONS - 1, now));
+        assert!(checkpoint_due(false, CHECKPOINT_EVERY_POSITIONS, now));
+        assert!(checkpoint_due(false, 1, CHECKPOINT_MAX_AGE));
+    }
 
     #[test]
     fn snapshots_follow_applied_events_or_journal_progress_but_not_too_often() {
