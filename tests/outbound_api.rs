@@ -674,3 +674,27 @@ async fn the_delivery_history_filters_by_status_type_and_time() {
     assert!(endpoint["last_delivery_at"].is_string());
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_deleted_endpoints_history_leaves_the_api_at_once() {
+    let receiver = Receiver::start(|_, _| Reply::status(204)).await;
+    let h = Harness::start(true).await;
+    let org = h.organization("acme").await;
+    let created = h.endpoint(org, &receiver.url("/hook"), json!({})).await;
+    let path = format!("/api/v2/outbound_webhooks/{}/", created["id"]);
+    let (status, ping) = h
+        .call(Method::POST, &format!("{path}test/"), ADMIN_TOKEN, None)
+        .await;
+    assert_eq!(
+        (status, ping["delivered"].clone()),
+        (200, json!(true)),
+        "{ping}"
+    );
+    let detail = format!("/api/v2/deliveries/{}/", ping["delivery_id"]);
+    assert_eq!(h.get(&detail).await.0, 200);
+    let (status, _) = h.call(Method::DELETE, &path, ADMIN_TOKEN, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(h.get(&detail).await.0, 404);
+    assert_eq!(h.get(&format!("{path}deliveries/")).await.0, 404);
+    h.server.shutdown().await;
+}

@@ -375,13 +375,8 @@ impl DeliveriesView {
         Ok(Some(id))
     }
 
-    /// Ends every pending delivery of a disabled endpoint.
-    fn abandon_pending(
-        &self,
-        writes: &mut Writes,
-        endpoint: u64,
-        reason: &str,
-    ) -> Result<(), StoreError> {
+    /// Ends every pending delivery of an endpoint that was disabled or deleted, saying why.
+    fn end_pending(&self, writes: &mut Writes, endpoint: u64, why: &str) -> Result<(), StoreError> {
         let pending: Vec<u64> = self
             .rows
             .ids_in(writes, &status_index(endpoint, DeliveryStatus::Pending))?;
@@ -389,9 +384,7 @@ impl DeliveriesView {
             self.update(writes, id, |d| {
                 d.status = DeliveryStatus::Failed;
                 d.next_retry_at = None;
-                d.abandoned = Some(format!(
-                    "not delivered: the endpoint was disabled ({reason})"
-                ));
+                d.abandoned = Some(why.to_owned());
             })?;
         }
         Ok(())
@@ -451,12 +444,14 @@ impl StoredView for DeliveriesView {
             ),
             Event::EndpointEnabled(e) => self.set_enabled(writes, e.id, true)?,
             Event::EndpointDisabled(e) => {
-                self.abandon_pending(writes, e.id, &e.reason)?;
+                let why = format!("not delivered: the endpoint was disabled ({})", e.reason);
+                self.end_pending(writes, e.id, &why)?;
                 self.set_enabled(writes, e.id, false)?;
             }
             Event::EndpointDeleted(e) => {
-                self.rows
-                    .remove_before(writes, &endpoint_index(e.id), i64::MAX)?;
+                // Its history stays until retention takes it (removing it all in one batch
+                // could be millions of rows); what was pending ends, and nothing new is recorded.
+                self.end_pending(writes, e.id, "not delivered: the endpoint was deleted")?;
                 writes.delete(ledger_key(e.id));
             }
             Event::DeliveryScheduled(e) => {
@@ -751,11 +746,11 @@ mod tests {
     }
 
     #[test]
-    fn deleting_an_endpoint_drops_its_history() {
+    fn deleting_an_endpoint_ends_its_pending_deliveries_and_leaves_its_history_to_retention() {
         let mut log = Log::new();
         let id = log.schedule(1);
         succeed(&mut log, id, 1);
-        log.schedule(2);
+        let pending = log.schedule(2);
         log.push(
             EndpointDeleted {
                 id: 1,
@@ -763,11 +758,29 @@ mod tests {
             }
             .into(),
         );
-        assert_eq!(listed(&log, DeliveryFilter::default()), (0, vec![]));
+        let ended = log.deliveries.get(pending).unwrap().unwrap();
         assert_eq!(
-            log.deliveries.oldest_finished(1, 5).unwrap(),
-            Vec::<i64>::new()
+            (ended.status, ended.error_message()),
+            (
+                DeliveryStatus::Failed,
+                Some("not delivered: the endpoint was deleted")
+            )
         );
+        let late = log.schedule(3);
+        assert_eq!(
+            log.deliveries.get(late).unwrap(),
+            None,
+            "nothing new is recorded"
+        );
+        log.push(
+            RetentionExpired {
+                organization: 1,
+                kind: Expiring::Deliveries,
+                before: i64::MAX,
+            }
+            .into(),
+        );
+        assert_eq!(listed(&log, DeliveryFilter::default()), (0, vec![]));
         assert_eq!(log.deliveries.get(id).unwrap(), None);
     }
 }

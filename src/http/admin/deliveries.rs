@@ -109,6 +109,10 @@ fn find_delivery(app: &App, req: &Request) -> Result<(Principal, DeliveryRecord)
         .get(id)?
         .ok_or_else(ApiError::not_found)?;
     require_read(&principal, d.organization)?;
+    // A deleted endpoint's history leaves the API at once; retention removes its rows.
+    if app.views.outbound.read().endpoint(d.endpoint).is_none() {
+        return Err(ApiError::not_found());
+    }
     Ok((principal, d))
 }
 
