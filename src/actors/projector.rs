@@ -3,6 +3,7 @@
 //! On (re)start it loads the view's snapshot if one exists and still decodes, or starts empty,
 //! then follows the log from there. A pump task reads batches and hands them to the actor with
 //! a call, so at most one batch is in flight: memory stays bounded however far behind it is.
+//! Batches of only filtered-out records mostly move the checkpoint without the actor.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
 use super::Parking;
-use crate::journal::{Journal, JournalError, Position, RecordedEvent};
+use crate::journal::{Journal, JournalError, Position, RecordedEvent, Subscription};
 use crate::projections::{Projection, Stored, StoredView, View};
 use crate::store::Writes;
 
@@ -42,6 +43,57 @@ const CHECKPOINT_MAX_AGE: Duration = Duration::from_secs(30);
 /// sled write per journal commit per stored view, most of which follow other streams.
 pub(super) fn checkpoint_due(wrote: bool, unsaved_positions: u64, since_saved: Duration) -> bool {
     wrote || unsaved_positions >= CHECKPOINT_EVERY_POSITIONS || since_saved >= CHECKPOINT_MAX_AGE
+}
+
+/// Journal positions a pump may read past what it last handed its actor while it reads only
+/// records the view filters out: meanwhile it advances the view's checkpoint itself (an empty
+/// batch changes nothing), sparing an actor round trip per journal commit per view.
+const HAND_OVER_EVERY_POSITIONS: u64 = 10_000;
+/// Longest time a pump goes without handing its actor a batch while journal commits arrive: so
+/// that snapshots and saved checkpoints still follow the journal.
+const HAND_OVER_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether a pump hands a batch to its actor (else it only advances the checkpoint).
+fn hand_over(empty: bool, unhanded_positions: u64, since_handed: Duration) -> bool {
+    !empty || unhanded_positions >= HAND_OVER_EVERY_POSITIONS || since_handed >= HAND_OVER_EVERY
+}
+
+/// Reads `subscription` in batches and hands them to the projector actor `myself`, one call at a
+/// time, so at most one batch is in flight; `advance` moves the view's checkpoint over batches
+/// it need not see.
+fn spawn_pump(
+    mut subscription: Subscription,
+    myself: ActorRef<ProjectorMsg>,
+    view: &'static str,
+    advance: impl Fn(Position) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (mut handed, mut handed_at) = (subscription.position(), Instant::now());
+        loop {
+            let batch = match subscription.next_batch(BATCH).await {
+                Ok(batch) => batch,
+                Err(JournalError::Closed(_)) => break,
+                Err(e) => {
+                    tracing::error!(view, error = %e, "projection cannot read the journal");
+                    myself.stop(Some(format!("journal read failed: {e}")));
+                    break;
+                }
+            };
+            let next = subscription.position();
+            if !hand_over(
+                batch.is_empty(),
+                next.saturating_sub(handed),
+                handed_at.elapsed(),
+            ) {
+                advance(next);
+                continue;
+            }
+            (handed, handed_at) = (next, Instant::now());
+            if ractor::call!(myself, ProjectorMsg::Apply, batch, next).is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Snapshots are only trusted by the build that wrote them: a changed view struct must rebuild.
@@ -118,23 +170,10 @@ impl<V: View> Actor for Projector<V> {
         let (view, next) = self.load_snapshot();
         let snapshot_position = next;
         self.projection.reset(view, next);
-        let mut subscription = self.journal.subscribe(next, V::filter());
-        let pump = tokio::spawn(async move {
-            loop {
-                let batch = match subscription.next_batch(BATCH).await {
-                    Ok(batch) => batch,
-                    Err(JournalError::Closed(_)) => break,
-                    Err(e) => {
-                        tracing::error!(view = V::NAME, error = %e, "projection cannot read the journal");
-                        myself.stop(Some(format!("journal read failed: {e}")));
-                        break;
-                    }
-                };
-                let next = subscription.position();
-                if ractor::call!(myself, ProjectorMsg::Apply, batch, next).is_err() {
-                    break;
-                }
-            }
+        let subscription = self.journal.subscribe(next, V::filter());
+        let projection = self.projection.clone();
+        let pump = spawn_pump(subscription, myself, V::NAME, move |p| {
+            projection.advance(p)
         });
         Ok(ProjectorState {
             pump,
@@ -221,23 +260,10 @@ impl<V: StoredView> Actor for StoredProjector<V> {
     ) -> Result<Self::State, ActorProcessingErr> {
         let next = self.projection.read().table().checkpoint()?;
         self.projection.advance(next);
-        let mut subscription = self.journal.subscribe(next, V::filter());
-        let pump = tokio::spawn(async move {
-            loop {
-                let batch = match subscription.next_batch(BATCH).await {
-                    Ok(batch) => batch,
-                    Err(JournalError::Closed(_)) => break,
-                    Err(e) => {
-                        tracing::error!(view = V::NAME, error = %e, "projection cannot read the journal");
-                        myself.stop(Some(format!("journal read failed: {e}")));
-                        break;
-                    }
-                };
-                let next = subscription.position();
-                if ractor::call!(myself, ProjectorMsg::Apply, batch, next).is_err() {
-                    break;
-                }
-            }
+        let subscription = self.journal.subscribe(next, V::filter());
+        let projection = self.projection.clone();
+        let pump = spawn_pump(subscription, myself, V::NAME, move |p| {
+            projection.advance(p)
         });
         Ok(StoredProjectorState {
             pump,
@@ -299,6 +325,15 @@ impl<V: StoredView> Actor for StoredProjector<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pump_hands_over_batches_with_events_and_empty_ones_only_now_and_then() {
+        let now = Duration::ZERO;
+        assert!(hand_over(false, 1, now));
+        assert!(!hand_over(true, HAND_OVER_EVERY_POSITIONS - 1, now));
+        assert!(hand_over(true, HAND_OVER_EVERY_POSITIONS, now));
+        assert!(hand_over(true, 1, HAND_OVER_EVERY));
+    }
 
     #[test]
     fn a_stored_view_saves_its_checkpoint_with_rows_or_when_it_lags_too_far_or_too_long() {
