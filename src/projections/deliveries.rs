@@ -245,15 +245,30 @@ impl DeliveriesView {
             since: Some(since),
             until: None,
         };
-        let mut ids = Vec::new();
-        for status in [DeliveryStatus::Failed, DeliveryStatus::Dead] {
-            for item in self.rows.ids(&status_index(endpoint, status), range) {
-                ids.push(item?);
-            }
-        }
-        ids.sort_unstable();
+        // The two indexes merged oldest first, read only as far as the page needs.
+        let mut failed = self
+            .rows
+            .ids(&status_index(endpoint, DeliveryStatus::Failed), range)
+            .peekable();
+        let mut dead = self
+            .rows
+            .ids(&status_index(endpoint, DeliveryStatus::Dead), range)
+            .peekable();
         let mut found = Vec::new();
-        for (_, id) in ids {
+        loop {
+            let failed_first = match (failed.peek(), dead.peek()) {
+                (None, None) => break,
+                (Some(Ok(a)), Some(Ok(b))) => a <= b,
+                (Some(_), None) | (Some(Err(_)), _) => true,
+                (None, Some(_)) | (_, Some(Err(_))) => false,
+            };
+            let next = if failed_first {
+                failed.next()
+            } else {
+                dead.next()
+            };
+            let Some(next) = next else { break };
+            let (_, id) = next?;
             let Some(d) = self.rows.get(id)? else {
                 continue;
             };
@@ -675,6 +690,20 @@ mod tests {
         for id in &failed {
             log.fail(*id, 1, None);
         }
+        // The middle one is dead-lettered: the two status indexes merge in creation order.
+        log.push(
+            DeliveryDeadLettered {
+                endpoint: 1,
+                organization: 1,
+                delivery: failed[1],
+                webhook_id: "msg_2".into(),
+                event_type: "build.done".into(),
+                attempts: 1,
+                last_status: Some(503),
+                last_error: "HTTP 503".into(),
+            }
+            .into(),
+        );
         let (found, more) = log.deliveries.recoverable(1, 0, 2).unwrap();
         assert_eq!(
             (found.iter().map(|d| d.id).collect::<Vec<_>>(), more),
