@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use hookforge::domain::Event;
-use hookforge::domain::endpoint::{self, EndpointCreated, EndpointSettings, RetrySettings};
+use hookforge::domain::endpoint::{self, EndpointCreated, EndpointSettings};
 use hookforge::journal::{ExpectedRevision, Metadata};
 use outbound_support::{Harness, Receiver, Reply};
 use serde_json::json;
@@ -70,14 +70,7 @@ fn settings(events: Vec<String>) -> EndpointSettings {
         name: "bulk".into(),
         url: "https://example.com/hook".into(),
         events,
-        filter: None,
-        custom_headers: None,
-        ssl_verify: true,
-        timeout_seconds: 10,
-        retry: RetrySettings::default(),
-        rate_limit_per_second: None,
-        max_in_flight: 4,
-        ordered: false,
+        ..EndpointSettings::default()
     }
 }
 

@@ -198,6 +198,21 @@ impl EventBody for DeliveryFilterFailed {
     const TYPE: &'static str = "delivery.filter_failed";
 }
 
+impl DeliveryFilterFailed {
+    /// The dispatched delivery it stands for (it ends at once), and why the filter failed.
+    pub fn into_scheduled(self) -> (DeliveryScheduled, String) {
+        let scheduled = DeliveryScheduled {
+            endpoint: self.endpoint,
+            organization: self.organization,
+            webhook_id: self.webhook_id,
+            event_type: self.event_type,
+            kind: DeliveryKind::Dispatched,
+            source: self.source,
+        };
+        (scheduled, self.error)
+    }
+}
+
 macro_rules! not_audited {
     ($($ty:ty),*) => {$(
         impl Audited for $ty {

@@ -118,6 +118,26 @@ pub struct EndpointSettings {
     pub ordered: bool,
 }
 
+/// What an endpoint gets for what its creation leaves out (name, URL and events have no
+/// meaningful default and are required by [`validate`]).
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            events: Vec::new(),
+            filter: None,
+            custom_headers: None,
+            ssl_verify: true,
+            timeout_seconds: 10,
+            retry: RetrySettings::default(),
+            rate_limit_per_second: None,
+            max_in_flight: 4,
+            ordered: false,
+        }
+    }
+}
+
 impl EndpointSettings {
     /// The host deliveries go to (the API's `target_host`).
     pub fn target_host(&self) -> String {
@@ -538,19 +558,7 @@ pub fn validate(
     checks: &Checks<'_>,
 ) -> Result<Validated, DomainError> {
     let mut errors = FieldErrors::default();
-    let defaults = EndpointSettings {
-        name: String::new(),
-        url: String::new(),
-        events: Vec::new(),
-        filter: None,
-        custom_headers: None,
-        ssl_verify: true,
-        timeout_seconds: 10,
-        retry: RetrySettings::default(),
-        rate_limit_per_second: None,
-        max_in_flight: 4,
-        ordered: false,
-    };
+    let defaults = EndpointSettings::default();
     let creating = current.is_none();
     let base = current.unwrap_or(&defaults);
     let name = input.name.unwrap_or_else(|| base.name.clone());

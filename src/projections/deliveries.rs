@@ -473,18 +473,11 @@ impl StoredView for DeliveriesView {
                 self.schedule(writes, record, e)?;
             }
             Event::DeliveryFilterFailed(e) => {
-                let scheduled = DeliveryScheduled {
-                    endpoint: e.endpoint,
-                    organization: e.organization,
-                    webhook_id: e.webhook_id,
-                    event_type: e.event_type,
-                    kind: DeliveryKind::Dispatched,
-                    source: e.source,
-                };
+                let (scheduled, error) = e.into_scheduled();
                 if let Some(id) = self.schedule(writes, record, scheduled)? {
                     self.update(writes, id, |d| {
                         d.status = DeliveryStatus::FilterError;
-                        d.abandoned = Some(format!("filter_error: {}", e.error));
+                        d.abandoned = Some(format!("filter_error: {error}"));
                     })?;
                 }
             }

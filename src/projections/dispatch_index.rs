@@ -208,7 +208,7 @@ mod tests {
     use crate::codec::Sealed;
     use crate::domain::endpoint::{
         EndpointCreated, EndpointDeleted, EndpointDisabled, EndpointEnabled, EndpointSettings,
-        EndpointUpdated, RetrySettings,
+        EndpointUpdated,
     };
     use crate::journal::Metadata;
 
@@ -233,13 +233,7 @@ mod tests {
             url: "https://example.com".into(),
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             filter: filter.map(str::to_owned),
-            custom_headers: None,
-            ssl_verify: true,
-            timeout_seconds: 10,
-            retry: RetrySettings::default(),
-            rate_limit_per_second: None,
-            max_in_flight: 4,
-            ordered: false,
+            ..EndpointSettings::default()
         }
     }
 

@@ -309,7 +309,7 @@ mod tests {
         AttemptFailed, AttemptSucceeded, DeliveryScheduled, DeliverySource, EventRef,
     };
     use crate::domain::endpoint::{
-        EndpointCreated, EndpointDisabled, EndpointEnabled, EndpointSecretRotated, RetrySettings,
+        EndpointCreated, EndpointDisabled, EndpointEnabled, EndpointSecretRotated,
     };
     use crate::journal::Metadata;
 
@@ -325,14 +325,8 @@ mod tests {
             name: "ci".into(),
             url: "https://example.com/hook".into(),
             events: vec!["*".into()],
-            filter: None,
-            custom_headers: None,
-            ssl_verify: true,
-            timeout_seconds: 10,
-            retry: RetrySettings::default(),
-            rate_limit_per_second: None,
-            max_in_flight: 4,
             ordered,
+            ..EndpointSettings::default()
         }
     }
 

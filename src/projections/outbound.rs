@@ -222,15 +222,7 @@ impl View for OutboundView {
             }
             Event::DeliveryScheduled(e) => self.schedule(record.position, &e, false),
             Event::DeliveryFilterFailed(e) => {
-                let scheduled = crate::domain::delivery::DeliveryScheduled {
-                    endpoint: e.endpoint,
-                    organization: e.organization,
-                    webhook_id: e.webhook_id,
-                    event_type: e.event_type,
-                    kind: DeliveryKind::Dispatched,
-                    source: e.source,
-                };
-                self.schedule(record.position, &scheduled, true);
+                self.schedule(record.position, &e.into_scheduled().0, true);
             }
             Event::AttemptSucceeded(e) => {
                 if let Some((endpoint, _)) = self.attempt(e.endpoint, e.delivery, e.attempt, true) {

@@ -7,7 +7,7 @@ use crate::domain::Event;
 use crate::domain::delivery::{
     AttemptFailed, DeliveryKind, DeliveryScheduled, DeliverySource, EventRef,
 };
-use crate::domain::endpoint::{EndpointCreated, EndpointSettings, RetrySettings};
+use crate::domain::endpoint::{EndpointCreated, EndpointSettings};
 use crate::journal::{Metadata, RecordedEvent};
 use crate::store::{Store, Writes};
 
@@ -37,14 +37,7 @@ impl Log {
             name: "ci".into(),
             url: "https://example.com".into(),
             events: vec!["*".into()],
-            filter: None,
-            custom_headers: None,
-            ssl_verify: true,
-            timeout_seconds: 10,
-            retry: RetrySettings::default(),
-            rate_limit_per_second: None,
-            max_in_flight: 4,
-            ordered: false,
+            ..EndpointSettings::default()
         };
         log.push(
             EndpointCreated {
