@@ -1,12 +1,13 @@
 //! AWX-style pagination: `{"count", "next", "previous", "results"}` with `page` and `page_size`.
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::request::Request;
 use super::response::{Response, ok};
 use crate::domain::FieldErrors;
+use crate::store::QueryPage;
 
 /// Default page size.
 pub const DEFAULT_PAGE_SIZE: usize = 25;
@@ -92,6 +93,19 @@ pub fn paginate<T: Serialize>(
     Ok(ok(
         &json!({"count": count, "next": next, "previous": previous, "results": items}),
     ))
+}
+
+/// Renders a page read from an index on disk: its rows, as `render` shows them, and its exact
+/// count.
+pub fn paginate_found<R>(
+    req: &Request,
+    page: Page,
+    found: &QueryPage<R>,
+    render: impl Fn(&R) -> Value,
+) -> Result<Response, ApiError> {
+    let rendered: Vec<Value> = found.rows.iter().map(render).collect();
+    let count = usize::try_from(found.count).unwrap_or(usize::MAX);
+    paginate(req, page, count, rendered)
 }
 
 /// Pages through an iterator that yields matching items in display order.

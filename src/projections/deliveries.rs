@@ -307,20 +307,6 @@ impl DeliveriesView {
         writes.get(&ledger_key(endpoint))
     }
 
-    /// Changes delivery `id` with `change` (nothing if it does not exist).
-    fn update(
-        &self,
-        writes: &mut Writes,
-        id: u64,
-        change: impl FnOnce(&mut DeliveryRecord),
-    ) -> Result<(), StoreError> {
-        if let Some(mut d) = self.rows.get_in(writes, id)? {
-            change(&mut d);
-            self.rows.put(writes, id, &d)?;
-        }
-        Ok(())
-    }
-
     /// Records `attempt` on delivery `id` if it is the next one of a pending delivery; `then`
     /// settles the rest.
     fn attempt(
@@ -331,7 +317,7 @@ impl DeliveriesView {
         snippet: String,
         then: impl FnOnce(&mut DeliveryRecord),
     ) -> Result<(), StoreError> {
-        self.update(writes, id, |d| {
+        self.rows.update(writes, id, |d| {
             if attempt.attempt as usize != d.attempts.len() + 1
                 || d.status != DeliveryStatus::Pending
             {
@@ -359,7 +345,8 @@ impl DeliveriesView {
         writes.put(ledger_key(e.endpoint), &ledger);
         let id = record.position;
         if let DeliveryKind::Redelivery { of } = e.kind {
-            self.update(writes, of, |original| original.redelivered_by = Some(id))?;
+            self.rows
+                .update(writes, of, |original| original.redelivered_by = Some(id))?;
         }
         let inactive = !ledger.enabled && e.kind != DeliveryKind::Test;
         let (status, abandoned) = if inactive {
@@ -396,7 +383,7 @@ impl DeliveriesView {
             .rows
             .ids_in(writes, &status_index(endpoint, DeliveryStatus::Pending))?;
         for id in pending {
-            self.update(writes, id, |d| {
+            self.rows.update(writes, id, |d| {
                 d.status = DeliveryStatus::Failed;
                 d.next_retry_at = None;
                 d.abandoned = Some(why.to_owned());
@@ -475,7 +462,7 @@ impl StoredView for DeliveriesView {
             Event::DeliveryFilterFailed(e) => {
                 let (scheduled, error) = e.into_scheduled();
                 if let Some(id) = self.schedule(writes, record, scheduled)? {
-                    self.update(writes, id, |d| {
+                    self.rows.update(writes, id, |d| {
                         d.status = DeliveryStatus::FilterError;
                         d.abandoned = Some(format!("filter_error: {error}"));
                     })?;
@@ -509,7 +496,7 @@ impl StoredView for DeliveriesView {
                     }
                 })?;
             }
-            Event::DeliveryDeadLettered(e) => self.update(writes, e.delivery, |d| {
+            Event::DeliveryDeadLettered(e) => self.rows.update(writes, e.delivery, |d| {
                 d.status = DeliveryStatus::Dead;
             })?,
             _ => {}

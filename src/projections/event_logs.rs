@@ -313,20 +313,6 @@ impl EventLogsView {
         writes.put(rule_key(id), &info);
         self.rules.insert(id, info);
     }
-
-    /// Changes log `id` with `change` (nothing if it does not exist).
-    fn update(
-        &self,
-        writes: &mut Writes,
-        id: Position,
-        change: impl FnOnce(&mut EventLogEntry),
-    ) -> Result<(), StoreError> {
-        if let Some(mut log) = self.logs.get_in(writes, id)? {
-            change(&mut log);
-            self.logs.put(writes, id, &log)?;
-        }
-        Ok(())
-    }
 }
 
 /// Which filters the chosen index already applies.
@@ -432,7 +418,7 @@ impl StoredView for EventLogsView {
                         .map(|r| r.conditions.clone())
                         .unwrap_or_default()
                 };
-                self.update(writes, e.event_log_id, |log| {
+                self.logs.update(writes, e.event_log_id, |log| {
                     log.status = match e.outcome {
                         Outcome::Duplicate => Status::Duplicate,
                         Outcome::Unmatched => Status::Unmatched,
@@ -480,14 +466,14 @@ impl StoredView for EventLogsView {
                 };
                 self.logs.put(writes, e.event_log_id, &log)?;
             }
-            Event::WebhookRetryRequested(e) => self.update(writes, e.event_log_id, |log| {
+            Event::WebhookRetryRequested(e) => self.logs.update(writes, e.event_log_id, |log| {
                 if log.status == Status::Parked {
                     log.status = Status::Received;
                     log.error = None;
                     log.modified = at;
                 }
             })?,
-            Event::ActionsFired(e) => self.update(writes, e.event_log_id, |log| {
+            Event::ActionsFired(e) => self.logs.update(writes, e.event_log_id, |log| {
                 log.status = if e.all_fired() {
                     Status::ActionFired
                 } else {

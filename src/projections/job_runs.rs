@@ -85,10 +85,7 @@ impl StoredView for Runs<JobRecord> {
             }
             Event::JobDurationExceeded(e) => {
                 // Not a change by anyone: `modified` stays as the API showed it before.
-                if let Some(mut job) = jobs.get_in(writes, e.id)? {
-                    job.duration_exceeded = true;
-                    jobs.put(writes, e.id, &job)?;
-                }
+                jobs.update(writes, e.id, |job| job.duration_exceeded = true)?;
             }
             _ => {}
         }

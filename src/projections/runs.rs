@@ -164,10 +164,8 @@ pub fn update<R: RunRow>(
     at: i64,
     change: impl FnOnce(&mut R),
 ) -> Result<(), StoreError> {
-    if let Some(mut run) = rows.get_in(writes, id)? {
-        change(&mut run);
+    rows.update(writes, id, |run| {
+        change(run);
         run.touch(at);
-        rows.put(writes, id, &run)?;
-    }
-    Ok(())
+    })
 }

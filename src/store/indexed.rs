@@ -201,6 +201,20 @@ impl<R: Serialize + DeserializeOwned> Indexed<R> {
         Ok(())
     }
 
+    /// Changes row `id` with `change` and puts it back (nothing if it does not exist).
+    pub fn update(
+        &self,
+        writes: &mut Writes,
+        id: u64,
+        change: impl FnOnce(&mut R),
+    ) -> Result<(), StoreError> {
+        if let Some(mut row) = self.get_in(writes, id)? {
+            change(&mut row);
+            self.put(writes, id, &row)?;
+        }
+        Ok(())
+    }
+
     /// Deletes row `id` and its index entries; returns it.
     pub fn remove(&self, writes: &mut Writes, id: u64) -> Result<Option<R>, StoreError> {
         let Some(old) = self.get_in(writes, id)? else {

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::domain::access::Role;
 use crate::domain::rfc3339;
 use crate::http::auth::authenticate;
-use crate::http::pagination::{Page, paginate};
+use crate::http::pagination::{Page, paginate, paginate_found};
 use crate::http::response::Response;
 use crate::http::{ApiError, Request};
 use crate::projections::{AuditEntry, AuditFilter};
@@ -62,11 +62,5 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .audit
         .read()
         .list(&filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(render).collect();
-    paginate(
-        &req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    paginate_found(&req, page, &found, render)
 }

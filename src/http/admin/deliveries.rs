@@ -13,7 +13,7 @@ use crate::domain::delivery::DeliveryKind;
 use crate::domain::endpoint;
 use crate::domain::{FieldErrors, rfc3339};
 use crate::http::auth::{authenticate, require_manage, require_read};
-use crate::http::pagination::{Page, paginate};
+use crate::http::pagination::{Page, paginate_found};
 use crate::http::response::{Response, json, ok};
 use crate::http::{ApiError, Request, metadata};
 use crate::journal::ExpectedRevision;
@@ -88,13 +88,7 @@ pub async fn list(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
         .deliveries
         .read()
         .list(id, &filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(|d| render(d, false)).collect();
-    paginate(
-        &req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    paginate_found(&req, page, &found, |d| render(d, false))
 }
 
 /// The delivery of the request's `{id}` if the caller may see it (404 otherwise), with the

@@ -14,7 +14,7 @@ use crate::domain::rfc3339;
 use crate::domain::rule;
 use crate::domain::webhook::{WebhookReceived, WebhookRejected};
 use crate::http::auth::{authenticate, require_read};
-use crate::http::pagination::{Page, paginate};
+use crate::http::pagination::{Page, paginate_found};
 use crate::http::response::{Response, ok};
 use crate::http::{ApiError, Request};
 use crate::projections::{EventLogEntry, EventLogFilter, Status};
@@ -128,13 +128,7 @@ pub fn list_for(
         .event_logs
         .read()
         .list(&filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(|e| render(app, e)).collect();
-    paginate(
-        req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    paginate_found(req, page, &found, |e| render(app, e))
 }
 
 /// `GET`: filters `event_rule`, `status`, `source_type`, `event_type`, `event_guid`, `since`, `until`.

@@ -7,7 +7,7 @@ use crate::codec::{Protected, RawJson};
 use crate::domain::access::Principal;
 use crate::domain::job::JobStatus;
 use crate::http::auth::{authenticate, require_read};
-use crate::http::pagination::{Page, paginate};
+use crate::http::pagination::{Page, paginate_found};
 use crate::http::response::Response;
 use crate::http::{ApiError, Request};
 use crate::projections::{RunFilter, RunRow, Runs};
@@ -38,13 +38,7 @@ pub fn list<R: RunRow>(
 ) -> Result<Response, ApiError> {
     let page = Page::from_request(req)?;
     let found = runs.list(filter, page.offset(), page.size)?;
-    let rendered: Vec<Value> = found.rows.iter().map(render).collect();
-    paginate(
-        req,
-        page,
-        usize::try_from(found.count).unwrap_or(usize::MAX),
-        rendered,
-    )
+    paginate_found(req, page, &found, render)
 }
 
 /// The caller and the run at the path's `id`, if the caller may read it (404 otherwise). `find`
