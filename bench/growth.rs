@@ -1,11 +1,12 @@
 //! Growth benchmark: does hookforge stay as fast and as small as history grows, and does it
-//! restart in constant time? Sends distinct signed ~7 KiB GitHub pushes at 64 connections in
-//! phases (default 4 x 500,000), printing after each the phase's accepted/s (against a bare warp
-//! baseline measured in the same run), its p99, and the process RSS; then restarts the server on
-//! the same data directory and prints time to ready and the first API answer.
+//! restart in constant time? Runs the real binary (so RSS is the server's alone) and sends
+//! distinct signed ~7 KiB GitHub pushes at 64 connections in phases (default 4 x 500,000),
+//! printing after each the phase's accepted/s (against a bare warp baseline measured in the same
+//! run), its p99, and the server's RSS; then restarts the server on the same data directory and
+//! prints time to ready, the first API answer, and RSS after the restart.
 //!
 //! Run: `cargo bench --bench growth` (env: BENCH_WEBHOOKS, BENCH_PHASE, BENCH_CONNECTIONS,
-//! BENCH_DATA_DIR to keep the data directory). 2,000,000 webhooks take about 14 GB of disk.
+//! BENCH_DATA_DIR to keep the data directory). 2,000,000 webhooks take about 20 GB of disk.
 
 #[path = "support/github_push.rs"]
 mod github_push;
@@ -13,15 +14,15 @@ mod github_push;
 mod github_rule;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/server_process.rs"]
+mod server_process;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookforge::server::Server;
+use server_process::ServerProcess;
 use warp::Filter;
-
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Load is sent in slices this long; a phase ends with the slice that reaches its count.
 const SLICE: Duration = Duration::from_secs(5);
@@ -31,16 +32,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// This process's resident set (server and load generator), in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn baseline(payload: Bytes, connections: usize) -> f64 {
@@ -63,22 +54,56 @@ async fn baseline(payload: Bytes, connections: usize) -> f64 {
     report.rate(200)
 }
 
-async fn wait_decided(server: &Server, expected: u64) {
+/// The API's exact count of event logs (`query` filters them).
+async fn event_logs(base: &str, query: &str) -> u64 {
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/v2/event_logs/?page_size=1{query}"))
+        .bearer_auth(github_rule::ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["count"].as_u64().expect("a count")
+}
+
+/// Waits until the rule has decided `expected` webhooks (every push matches).
+async fn wait_decided(base: &str, expected: u64) {
     let started = Instant::now();
-    while github_rule::decided(server) < expected && started.elapsed() < Duration::from_secs(900) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while event_logs(base, "&status=matched").await < expected
+        && started.elapsed() < Duration::from_secs(900)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Bytes the files under `dir` take on disk.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
 }
 
 async fn run(payload: Bytes, total: u64, phase: u64, connections: usize, base: f64) {
     let kept = std::env::var_os("BENCH_DATA_DIR").map(std::path::PathBuf::from);
     let temp = tempfile::tempdir().unwrap();
     let dir = kept.unwrap_or_else(|| temp.path().to_path_buf());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(github_rule::config(&dir), listener)
-        .await
-        .unwrap();
-    github_rule::create_rule(&format!("http://{}", server.addr)).await;
+    let server = ServerProcess::start(&dir, github_rule::ADMIN, &[]).await;
+    github_rule::create_rule(&server.base).await;
     let make = github_rule::pushes(payload);
     let mut accepted = 0u64;
     let mut first_rate = None;
@@ -111,52 +136,38 @@ async fn run(payload: Bytes, total: u64, phase: u64, connections: usize, base: f
             "{accepted:>10} {rate:>12.0} {:>7.3}x {:>10.2} {:>9.0}   (rate vs first phase {:.2})",
             rate / base,
             p99.as_secs_f64() * 1e3,
-            rss_mib(),
+            server.rss_mib(),
             rate / first
         );
     }
-    wait_decided(&server, accepted).await;
-    let logs = server.app.views.event_logs.read().count().unwrap();
+    wait_decided(&server.base, accepted).await;
+    let logs = event_logs(&server.base, "").await;
     assert_eq!(logs, accepted, "one event log per accepted webhook");
-    let bytes = server
-        .app
-        .journal
-        .disk_usage()
-        .map(|(s, i)| s + i)
-        .unwrap_or(0);
+    let rss_loaded = server.rss_mib();
+    server.stop();
+    let journal = disk_bytes(&dir.join("journal"));
     println!(
-        "check: {logs} event logs = {accepted} accepted webhooks; journal {:.1} GiB ({} bytes per webhook); views {:.1} GiB",
-        bytes as f64 / (1u64 << 30) as f64,
-        bytes / accepted.max(1),
-        server.app.store.size_on_disk() as f64 / (1u64 << 30) as f64
+        "check: {logs} event logs = {accepted} accepted webhooks; journal {:.1} GiB ({} bytes per webhook; its index {:.2} GiB); views {:.2} GiB; RSS {rss_loaded:.0} MiB once decided",
+        gib(journal),
+        journal / accepted.max(1),
+        gib(disk_bytes(&dir.join("journal").join("index"))),
+        gib(disk_bytes(&dir.join("views"))),
     );
-    server.shutdown().await;
 
-    let started = Instant::now();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::start(github_rule::config(&dir), listener)
-        .await
-        .unwrap();
-    let ready = started.elapsed();
+    let server = ServerProcess::start(&dir, github_rule::ADMIN, &[]).await;
     let asked = Instant::now();
-    let answer = reqwest::Client::new()
-        .get(format!(
-            "http://{}/api/v2/event_logs/?page_size=1",
-            server.addr
-        ))
-        .bearer_auth(github_rule::ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let count = event_logs(&server.base, "").await;
     let first_answer = asked.elapsed();
-    assert_eq!(answer.status(), 200);
-    let count = answer.json::<serde_json::Value>().await.unwrap()["count"].clone();
+    assert_eq!(count, accepted, "every event log is still there");
+    let rss_ready = server.rss_mib();
+    tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
-        "restart at {accepted} webhooks: ready in {:.0} ms; first API answer in {:.1} ms (count {count})",
-        ready.as_secs_f64() * 1e3,
-        first_answer.as_secs_f64() * 1e3
+        "restart at {accepted} webhooks: ready in {:.0} ms; first API answer in {:.1} ms (count {count}); RSS {rss_ready:.0} MiB at ready, {:.0} MiB 5 s later",
+        server.ready_in.as_secs_f64() * 1e3,
+        first_answer.as_secs_f64() * 1e3,
+        server.rss_mib()
     );
-    server.shutdown().await;
+    server.stop();
 }
 
 fn main() {

@@ -14,14 +14,16 @@
 //! The bench passivates after 1 s of idleness (not the default 300 s) and creates with
 //! `journal.sync = false` so that defining 200,000 resources takes a minute, not an hour.
 
-use std::net::TcpListener;
+#[path = "support/server_process.rs"]
+mod server_process;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use server_process::{ServerProcess, metric};
 
 const ADMIN: &str = "benchmark-admin-token-0123456789";
 const KEY: &str = "benchmark-webhook-key-0123456789";
@@ -34,75 +36,18 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-struct Running {
-    child: Child,
-    base: String,
-    ready_in: Duration,
-}
-
-impl Running {
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Running {
-    /// A bench that fails mid-way leaves no server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(dir: &Path, idle_seconds: u64) -> Running {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_hookforge"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("HOOKFORGE_ADMIN_TOKEN", ADMIN)
-        .env("HOOKFORGE_LOG_LEVEL", "warn")
-        .env("HOOKFORGE_JOURNAL__SYNC", "false")
-        .env("HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true")
-        .env("HOOKFORGE_ACTORS__IDLE_SECONDS", idle_seconds.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the hookforge binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "never ready");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Running {
-        child,
-        base,
-        ready_in: started.elapsed(),
-    }
+async fn start(dir: &Path, idle_seconds: u64) -> ServerProcess {
+    let idle = idle_seconds.to_string();
+    ServerProcess::start(
+        dir,
+        ADMIN,
+        &[
+            ("HOOKFORGE_JOURNAL__SYNC", "false"),
+            ("HOOKFORGE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true"),
+            ("HOOKFORGE_ACTORS__IDLE_SECONDS", &idle),
+        ],
+    )
+    .await
 }
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
@@ -165,19 +110,6 @@ fn rule(n: u64, org: u64) -> Value {
 fn endpoint(n: u64, org: u64) -> Value {
     json!({"name": format!("endpoint-{n}"), "organization": org,
         "url": format!("http://127.0.0.1:9/idle/{n}"), "events": [format!("idle.{n}")]})
-}
-
-async fn metric(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn asleep(base: &str) -> f64 {

@@ -1,6 +1,9 @@
 //! The inbound benchmarks' workload: a GitHub rule with three CEL conditions, and a stream of
 //! distinct, individually signed ~7 KiB push deliveries for it.
 
+// Shared by several benches, each of which uses part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use bytes::Bytes;
