@@ -16,6 +16,9 @@
 //! Run: `cargo bench --bench outbound` (env: BENCH_EVENTS, default 400, i.e. 40,000 deliveries;
 //! BENCH_PENDING_EVENTS, default 1000; BENCH_PUBLISHERS, concurrent publishing clients, default 16).
 
+#[path = "support/server_process.rs"]
+mod server_process;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,20 +152,7 @@ impl Server {
     }
 
     async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.split_whitespace().next() == Some(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        server_process::metric(&self.base, name).await
     }
 
     fn rss_mib(&self) -> f64 {

@@ -86,7 +86,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The value of the Prometheus series `series` (name and labels, as printed) at `base`.
+/// The value of the Prometheus series `series` (name and labels exactly as printed) at `base`;
+/// 0 while the series has no sample.
 pub async fn metric(base: &str, series: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -95,7 +96,8 @@ pub async fn metric(base: &str, series: &str) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
+        .find(|l| l.split_whitespace().next() == Some(series))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
